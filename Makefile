@@ -1,0 +1,32 @@
+# The two set-up commands: `make run` and `make test`. Both build .venv on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Keep compiled kernels and trained zoo models out of the repo and out of the user's way.
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test lint install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Pin the local CPU wheel first so nothing below can pull a multi-GB CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[hf,dev]" "torch==2.13.0"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/torchslim optimize
+
+test: install
+	$(PY) -m pytest -q -m "not gpu"
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,31 @@
+"""Progress and logging: lines on a terminal, quiet-but-logged when not a TTY.
+
+Long work calls ``say(msg)``. On a terminal it prints a timestamped line to stderr; when
+stderr is not a terminal (CI, pipes) it only goes to the ``torchslim`` logger, which the
+CLI also writes to ``run.log`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+logger = logging.getLogger("torchslim")
+_console = Console(stderr=True)
+
+
+def say(msg: str) -> None:
+    logger.info(msg)
+    if sys.stderr.isatty():
+        _console.log(msg)
+
+
+def log_to_file(path: str | Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from torchslim.bench._accuracy import accuracy, fidelity
+from torchslim.bench._counting import count_macs, count_params
+from torchslim.bench._memory import peak_memory
+from torchslim.bench._timing import time_callable
+from torchslim.data import DataBundle
+
+
+class Latency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p50: float
+    p95: float
+    cv: float
+
+
+class Metrics(BaseModel):
+    """SPEC.md section 5 ``metrics``. Every number here was measured, none estimated."""
+
+    model_config = ConfigDict(extra="forbid")
+    accuracy: float  # on the held-out split; fidelity (mean cosine) for embedding tasks
+    size_bytes: int  # the artifact's bytes on disk
+    params: int
+    macs: int | None
+    latency_ms: dict[str, Latency]  # keyed by batch size
+    throughput_per_s: float  # samples/s at the largest batch size measured
+    peak_memory_bytes: int
+    runtime: str
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Fix intra-op threads (default: all cores) so every variant is timed alike; returns it."""
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def measure(
+    fn: Callable,
+    data: DataBundle,
+    *,
+    artifact: str | Path,
+    runtime: str,
+    batch_sizes: Sequence[int] = (1, 32),
+    device: str | torch.device = "cpu",
+    reference: torch.Tensor | Callable | None = None,
+    params: int | None = None,
+    macs: int | None = None,
+    example_inputs: Callable[[int], tuple] | None = None,
+    progress: Callable[[str], None] | None = None,
+    target_s: float = 1.0,
+) -> Metrics:
+    """Measure ``fn`` (loaded from ``artifact`` on ``runtime``) on ``data.test``.
+
+    ``reference`` (outputs or a callable) is required for embedding tasks (fidelity).
+    ``params``/``macs`` default to counting ``fn`` when it is an ``nn.Module``.
+    ``example_inputs(batch_size)`` defaults to real test samples.
+    """
+    say = progress or (lambda _msg: None)
+    artifact = Path(artifact)
+    device = torch.device(device)
+    make_inputs = example_inputs or (lambda b: tuple(t.to(device) for t in data.example_inputs(b)))
+    say("accuracy")
+    with torch.no_grad():
+        if data.task == "embedding":
+            if reference is None:
+                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
+            score = fidelity(fn, reference, data.test, device=device)
+        else:
+            score = accuracy(fn, data.test, device=device)
+    if params is None:
+        params = count_params(fn) if isinstance(fn, torch.nn.Module) else 0
+    if macs is None and isinstance(fn, torch.nn.Module):
+        macs = count_macs(fn, make_inputs(1))
+    latency = {}
+    for b in batch_sizes:
+        say(f"latency at batch {b}")
+        inputs = make_inputs(b)
+        with torch.no_grad():
+            stats = time_callable(lambda: fn(*inputs), cuda=device.type == "cuda", target_s=target_s)
+        latency[str(b)] = Latency(**stats.to_dict())
+    largest = max(batch_sizes)
+    throughput = largest / (latency[str(largest)].p50 / 1e3)
+    say("peak memory")
+    memory = peak_memory(artifact, largest, runtime=runtime, device=device)
+    return Metrics(
+        accuracy=score,
+        size_bytes=artifact.stat().st_size,
+        params=int(params),
+        macs=macs,
+        latency_ms=latency,
+        throughput_per_s=throughput,
+        peak_memory_bytes=memory,
+        runtime=runtime,
+    )

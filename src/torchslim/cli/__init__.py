@@ -1,0 +1,61 @@
+"""The ``torchslim`` command: a thin typer layer over the library.
+
+Each command group lives in its own module with a ``register(app)`` function; this file
+only assembles them and maps errors to exit codes (0 ok, 2 bad input, 1 internal failure).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from torchslim.cli import _bench, _compress, _export, _optimize, _quantize, _report, _train
+from torchslim.errors import TorchslimError
+
+app = typer.Typer(
+    name="torchslim",
+    help="Make trained PyTorch models smaller and faster within an accuracy budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for _module in (_optimize, _bench, _train, _quantize, _compress, _export, _report):
+    _module.register(app)
+
+err = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns (and exits with) the process exit code."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="torchslim")
+        return result if isinstance(result, int) else 0
+    except TorchslimError as e:
+        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as e:  # a bug: say so plainly; the traceback only on request
+        if os.environ.get("TORCHSLIM_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
+                  "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False)
+        return 1

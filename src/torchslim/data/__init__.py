@@ -1,0 +1,13 @@
+"""Data sets behind DATA spec strings, as one ``DataBundle`` shape for every task.
+
+Every item of every split is ``(inputs, target)``: ``inputs`` is a tensor or a tuple of
+tensors (the model's positional arguments; e.g. ``(input_ids, attention_mask)``), ``target``
+a class index (classification) or ignored (embedding). Use ``as_args`` to call a model.
+"""
+
+from __future__ import annotations
+
+from torchslim.data._bundle import DataBundle, as_args, loader, to_device
+from torchslim.data._specs import load_data
+
+__all__ = ["DataBundle", "as_args", "load_data", "loader", "to_device"]

@@ -1,0 +1,66 @@
+"""``imagefolder:DIR``: one sub-folder per class, decoded with Pillow (no torchvision)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from torchslim.data._bundle import DataBundle
+from torchslim.errors import DataError, SpecError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class ImageFolderDataset(Dataset):
+    """Images resized to a common size, scaled to [0, 1], shaped (C, H, W)."""
+
+    def __init__(self, items: list[tuple[Path, int]], size: tuple[int, int], mode: str) -> None:
+        self.items, self.size, self.mode = items, size, mode
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.items[i]
+        with Image.open(path) as im:
+            im = im.convert(self.mode).resize(self.size)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[None]
+        else:
+            arr = arr.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(arr)), torch.tensor(label)
+
+
+def load_imagefolder(spec: str, root: Path, seed: int) -> DataBundle:
+    from PIL import Image
+
+    if not root.is_dir():
+        raise SpecError(f"{spec}: {str(root)!r} is not a directory. Give a folder with one sub-folder per class.")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"{spec}: found {len(classes)} class sub-folder(s) in {str(root)!r}; need at least 2.")
+    items = [
+        (f, label)
+        for label, name in enumerate(classes)
+        for f in sorted((root / name).rglob("*"))
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if len(items) < 3:
+        raise DataError(f"{spec}: found {len(items)} images; need at least 3 (train, validation, test).")
+    with Image.open(items[0][0]) as im0:
+        size = im0.size
+        mode = "L" if im0.mode in ("L", "1", "I", "I;16") else "RGB"
+    perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test = max(1, int(0.2 * len(items)))
+    n_val = max(1, int(0.1 * len(items)))
+    pick = lambda idx: ImageFolderDataset([items[i] for i in idx], size, mode)  # noqa: E731
+    test, val, train = pick(perm[:n_test]), pick(perm[n_test : n_test + n_val]), pick(perm[n_test + n_val :])
+    bundle = DataBundle(spec, train, val, test, "classification", len(classes), tuple(train[0][0].shape))
+    bundle.extra["classes"] = classes
+    return bundle

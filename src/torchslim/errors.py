@@ -1,0 +1,60 @@
+"""The exception tree. Every error a user can cause is a ``TorchslimError``.
+
+    TorchslimError            user-facing; the CLI prints ``message`` and exits 2
+    ├── SpecError             a MODEL or DATA spec string that cannot be resolved
+    ├── DataError             data that loads but is unusable (empty, wrong shape, bad labels)
+    ├── ConfigError           a config, recipe or CLI option with a bad key or value
+    ├── ArtifactError         a file torchslim cannot read: missing, corrupt, wrong version
+    ├── UnsupportedError      a method this device/backend cannot run (int4 on CPU, TensorRT without CUDA)
+    ├── ExportError           a model the exporter refuses, with the exporter's reason
+    └── TrainingError         training that cannot go on (NaN loss, resume with no checkpoint)
+
+Anything else escaping the library is a bug: the CLI exits 1 for it.
+"""
+
+from __future__ import annotations
+
+
+class TorchslimError(Exception):
+    """Base class; ``message`` is one paragraph naming what was wrong and how to fix it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SpecError(TorchslimError):
+    pass
+
+
+class DataError(TorchslimError):
+    pass
+
+
+class ConfigError(TorchslimError):
+    pass
+
+
+class ArtifactError(TorchslimError):
+    pass
+
+
+class UnsupportedError(TorchslimError):
+    pass
+
+
+class ExportError(TorchslimError):
+    pass
+
+
+class TrainingError(TorchslimError):
+    pass
+
+
+def config_error_from_pydantic(err, where: str) -> ConfigError:
+    """Turn a pydantic ValidationError into one ConfigError naming each bad field's path."""
+    parts = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e.get("loc", ())) or "(top level)"
+        parts.append(f"{path}: {e.get('msg')}")
+    return ConfigError(f"Invalid {where}: " + "; ".join(parts) + ".")

@@ -1,0 +1,10 @@
+"""report.json (SPEC.md section 5): typed model, JSON Schema validation, atomic writing,
+and renderers (terminal table; HTML with plots)."""
+
+from __future__ import annotations
+
+from torchslim.report._model import Candidate, Report, environment
+from torchslim.report._table import render_table
+from torchslim.report._write import load_report, validate_report, write_report
+
+__all__ = ["Candidate", "Report", "environment", "load_report", "render_table", "validate_report", "write_report"]

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from torchslim.bench import Metrics
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    steps: list[str] = Field(default_factory=list)
+    status: Literal["ok", "failed", "skipped"] = "ok"
+    error: str | None = None
+    within_budget: bool = False
+    artifact: str | None = None  # relative to the run directory
+    metrics: Metrics | None = None
+    notes: list[str] = Field(default_factory=list)  # e.g. "no speed-up over the baseline"
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    torchslim_version: str
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    environment: dict
+    model: str
+    data: str
+    task: Literal["classification", "embedding"] = "classification"
+    metric: Literal["accuracy", "fidelity"] = "accuracy"
+    budget: dict = Field(default_factory=lambda: {"max_accuracy_drop": 1.0})
+    baseline: Candidate
+    candidates: list[Candidate] = Field(default_factory=list)
+    best: str | None = None
+    _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
+
+    @property
+    def run_dir(self) -> str | None:
+        return self._run_dir
+
+    def candidate(self, name: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.name == name), None)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str | torch.device = "cpu") -> dict:
+    device = torch.device(device)
+    name = "cpu"
+    if device.type == "cuda":
+        idx = device.index or 0
+        name = f"cuda:{idx} {torch.cuda.get_device_name(idx)}"
+    return {
+        "torch": torch.__version__,
+        "device": name,
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
