@@ -147,7 +147,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ArtifactError(f"{str(path)!r} does not hold a state_dict (a mapping of names to tensors).")
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ArtifactError(
+            f"Weights in {str(path)!r} do not fit the model ({detail}). Were they saved from a different architecture?"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise ArtifactError(
             f"Weights in {str(path)!r} do not fit the model: missing {result.missing_keys[:5]}, "

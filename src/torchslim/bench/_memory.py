@@ -52,6 +52,7 @@ def peak_memory(path: str | Path, batch_size: int, *, runtime: str | None = None
 
 def _probe(path: str, batch_size: int, runtime: str | None) -> int:
     import torch._export.serde.serialize  # noqa: F401  (library code belongs in the baseline)
+
     from torchslim.artifacts import load, read_manifest
     from torchslim.runtime import get_runtime
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -35,27 +34,43 @@ def main(argv: list[str] | None = None) -> int:
     sys.exit(code)
 
 
-def run(argv: list[str] | None = None) -> int:
-    try:
-        result = app(args=argv, standalone_mode=False, prog_name="torchslim")
-        return result if isinstance(result, int) else 0
-    except TorchslimError as e:
-        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
-        return 2
-    except click.exceptions.Abort:
+def _click_exit_code(e: Exception) -> int | None:
+    """Exit code for click's own exceptions (typer vendors click, so match by shape)."""
+    name = type(e).__name__
+    if name == "Abort":
         err.print("aborted")
         return 130
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
+    if name == "Exit":
+        return int(getattr(e, "exit_code", 0))
+    if hasattr(e, "show") and hasattr(e, "exit_code"):  # UsageError, BadParameter, ...
         e.show()
         return 2
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    return None
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
     except Exception as e:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("TORCHSLIM_DEBUG"):
             raise
         err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
                   "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False)
         return 1
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="torchslim")
+        return result if isinstance(result, int) else 0
+    except TorchslimError as e:
+        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        return 2
+    except Exception as e:
+        code = _click_exit_code(e)
+        if code is None:
+            raise
+        return code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130

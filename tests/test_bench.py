@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from torchslim.artifacts import load, save_exported
+from torchslim.bench import accuracy, count_macs, count_params, measure, peak_memory, time_callable
+
+
+class Sleeper(nn.Module):
+    """A model whose cost is known: it sleeps 20 ms per call."""
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return x
+
+
+def test_timer_measures_a_known_cost():
+    model, x = Sleeper(), torch.zeros(1)
+    stats = time_callable(lambda: model(x), warmup_s=0.0, min_warmup=1, target_s=0.3, min_runs=5)
+    # sleep never returns early; scheduling may add a little, never subtract
+    assert 20.0 <= stats.p50 < 35.0
+    assert stats.p50 <= stats.p95 and stats.runs >= 5 and stats.cv >= 0
+
+
+def test_params_and_macs_of_a_known_model():
+    model = nn.Sequential(nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 3))
+    assert count_params(model) == 64 * 10 + 10 + 10 * 3 + 3
+    assert count_macs(model, (torch.randn(1, 64),)) == 64 * 10 + 10 * 3
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    assert count_params(conv) == 36 + 8  # BN running statistics are not parameters
+    assert count_macs(conv, (torch.randn(1, 1, 8, 8),)) == 4 * 8 * 8 * 9
+
+
+def test_accuracy_of_known_predictions():
+    data = torch.utils.data.TensorDataset(torch.eye(4), torch.tensor([0, 1, 2, 0]))
+    assert accuracy(nn.Identity(), data) == pytest.approx(0.75)
+
+
+def test_measure_reports_real_bytes_and_every_field(tmp_path, digits):
+    from torchslim.zoo import create_model
+
+    model = create_model("digits-mlp").eval()
+    path = save_exported(model, tmp_path / "m.pt2", digits.example_inputs(2))
+    fn = load(path)
+    m = measure(fn, digits, artifact=path, runtime="eager", batch_sizes=(1, 8), target_s=0.1)
+    assert m.size_bytes == path.stat().st_size
+    assert m.params == count_params(model)
+    assert m.macs == 64 * 256 + 256 * 128 + 128 * 10
+    assert set(m.latency_ms) == {"1", "8"}
+    assert m.throughput_per_s == pytest.approx(8 / (m.latency_ms["8"].p50 / 1e3))
+    assert 0.0 <= m.accuracy <= 1.0 and m.peak_memory_bytes > 0
+
+
+def test_peak_memory_grows_with_the_model(tmp_path):
+    small = save_exported(nn.Linear(64, 8), tmp_path / "small.pt2", (torch.randn(2, 64),))
+    big = save_exported(nn.Linear(64, 400_000), tmp_path / "big.pt2", (torch.randn(2, 64),))
+    # 400k x 64 fp32 weights are ~98 MiB; the probe must see at least most of them
+    assert peak_memory(big, 1) - peak_memory(small, 1) > 80 * 2**20
+
+
+def test_exported_artifact_round_trip(tmp_path, digits):
+    from torchslim.zoo import create_model
+
+    model = create_model("resnet-mini").eval()
+    path = save_exported(model, tmp_path / "r.pt2", digits.example_inputs(2))
+    fn = load(path)
+    for batch in (1, 5):
+        x = digits.example_inputs(batch)[0]
+        torch.testing.assert_close(fn(x), model(x), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import copy
+import json
+
+import jsonschema
+import pytest
+
+from torchslim.bench import Metrics
+from torchslim.errors import ArtifactError
+from torchslim.report import Candidate, Report, load_report, validate_report, write_report
+
+
+def _metrics(p50: float = 1.0) -> Metrics:
+    return Metrics(accuracy=0.98, size_bytes=1000, params=10, macs=None,
+                   latency_ms={"1": {"p50": p50, "p95": p50 * 1.1, "cv": 0.05}},
+                   throughput_per_s=1000.0, peak_memory_bytes=123, runtime="eager")
+
+
+def _report() -> Report:
+    base = Candidate(name="baseline", within_budget=True, artifact="baseline.pt2", metrics=_metrics())
+    failed = Candidate(name="broken", status="failed", error="ExportError: no", metrics=None)
+    return Report(torchslim_version="0.1.0", environment={"torch": "2.13", "device": "cpu", "cpu": "x", "threads": 2},
+                  model="digits-cnn", data="digits", baseline=base, candidates=[failed], best=None)
+
+
+def test_written_report_validates_and_round_trips(tmp_path):
+    report = _report()
+    path = write_report(report, tmp_path)
+    assert load_report(tmp_path).model_dump() == report.model_dump()
+    assert not [p for p in tmp_path.iterdir() if p.name != "report.json"]  # no temp files left
+    validate_report(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d.pop("baseline"),
+        lambda d: d.update(task="regression"),
+        lambda d: d["baseline"]["metrics"].update(size_bytes=-1),
+        lambda d: d["baseline"]["metrics"]["latency_ms"].update({"one": {"p50": 1, "p95": 1, "cv": 0}}),
+        lambda d: d["candidates"][0].update(error=None),  # a failed candidate must say why
+        lambda d: d["baseline"].update(status="ok", metrics=None),
+        lambda d: d["budget"].update(max_accuracy_drop=-1),
+    ],
+)
+def test_schema_rejects_broken_reports(breakage):
+    data = json.loads(_report().model_dump_json())
+    validate_report(copy.deepcopy(data))
+    breakage(data)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(data)
+
+
+def test_load_report_refuses_garbage(tmp_path):
+    (tmp_path / "report.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not a valid torchslim report"):
+        load_report(tmp_path)
+    with pytest.raises(ArtifactError, match="No report"):
+        load_report(tmp_path / "elsewhere")
