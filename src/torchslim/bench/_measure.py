@@ -84,7 +84,7 @@ def measure(
         say(f"latency at batch {b}")
         inputs = make_inputs(b)
         with torch.no_grad():
-            stats = time_callable(lambda: fn(*inputs), cuda=device.type == "cuda", target_s=target_s)
+            stats = time_callable(lambda inputs=inputs: fn(*inputs), cuda=device.type == "cuda", target_s=target_s)
         latency[str(b)] = Latency(**stats.to_dict())
     largest = max(batch_sizes)
     throughput = largest / (latency[str(largest)].p50 / 1e3)
