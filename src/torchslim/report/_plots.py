@@ -93,7 +93,8 @@ def pareto_svg(report: Report, axis: str) -> str | None:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.margins(x=0.12, y=0.08)  # room for the point labels
+    ax.legend(fontsize=7, loc="best")
     return _svg(fig, f"pareto-{axis}")
 
 
