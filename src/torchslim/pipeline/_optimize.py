@@ -105,12 +105,13 @@ def optimize(
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes)
     batch_sizes = sorted({int(b) for b in batch_sizes})
+    dev = resolve_device(device)
     loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
     run_dir, previous = prepare_run_dir(out, resume)
     handler = log_to_file(run_dir / "run.log")
     try:
         return _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
-                    device=device, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
+                    dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
                     step_table=step_table, measure_fn=measure_fn, html=html)
     finally:
         logging.getLogger("torchslim").removeHandler(handler)
@@ -134,9 +135,8 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
 
 
 def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, *, weights, max_accuracy_drop,
-         device, time_budget, seed, batch_sizes, step_table, measure_fn, html) -> Report:
+         dev, time_budget, seed, batch_sizes, step_table, measure_fn, html) -> Report:
     started = time.perf_counter()
-    dev = resolve_device(device)
     set_threads()
     torch.manual_seed(seed)
     handle, bundle, model_name, data_name = _resolve(model, data, weights, dev, seed, run_dir)
