@@ -90,7 +90,12 @@ def trained():
     data = load_data("digits")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    fit(model, data, TrainConfig(epochs=8, lr=1e-2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 2-layer MLP gains nothing from threads; on a busy machine they cost
+    try:
+        fit(model, data, TrainConfig(epochs=4, lr=1e-2))
+    finally:
+        torch.set_num_threads(threads)
     assert accuracy(model, data.test) > 0.85
     return model, data
 
@@ -195,3 +200,78 @@ def test_refusing_a_used_out_dir_and_bad_options(trained, tmp_path):
 
 def test_optimize_is_exported_at_top_level():
     assert torchslim.optimize is optimize
+
+
+class PruneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ratio: float = Field(0.5, gt=0, lt=1)
+    ignore: list[str] = Field(default_factory=list)
+
+
+def _prune_run(model, config, ctx):
+    CALLS.append((ctx.work_dir.name, config.ratio, tuple(config.ignore)))
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear) and name not in config.ignore:
+                w = module.weight
+                w.masked_fill_(w.abs() <= w.abs().flatten().kthvalue(int(config.ratio * w.numel())).values, 0.0)
+    return StepOutput(model=model, notes=["masked/unstructured sparsity: dense kernels"])
+
+
+def test_sensitivity_and_refine_run_a_second_stage(trained, tmp_path):
+    CALLS.clear()
+    recipe = {"candidates": [{"name": "p", "steps": [{"prune": {"ratio": 0.5}}]}],
+              "sensitivity": {"ratio": 0.5},
+              "refine": {"ratio_deltas": [-0.2, 0.2, 0.6], "skip_sensitive": 1, "max_candidates": 3}}
+    table = {**FAKE_STEPS, "prune": (lambda o: PruneConfig.model_validate(o or {}), _prune_run)}
+    model, data = trained
+    report = optimize(model, data, recipe=recipe, step_table=table, measure_fn=fake_measure({}), device="cpu",
+                      batch_sizes=(1,), out=tmp_path / "run")
+    layers = report.sensitivity["layers"]
+    assert {r["name"] for r in layers} == {"1", "3"} and report.sensitivity["split"] == "val"
+    assert layers[0]["accuracy_drop"] >= layers[1]["accuracy_drop"]  # most sensitive first
+    names = [c.name for c in report.candidates]
+    assert names[:3] == ["p", "p.ratio-0.3", "p.ratio-0.7"]  # 0.5 + 0.6 is out of range: not planned
+    assert all(c.refined_from == "p" for c in report.candidates[1:])
+    assert ("p.ratio-0.7", 0.7, ()) in CALLS
+    sensitive = [r["name"] for r in layers if r["accuracy_drop"] > 0][:1]
+    if sensitive:
+        assert names[3] == "p.keep-1-sensitive" and ("p.keep-1-sensitive", 0.5, tuple(sensitive)) in CALLS
+    assert report.candidate("p.ratio-0.3").steps == ["prune(ratio=0.3)"]
+    assert "masked/unstructured sparsity: dense kernels" in report.candidate("p").notes
+    assert 'id="plot-sensitivity"' in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_refine_family_falls_back_to_the_most_accurate_over_budget():
+    from torchslim.pipeline._recipe import PlannedCandidate, PlannedStep
+    from torchslim.pipeline._refine import choose_family
+    from torchslim.report import Candidate
+
+    def cand(name, acc, within):
+        return Candidate(name=name, within_budget=within, metrics=Metrics(
+            accuracy=acc, size_bytes=10, params=1, macs=None, latency_ms={"1": Latency(p50=1, p95=1, cv=0)},
+            throughput_per_s=1, peak_memory_bytes=1, runtime="eager"))
+
+    step = PlannedStep("prune", {"ratio": 0.9}, None, None)
+    plans = {"q": PlannedCandidate("q", [PlannedStep("quantize", {}, None, None)]),
+             "p90": PlannedCandidate("p90", [step]), "p95": PlannedCandidate("p95", [step])}
+    results = [cand("q", 0.97, True), cand("p95", 0.80, False), cand("p90", 0.90, False)]
+    assert choose_family(results, plans, skip_layers=[]) == "p90"
+    assert choose_family(results, plans, skip_layers=["conv1"]) == "q"  # quantize can skip layers
+
+
+def test_select_best_ties_by_size_and_ignores_failures():
+    from torchslim.pipeline import select_best
+    from torchslim.report import Candidate
+
+    def cand(name, p50, size, within=True, status="ok"):
+        m = Metrics(accuracy=0.9, size_bytes=size, params=1, macs=None, latency_ms={"1": Latency(p50=p50, p95=p50, cv=0)},
+                    throughput_per_s=1, peak_memory_bytes=1, runtime="eager")
+        return Candidate(name=name, within_budget=within, status=status, metrics=m if status == "ok" else None,
+                         error=None if status == "ok" else "x")
+
+    assert select_best([cand("big", 1.0, 900), cand("small", 1.0, 300), cand("mid", 1.0, 500)]) == "small"
+    assert select_best([cand("big", 1.0, 900), cand("small-noise", 1.01, 300)]) == "small-noise"  # within 2%: a tie
+    assert select_best([cand("big", 1.0, 900), cand("small-slow", 1.5, 300)]) == "big"
+    assert select_best([cand("fast-out", 0.1, 1, within=False), cand("f", 0.1, 1, status="failed"), cand("ok", 2.0, 9)]) == "ok"
+    assert select_best([cand("out", 0.1, 1, within=False)]) is None
