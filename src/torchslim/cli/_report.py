@@ -13,10 +13,10 @@ def report_cmd(
     run_dir: Annotated[str, typer.Argument(help="a run directory written by `torchslim optimize`")],
 ) -> None:
     """Re-render report.html and the results table from RUN_DIR/report.json."""
+    from pathlib import Path
+
     from torchslim.pipeline import write_html
     from torchslim.report import load_report, render_table
-
-    from pathlib import Path
 
     report = load_report(run_dir)  # validates against the schema; exit 2 when missing or invalid
     folder = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)

@@ -8,7 +8,13 @@
 from __future__ import annotations
 
 from torchslim.pipeline._optimize import optimize, write_html
-from torchslim.pipeline._recipe import LoadedRecipe, Recipe, describe_step, list_recipes, load_recipe
+from torchslim.pipeline._recipe import (
+    LoadedRecipe,
+    Recipe,
+    describe_step,
+    list_recipes,
+    load_recipe,
+)
 from torchslim.pipeline._select import select_best
 from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
 from torchslim.pipeline.context import StepContext, StepOutput

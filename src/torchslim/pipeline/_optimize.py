@@ -113,6 +113,9 @@ def optimize(
         return _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
                     dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
                     step_table=step_table, measure_fn=measure_fn, html=html)
+    except KeyboardInterrupt:
+        say(f"interrupted: measured candidates are in {run_dir / 'report.json'}; continue with --out {run_dir} --resume")
+        raise
     finally:
         logging.getLogger("torchslim").removeHandler(handler)
         handler.close()

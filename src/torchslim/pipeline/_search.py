@@ -136,7 +136,9 @@ def _save(model: nn.Module, work_dir: Path, runtime: str, plan: PlannedCandidate
     if runtime in ("eager", "compile"):
         return save_exported(model, work_dir / "model.pt2", setup.example_inputs, runtime=runtime,
                              task=setup.data.task, steps=plan.step_strings(), input_names=setup.input_names)
-    from torchslim.bench._api import _save_for_runtime  # the one place that knows how to export per runtime
+    from torchslim.bench._api import (
+        _save_for_runtime,  # the one place that knows how to export per runtime
+    )
 
     return _save_for_runtime(model, work_dir, setup.example_inputs, runtime, setup.data.task)
 

@@ -51,7 +51,7 @@ def _row(c: Candidate, report: Report, keys: list[str], is_baseline: bool = Fals
         drop = (base.metrics.accuracy - m.accuracy) * 100 if base.metrics else 0.0
         ratio = base.metrics.size_bytes / m.size_bytes if base.metrics and m.size_bytes else None
         cells += [f"<td>{m.accuracy * 100:.2f}</td>", f"<td>{drop:+.2f}</td>", f"<td>{_fmt_bytes(m.size_bytes)}</td>",
-                  f"<td>{'x%.2f' % ratio if ratio else '-'}</td>"]
+                  f"<td>{f'x{ratio:.2f}' if ratio else '-'}</td>"]
         for k in keys:
             lat = m.latency_ms.get(k)
             speed = _speedup(c, base, k)

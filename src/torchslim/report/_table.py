@@ -70,6 +70,10 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         style = "bold green" if c.name == report.best else ("red" if c.status == "failed" else None)
         table.add_row(*row, style=style)
     console.print(table)
+    for c in report.candidates:
+        for note in c.notes:
+            if note.startswith(("no speed-up", "no clear speed-up")):
+                console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
     if report.best:
         console.print(f"[bold green]best:[/] {report.best}")
     else:
