@@ -89,6 +89,11 @@ def pareto_svg(report: Report, axis: str) -> str | None:
                    edgecolors="black", zorder=5, label=f"best: {best.name}")
     if axis == "size" and points:
         ax.set_xscale("log")
+        xs = [x for _, x, _ in points] + ([base_x] if base_x is not None else [])
+        low, high = min(xs), max(xs)
+        if high / max(low, 1e-9) < 4:  # a near-flat log axis would make equal sizes look far apart
+            middle = (low * high) ** 0.5
+            ax.set_xlim(min(low, middle / 2) / 1.2, max(high, middle * 2) * 1.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}")

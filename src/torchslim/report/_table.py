@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -47,7 +49,8 @@ def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str]) -> l
 
 def render_table(report: Report, console: Console | None = None) -> Table:
     """A rich table of the baseline and every candidate; the best row is highlighted."""
-    console = console or Console()
+    # Piped output (CI logs, `| tee`) would be cut to 80 columns; a results table needs its width.
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     base = report.baseline
     keys: list[str] = []
     for c in [base, *report.candidates]:
