@@ -30,7 +30,7 @@ from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
 from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
-from torchslim.pipeline._select import select_best
+from torchslim.pipeline._select import is_within_budget, select_best
 from torchslim.pipeline._sensitivity import layer_sensitivity
 from torchslim.report import Candidate, Report, environment, load_report, write_report
 from torchslim.specs import ModelHandle, resolve
@@ -131,7 +131,7 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
         return ModelHandle(module, f"python:{type(model).__name__}"), bundle, f"python:{type(model).__name__}", bundle.spec
     if isinstance(data, DataBundle):
         raise ConfigError("Give data as a DATA spec string when the model is a MODEL spec string.")
-    if weights is None and saved.is_file():
+    if weights is None and saved.is_file() and not model.startswith("hf:"):
         weights = str(saved)  # resuming: the baseline this run started from, not a retrained one
     handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
     return handle, bundle, model, data
@@ -210,6 +210,8 @@ def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report
         old = done.get(plan.name)
         if old is not None and old.steps == plan.step_strings():
             say(f"{label} {plan.name}: already measured in this run directory; kept")
+            if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
+                old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
             report.candidates.append(old)
             continue
         reason = skip_reason(started, time_budget, setup.durations)
