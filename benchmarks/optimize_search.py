@@ -41,9 +41,11 @@ def main() -> None:
             "size_ratio": base.size_bytes / m.size_bytes if m else None,
             "runtime": m.runtime if m else None, "within_budget": c.within_budget, "error": c.error,
         })
+    def fmt(value, spec: str) -> str:
+        return format(value, spec) if value is not None else "-"
+
     print(f"{'candidate':34} {'status':8} {'s':>6} {'acc %':>7} {'x b=1':>6} {'x size':>7}  runtime")
     for r in rows:
-        fmt = (lambda v, f: format(v, f) if v is not None else "-")
         acc = fmt(r["accuracy"] * 100 if r["accuracy"] is not None else None, ".2f")
         print(f"{r['candidate']:34} {r['status']:8} {fmt(r['seconds'], '.1f'):>6} {acc:>7} "
               f"{fmt(r['speedup_b1'], '.2f'):>6} {fmt(r['size_ratio'], '.2f'):>7}  {r['runtime'] or (r['error'] or '')[:50]}")

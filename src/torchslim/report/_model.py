@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import torch
@@ -28,7 +28,7 @@ class Candidate(BaseModel):
 class Report(BaseModel):
     model_config = ConfigDict(extra="allow")
     torchslim_version: str
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     environment: dict
     model: str
     data: str
