@@ -1,9 +1,25 @@
-"""Commands of this group are registered here (not built yet)."""
-
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("report")(report_cmd)
+
+
+def report_cmd(
+    run_dir: Annotated[str, typer.Argument(help="a run directory written by `torchslim optimize`")],
+) -> None:
+    """Re-render report.html and the results table from RUN_DIR/report.json."""
+    from pathlib import Path
+
+    from torchslim.pipeline import write_html
+    from torchslim.report import load_report, render_table
+
+    report = load_report(run_dir)  # validates against the schema; exit 2 when missing or invalid
+    folder = Path(run_dir).parent if Path(run_dir).is_file() else Path(run_dir)
+    path = write_html(report, folder)
+    render_table(report)
+    typer.echo(f"report: {path}")

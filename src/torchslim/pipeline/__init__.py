@@ -1,7 +1,36 @@
-"""The main job: measure the baseline, run candidate pipelines, keep the best within budget."""
+"""The main job: measure the baseline, run candidate pipelines, keep the best within budget.
+
+    load_recipe(NAME | FILE | mapping)  -> LoadedRecipe   (validates every step up front)
+    optimize(model, data, recipe=...)   -> Report         (writes the run directory)
+    select_best(candidates)             -> name | None    (fastest within budget, ties by size)
+"""
 
 from __future__ import annotations
 
-from torchslim.pipeline._optimize import optimize
+from torchslim.pipeline._optimize import optimize, write_html
+from torchslim.pipeline._recipe import (
+    LoadedRecipe,
+    Recipe,
+    describe_step,
+    list_recipes,
+    load_recipe,
+)
+from torchslim.pipeline._select import select_best
+from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
+from torchslim.pipeline.context import StepContext, StepOutput
 
-__all__ = ["optimize"]
+__all__ = [
+    "STEP_TABLE",
+    "LoadedRecipe",
+    "Recipe",
+    "StepContext",
+    "StepOutput",
+    "describe_step",
+    "known_steps",
+    "list_recipes",
+    "load_recipe",
+    "optimize",
+    "resolve_step",
+    "select_best",
+    "write_html",
+]

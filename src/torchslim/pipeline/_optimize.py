@@ -1,19 +1,41 @@
+"""``torchslim.optimize``: baseline -> every candidate of a recipe -> best within budget.
+
+The run directory gets ``report.json`` (rewritten atomically after every candidate, so a
+kill loses at most the candidate that was running and ``resume=True`` carries on),
+``report.html``, ``run.log``, ``baseline.pt2`` and ``candidates/<name>/``.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn as nn
 
 import torchslim
+from torchslim._io import atomic_write
 from torchslim._log import log_to_file, say
 from torchslim.artifacts import load, save_exported
-from torchslim.bench import measure, set_threads
+from torchslim.bench import measure, predict, set_threads
+from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
-from torchslim.errors import ConfigError
-from torchslim.report import Candidate, Report, environment, write_report
-from torchslim.specs import resolve
+from torchslim.errors import ArtifactError, ConfigError
+from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
+from torchslim.pipeline._refine import refine_plans
+from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
+from torchslim.pipeline._select import is_within_budget, select_best
+from torchslim.pipeline._sensitivity import layer_sensitivity
+from torchslim.report import Candidate, Report, environment, load_report, write_report
+from torchslim.specs import ModelHandle, resolve
+
+BASELINE_WEIGHTS = "baseline_weights.pt"  # lets --resume rebuild the very same baseline
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -26,51 +48,184 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
+def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int]) -> None:
+    if not isinstance(max_accuracy_drop, (int, float)) or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
+        raise ConfigError(f"--max-accuracy-drop must be a number >= 0 (percentage points), got {max_accuracy_drop}.")
+    if time_budget is not None and (not math.isfinite(time_budget) or time_budget < 0):
+        raise ConfigError(f"--time-budget must be a number of seconds >= 0, got {time_budget}.")
+    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be whole numbers >= 1, got {list(batch_sizes)}.")
+
+
+def prepare_run_dir(out: str | Path | None, resume: bool) -> tuple[Path, Report | None]:
+    """The run directory and, with ``resume``, the report of the run it already holds.
+
+    A directory holding another run is never overwritten silently: without ``resume`` it is refused.
+    """
+    run_dir = Path(out) if out else new_run_dir()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {str(run_dir)!r} is a file, not a directory. Choose a new --out directory.")
+    used = run_dir.is_dir() and any((run_dir / n).exists() for n in ("report.json", "run.log", "candidates"))
+    if used and not resume:
+        raise ConfigError(f"--out {str(run_dir)!r} already holds a torchslim run. Pass --resume to continue it, "
+                          "or choose a new --out directory (nothing was overwritten).")
+    previous = None
+    if resume and (run_dir / "report.json").is_file():
+        try:
+            previous = load_report(run_dir)
+        except ArtifactError as e:
+            raise ConfigError(f"Cannot resume {str(run_dir)!r}: {e.message} Choose a new --out directory.") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, previous
+
+
 def optimize(
-    model: str = "digits-cnn",
-    data: str = "digits",
+    model: str | nn.Module = "digits-cnn",
+    data: str | DataBundle = "digits",
     *,
+    recipe: str | Path | Mapping = "default",
     weights: str | None = None,
     max_accuracy_drop: float = 1.0,
     device: str = "auto",
     out: str | Path | None = None,
+    resume: bool = False,
+    time_budget: float | None = None,
     seed: int = 0,
     batch_sizes: Sequence[int] = (1, 32),
+    step_table: Mapping[str, Any] | None = None,
+    measure_fn: Callable = measure,
+    html: bool = True,
 ) -> Report:
-    """Measure the baseline and write ``report.json``. (The candidate search is not built yet.)"""
-    if max_accuracy_drop < 0:
-        raise ConfigError(f"--max-accuracy-drop must be >= 0 percentage points, got {max_accuracy_drop}.")
-    run_dir = Path(out) if out else new_run_dir()
-    if (run_dir / "report.json").exists():
-        raise ConfigError(f"{str(run_dir)!r} already holds a run. Choose a new --out directory.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_to_file(run_dir / "run.log")
+    """Run every candidate of ``recipe`` on ``model`` and keep the best within the budget.
+
+    ``model``/``data`` are specs (SPEC.md section 2) or an ``nn.Module`` with a ``DataBundle``
+    (or a DATA spec). ``max_accuracy_drop`` is in percentage points; ``time_budget`` (seconds)
+    stops starting new candidates once it would be exceeded. ``step_table`` replaces the table
+    of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
+    """
+    _check_options(max_accuracy_drop, time_budget, batch_sizes)
+    batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
+    loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
+    run_dir, previous = prepare_run_dir(out, resume)
+    handler = log_to_file(run_dir / "run.log")
+    try:
+        return _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
+                    dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
+                    step_table=step_table, measure_fn=measure_fn, html=html)
+    except KeyboardInterrupt:
+        say(f"interrupted: measured candidates are in {run_dir / 'report.json'}; continue with --out {run_dir} --resume")
+        raise
+    finally:
+        logging.getLogger("torchslim").removeHandler(handler)
+        handler.close()
+
+
+def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandle, DataBundle, str, str]:
+    saved = run_dir / BASELINE_WEIGHTS
+    if isinstance(model, nn.Module):
+        bundle = data if isinstance(data, DataBundle) else load_data(data, seed=seed)
+        module = copy.deepcopy(model).to(dev).eval()
+        if saved.is_file():
+            module.load_state_dict(torch.load(saved, map_location=dev, weights_only=True))
+        return ModelHandle(module, f"python:{type(model).__name__}"), bundle, f"python:{type(model).__name__}", bundle.spec
+    if isinstance(data, DataBundle):
+        raise ConfigError("Give data as a DATA spec string when the model is a MODEL spec string.")
+    if weights is None and saved.is_file() and not model.startswith("hf:"):
+        weights = str(saved)  # resuming: the baseline this run started from, not a retrained one
+    handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
+    return handle, bundle, model, data
+
+
+def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, *, weights, max_accuracy_drop,
+         dev, time_budget, seed, batch_sizes, step_table, measure_fn, html) -> Report:
+    started = time.perf_counter()
     set_threads()
     torch.manual_seed(seed)
-    handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
-    example = tuple(t.to(dev) for t in bundle.example_inputs(2))
-    say("saving the baseline artifact")
-    artifact = save_exported(handle.model, run_dir / "baseline.pt2", example, task=bundle.task)
-    say("measuring the baseline")
-    fn = load(artifact, device=dev)
-    reference = handle.model if bundle.task == "embedding" else None
-    metrics = measure(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
-                      reference=reference, macs=None, progress=say)
-    baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True,
-                         artifact=artifact.name, metrics=metrics)
-    report = Report(
-        torchslim_version=torchslim.__version__,
-        environment=environment(dev),
-        model=model,
-        data=data,
-        task=bundle.task,
-        metric=bundle.metric,
-        budget={"max_accuracy_drop": max_accuracy_drop},
-        baseline=baseline,
-        candidates=[],
-        best=None,
-    )
-    write_report(report, run_dir)
+    handle, bundle, model_name, data_name = _resolve(model, data, weights, dev, seed, run_dir)
+    if previous is not None and (previous.model, previous.data) != (model_name, data_name):
+        raise ConfigError(f"Cannot resume {str(run_dir)!r}: it optimized {previous.model} on {previous.data}, not "
+                          f"{model_name} on {data_name}. Choose a new --out directory.")
+    baseline_model = handle.model.to(dev).eval()
+    weights_path = run_dir / BASELINE_WEIGHTS
+    if not weights_path.exists():
+        state = {k: v.detach().cpu().clone() for k, v in baseline_model.state_dict().items()}
+        atomic_write(weights_path, lambda p: torch.save(state, p))
+    example = tuple(t.to(dev) for t in bundle.example_inputs(2, split="train"))
+    input_names = getattr(handle.hf, "input_names", None) if handle.hf is not None else None
+    reference = None
+    if bundle.task == "embedding":
+        reference, _ = predict(baseline_model, bundle.test, device=dev)
+
+    if previous is not None and previous.baseline.status == "ok" and (run_dir / (previous.baseline.artifact or "")).is_file():
+        say("resume: reusing the measured baseline")
+        baseline = previous.baseline
+    else:
+        say("saving the baseline artifact")
+        artifact = save_exported(baseline_model, run_dir / "baseline.pt2", example, task=bundle.task, input_names=input_names)
+        say("measuring the baseline")
+        fn = load(artifact, device=dev)
+        metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
+                             reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
+        baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics)
+
+    report = Report(torchslim_version=torchslim.__version__, environment=environment(dev), model=model_name, data=data_name,
+                    task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": max_accuracy_drop},
+                    baseline=baseline, candidates=[], best=None, recipe=loaded.name)
     report._run_dir = str(run_dir)
+    sens_spec = loaded.spec.sensitivity
+    if sens_spec is not None:
+        if previous is not None and previous.sensitivity:
+            report.sensitivity = previous.sensitivity
+        else:
+            say(f"sensitivity: pruning one layer at a time ({sens_spec.ratio:.0%}), scored on the validation split")
+            report.sensitivity = layer_sensitivity(baseline_model, bundle, ratio=sens_spec.ratio,
+                                                   max_layers=sens_spec.max_layers, device=dev)
+    write_report(report, run_dir)
+
+    setup = SearchSetup(run_dir=run_dir, data=bundle, baseline_model=baseline_model, baseline=baseline, device=dev,
+                        example_inputs=example, batch_sizes=batch_sizes, max_accuracy_drop=max_accuracy_drop, seed=seed,
+                        input_names=input_names, reference=reference, measure_fn=measure_fn)
+    plans = [p for p in loaded.candidates if not p.devices or dev.type in p.devices]
+    for p in loaded.candidates:
+        if p not in plans:
+            say(f"{p.name}: not planned, it runs only on {', '.join(p.devices)} (this run: {dev.type})")
+    done = {c.name: c for c in (previous.candidates if previous else []) if c.status in ("ok", "failed")}
+    _run_stage(plans, setup, report, done, started, time_budget, "")
+    if loaded.spec.refine is not None:
+        refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity, step_table)
+        _run_stage(refined, setup, report, done, started, time_budget, "refine ")
+    report.best = select_best(report.candidates)
+    write_report(report, run_dir)
+    say(f"best: {report.best}" if report.best else "no candidate is within the accuracy budget")
+    if html:
+        write_html(report, run_dir)
     return report
+
+
+def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report, done: dict[str, Candidate],
+               started: float, time_budget: float | None, prefix: str) -> None:
+    for i, plan in enumerate(plans, start=1):
+        label = f"{prefix}[{i}/{len(plans)}]"
+        old = done.get(plan.name)
+        if old is not None and old.steps == plan.step_strings():
+            say(f"{label} {plan.name}: already measured in this run directory; kept")
+            if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
+                old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
+            report.candidates.append(old)
+            continue
+        reason = skip_reason(started, time_budget, setup.durations)
+        if reason is not None:
+            say(f"{label} {plan.name}: skipped ({reason})")
+            report.candidates.append(Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
+                                               within_budget=False, refined_from=plan.refined_from))
+        else:
+            report.candidates.append(run_candidate(plan, setup, label))
+        write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
+
+
+def write_html(report: Report, run_dir: str | Path) -> Path:
+    from torchslim._io import atomic_write_text
+    from torchslim.report._html import render_html
+
+    return atomic_write_text(Path(run_dir) / "report.html", render_html(report))

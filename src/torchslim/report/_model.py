@@ -21,6 +21,8 @@ class Candidate(BaseModel):
     artifact: str | None = None  # relative to the run directory
     metrics: Metrics | None = None
     notes: list[str] = Field(default_factory=list)  # e.g. "no speed-up over the baseline"
+    duration_s: float | None = None  # wall time of its steps + measurement
+    refined_from: str | None = None  # set for second-stage variants of another candidate
 
 
 class Report(BaseModel):
@@ -36,6 +38,8 @@ class Report(BaseModel):
     baseline: Candidate
     candidates: list[Candidate] = Field(default_factory=list)
     best: str | None = None
+    recipe: str | None = None  # the recipe's built-in name or file path
+    sensitivity: dict | None = None  # per-layer sensitivity, when the recipe asked for it
     _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
 
     @property

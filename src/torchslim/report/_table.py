@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -47,7 +49,8 @@ def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str]) -> l
 
 def render_table(report: Report, console: Console | None = None) -> Table:
     """A rich table of the baseline and every candidate; the best row is highlighted."""
-    console = console or Console()
+    # Piped output (CI logs, `| tee`) would be cut to 80 columns; a results table needs its width.
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     base = report.baseline
     keys: list[str] = []
     for c in [base, *report.candidates]:
@@ -70,6 +73,10 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         style = "bold green" if c.name == report.best else ("red" if c.status == "failed" else None)
         table.add_row(*row, style=style)
     console.print(table)
+    for c in report.candidates:
+        for note in c.notes:
+            if note.startswith(("no speed-up", "no clear speed-up")):
+                console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
     if report.best:
         console.print(f"[bold green]best:[/] {report.best}")
     else:
