@@ -110,4 +110,7 @@ def parse_prune_config(options: Any, where: str = "prune options") -> MagnitudeP
     try:
         return _ADAPTER.validate_python(options)
     except ValidationError as e:
-        raise config_error_from_pydantic(e, where) from None
+        error = config_error_from_pydantic(e, where)
+        # The union tags each location with the method ("channel.ratio"); users wrote "ratio".
+        message = error.message.replace(f": {options['method']}.", ": ").replace(f"; {options['method']}.", "; ")
+        raise ConfigError(message) from None
