@@ -131,7 +131,6 @@ def channel_counts(model: nn.Module) -> dict[str, int]:
     return {n: (m.out_features if isinstance(m, nn.Linear) else m.out_channels) for n, m in prunable_layers(model).items()}
 
 
-@torch.no_grad()
 def shrink_to_width(model: nn.Module, width_multiplier: float, example_inputs: tuple) -> nn.Module:
     """``model`` with every prunable width scaled by ``width_multiplier`` (in place), keeping
     the classifier's outputs. Used to build a thinner student of the same architecture."""
