@@ -66,6 +66,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
             iterative_steps=config.iterations,
             ignored_layers=[modules[n] for n in keep],
+            round_to=config.round_to,
             num_heads=num_heads,
             prune_num_heads=bool(num_heads) and config.prune_heads,
             prune_head_dims=not config.prune_heads,

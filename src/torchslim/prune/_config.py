@@ -83,6 +83,7 @@ class ChannelPruneConfig(_PruneBase):
     importance: Literal["l1", "l2", "taylor"] = "l1"
     scope: Literal["uniform", "global"] = "uniform"
     prune_heads: bool = Field(True, description="remove whole attention heads (at `ratio`) in known attention modules")
+    round_to: int | None = Field(None, ge=1, le=1024, description="keep channel counts multiples of this (vector/tensor-core widths)")
     taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients score taylor importance")
     recalibrate_batches: int = Field(32, ge=0, le=100000, description="training batches used to re-estimate BN statistics")
 
