@@ -50,7 +50,13 @@ def main() -> None:
 
     from torchslim.artifacts import save_exported
     from torchslim.bench import accuracy, count_macs, count_params
-    from torchslim.prune import ChannelPruneConfig, GlobalPruneConfig, prune, save_sparse, zero_fraction
+    from torchslim.prune import (
+        ChannelPruneConfig,
+        GlobalPruneConfig,
+        prune,
+        save_sparse,
+        zero_fraction,
+    )
     from torchslim.specs import resolve
 
     started = time.time()

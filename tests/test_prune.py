@@ -180,3 +180,24 @@ def test_run_step_notes_are_honest(digits):
     assert "no speed-up" in out.notes[0] and "50.0%" in out.notes[0]
     out = run_step(model, validate_step({"method": "channel", "ratio": 0.5}), ctx)
     assert _params(out.model) < _params(model) and "channels removed" in out.notes[0]
+
+
+class _FixedReshape(nn.Module):
+    """Reshapes to a hard-coded width: channel pruning cannot stay consistent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(64, 64)
+        self.b = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.b(self.a(x.flatten(1)).view(x.shape[0], 4, 16)).mean(1)
+
+
+def test_unfollowable_reshape_fails_loudly():
+    from torchslim.errors import UnsupportedError
+
+    model = _FixedReshape()
+    with pytest.raises(UnsupportedError, match="prune.ignore"):
+        prune(model, {"method": "channel", "ratio": 0.5}, example_inputs=(torch.randn(2, 1, 8, 8),))
+    assert model.a.out_features == 64  # the caller's model is untouched

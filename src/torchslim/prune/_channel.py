@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchslim.data import as_args, loader, to_device
-from torchslim.errors import ConfigError
+from torchslim.errors import ConfigError, UnsupportedError
 from torchslim.prune._config import ChannelPruneConfig
 from torchslim.prune._layers import (
     RunContext,
@@ -57,7 +57,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
         # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
         # position embedding); it prunes their last dimension, which is the right one here.
         warnings.simplefilter("ignore", UserWarning)
-        pruner = tp.pruner.BasePruner(
+        pruner = _guarded(model, tp.pruner.BasePruner,
             model,
             ctx.example_inputs,
             importance=_importance(config.importance),
@@ -73,13 +73,15 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
         )
     before = _param_count(model)
+    expected_shape = _output_shape(model, ctx.example_inputs)
     for round_index in range(1, config.iterations + 1):
         if config.importance == "taylor":
             _accumulate_gradients(model, ctx, batches=config.taylor_batches)
-        pruner.step()
+        _guarded(model, pruner.step)
         model.zero_grad(set_to_none=True)
         for att in attention:
             att.heads = pruner.num_heads.get(att.q, att.heads)
+        _check_still_runs(model, ctx.example_inputs, expected_shape)
         if ctx.data is not None:
             recalibrate_batchnorm(model, ctx.data, device=ctx.device, batches=config.recalibrate_batches)
         ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,})")
@@ -92,6 +94,38 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             f"prunable group is ignored or coupled to the classifier (ignore={config.ignore}). Ignore fewer layers."
         )
     return model.eval()
+
+
+def _guarded(model: nn.Module, call, *args, **kwargs):
+    """Torch-Pruning's own failures (a reshape it cannot follow) as a clear UnsupportedError."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as e:
+        raise UnsupportedError(
+            f"Torch-Pruning could not prune {type(model).__name__} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Modules with hard-coded widths (a fixed reshape, an attention head size) cannot be pruned "
+            "consistently; list them under prune.ignore, or use method: magnitude."
+        ) from None
+
+
+def _output_shape(model: nn.Module, example_inputs: tuple) -> tuple:
+    with torch.no_grad():
+        out = model(*example_inputs)
+    return tuple((out[0] if isinstance(out, (tuple, list)) else out).shape)
+
+
+def _check_still_runs(model: nn.Module, example_inputs: tuple, expected_shape: tuple) -> None:
+    """Fail loudly if pruning left a layer whose hard-coded sizes no longer fit (an
+    attention module we do not recognize, a reshape to a fixed width)."""
+    try:
+        shape = _output_shape(model, example_inputs)
+    except Exception as e:
+        raise UnsupportedError(
+            f"Channel pruning left {type(model).__name__} unable to run ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            "Some module hard-codes a width (e.g. an attention head size); list it under prune.ignore."
+        ) from None
+    if shape != expected_shape:
+        raise UnsupportedError(f"Channel pruning changed the output shape from {expected_shape} to {shape}; list the output layers under prune.ignore.")
 
 
 def _importance(name: str):
