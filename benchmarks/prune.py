@@ -145,8 +145,8 @@ def _print_and_save(rows: dict, args, elapsed: float) -> None:
     inflated = [n for n, r in rows.items() if r["part"] == "b" and r["speedup_over_mac_reduction_b1"] > 1.2]
     if inflated:
         lines.append(f"caution: batch-1 speed-ups beyond the MAC reduction ({len(inflated)} variants, eff b1 > 1.2) are not the "
-                     "pruning's own work: the dense model's batch-1 convs run far below the CPU's rate in eager mode "
-                     "(some 32->32 8x8 convs take ~8x longer than an identical-shape one); read eff b32 for the compute-bound gain.")
+                     "pruning's own work: the dense model's batch-1 latency is anomalously high in eager mode on this machine "
+                     "(per-conv timing found identical-shape convs differing ~8x; cause not established); read eff b32.")
     goal = [n for n, r in rows.items() if r["part"] == "b" and r["speedup_b1"] >= 2 and r["accuracy_drop_pts"] <= 1.0]
     lines.append(f"goal (>= 2x faster at batch 1 with <= 1 point lost): {', '.join(goal) if goal else 'not met by any variant'}")
     text = "\n".join(lines)
