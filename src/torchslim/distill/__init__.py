@@ -1,0 +1,28 @@
+"""Knowledge distillation: a small student learns from a large teacher's soft outputs.
+
+    from torchslim.distill import distill, DistillConfig, widen_student
+    student = widen_student(teacher, 0.5)            # same architecture, half the widths, fresh weights
+    distill(student, teacher, data, DistillConfig(epochs=10, temperature=4.0, alpha=0.7))
+
+Also the recovery step after pruning or factorization (recipe ``distill:`` step, or
+``prune(..., teacher=model)`` for distillation during pruning's fine-tuning rounds).
+"""
+
+from __future__ import annotations
+
+from torchslim.distill._api import check_compatible, distill, widen_student
+from torchslim.distill._config import DistillConfig, parse_distill_config
+from torchslim.distill._loss import kd_loss, make_kd_loss
+from torchslim.distill._step import run_step, validate_step
+
+__all__ = [
+    "DistillConfig",
+    "check_compatible",
+    "distill",
+    "kd_loss",
+    "make_kd_loss",
+    "parse_distill_config",
+    "run_step",
+    "validate_step",
+    "widen_student",
+]

@@ -1,0 +1,176 @@
+"""Structured channel pruning with Torch-Pruning's dependency graph.
+
+Torch-Pruning traces the model once and groups every parameter slice that must go
+together when one channel goes: the conv, its BN, the next layer's input channels, both
+sides of a residual add, concatenations, depthwise convs, LayerNorms. We only choose
+*policy*: importance (L1/L2 norm or first-order Taylor), scope (each layer at the same
+ratio, or one global ranking), the schedule, and what is never pruned (the classifier's
+outputs, user-named modules). Channels are physically removed: the result is an
+ordinary, smaller ``nn.Module`` of the same classes.
+
+Attention: modules with ``q``/``k``/``v`` Linear projections and a ``heads`` count (the
+zoo's ``SelfAttention``) are registered with their head count, so Torch-Pruning removes
+whole heads consistently from q, k and v (``prune_heads``) — or, with heads kept, the same
+number of dimensions from every head. The module's ``heads`` attribute is updated after
+each step so its reshape to ``(b, t, heads, -1)`` stays right.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from torchslim.data import as_args, loader, to_device
+from torchslim.errors import ConfigError, UnsupportedError
+from torchslim.prune._config import ChannelPruneConfig
+from torchslim.prune._layers import (
+    RunContext,
+    check_module_names,
+    finetune,
+    output_layer_names,
+    prunable_layers,
+    recalibrate_batchnorm,
+)
+
+
+def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Module:
+    """Prune ``model`` in place (the caller passes a copy) and return it."""
+    import torch_pruning as tp
+
+    if config.importance == "taylor" and ctx.data is None:
+        raise ConfigError("prune.importance: taylor scores channels with gradients of the loss and needs data=; use l1 or l2 without data.")
+    if config.finetune_epochs > 0 and ctx.data is None:
+        raise ConfigError("prune.finetune_epochs > 0 needs training data: pass data= (or finetune_epochs: 0).")
+    layers = prunable_layers(model)
+    if not layers:
+        raise ConfigError(f"prune: {type(model).__name__} has no Linear or Conv layers, so it has no channels to prune.")
+    check_module_names(model, config.ignore, "prune.ignore")
+    check_module_names(model, list(config.layer_ratios), "prune.layer_ratios", allowed=layers)
+    modules = dict(model.named_modules())
+    keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
+    attention = _attention_modules(model)
+    num_heads = {proj: att.heads for att in attention for proj in (att.q, att.k, att.v)}
+    with warnings.catch_warnings():
+        # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
+        # position embedding); it prunes their last dimension, which is the right one here.
+        warnings.simplefilter("ignore", UserWarning)
+        pruner = _guarded(model, tp.pruner.BasePruner,
+            model,
+            ctx.example_inputs,
+            importance=_importance(config.importance),
+            global_pruning=config.scope == "global",
+            pruning_ratio=config.ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
+            iterative_steps=config.iterations,
+            ignored_layers=[modules[n] for n in keep],
+            round_to=config.round_to,
+            num_heads=num_heads,
+            prune_num_heads=bool(num_heads) and config.prune_heads,
+            prune_head_dims=not config.prune_heads,
+            head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
+        )
+    before = _param_count(model)
+    expected_shape = _output_shape(model, ctx.example_inputs)
+    for round_index in range(1, config.iterations + 1):
+        if config.importance == "taylor":
+            _accumulate_gradients(model, ctx, batches=config.taylor_batches)
+        _guarded(model, pruner.step)
+        model.zero_grad(set_to_none=True)
+        for att in attention:
+            att.heads = pruner.num_heads.get(att.q, att.heads)
+        _check_still_runs(model, ctx.example_inputs, expected_shape)
+        if ctx.data is not None:
+            recalibrate_batchnorm(model, ctx.data, device=ctx.device, batches=config.recalibrate_batches)
+        ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,})")
+        if config.finetune_epochs > 0:
+            finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
+                     seed=ctx.seed, teacher=ctx.teacher, log=ctx.log)
+    if config.ratio > 0 and _param_count(model) >= before:
+        raise ConfigError(
+            f"prune: channel pruning at ratio {config.ratio} removed nothing from {type(model).__name__}: every "
+            f"prunable group is ignored or coupled to the classifier (ignore={config.ignore}). Ignore fewer layers."
+        )
+    return model.eval()
+
+
+def _guarded(model: nn.Module, call, *args, **kwargs):
+    """Torch-Pruning's own failures (a reshape it cannot follow) as a clear UnsupportedError."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as e:
+        raise UnsupportedError(
+            f"Torch-Pruning could not prune {type(model).__name__} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Modules with hard-coded widths (a fixed reshape, an attention head size) cannot be pruned "
+            "consistently; list them under prune.ignore, or use method: magnitude."
+        ) from None
+
+
+def _output_shape(model: nn.Module, example_inputs: tuple) -> tuple:
+    with torch.no_grad():
+        out = model(*example_inputs)
+    return tuple((out[0] if isinstance(out, (tuple, list)) else out).shape)
+
+
+def _check_still_runs(model: nn.Module, example_inputs: tuple, expected_shape: tuple) -> None:
+    """Fail loudly if pruning left a layer whose hard-coded sizes no longer fit (an
+    attention module we do not recognize, a reshape to a fixed width)."""
+    try:
+        shape = _output_shape(model, example_inputs)
+    except Exception as e:
+        raise UnsupportedError(
+            f"Channel pruning left {type(model).__name__} unable to run ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            "Some module hard-codes a width (e.g. an attention head size); list it under prune.ignore."
+        ) from None
+    if shape != expected_shape:
+        raise UnsupportedError(f"Channel pruning changed the output shape from {expected_shape} to {shape}; list the output layers under prune.ignore.")
+
+
+def _importance(name: str):
+    import torch_pruning as tp
+
+    if name == "taylor":
+        return tp.importance.TaylorImportance()
+    return tp.importance.MagnitudeImportance(p=1 if name == "l1" else 2)
+
+
+def _attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules shaped like the zoo's SelfAttention: q, k, v Linear projections and ``heads``."""
+    found = []
+    for m in model.modules():
+        projections = [getattr(m, n, None) for n in ("q", "k", "v")]
+        if all(isinstance(p, nn.Linear) for p in projections) and isinstance(getattr(m, "heads", None), int):
+            found.append(m)
+    return found
+
+
+def _accumulate_gradients(model: nn.Module, ctx, *, batches: int) -> None:
+    """Gradients of the training loss for Taylor importance (|weight x grad| per channel)."""
+    model.zero_grad(set_to_none=True)
+    model.eval()  # BN in eval: scoring must not move the running statistics
+    for i, (x, y) in enumerate(loader(ctx.data.train, 64, shuffle=True, device=ctx.device, seed=ctx.seed)):
+        if i >= batches:
+            break
+        out = model(*as_args(to_device(x, ctx.device)))
+        F.cross_entropy(out, y.to(ctx.device)).backward()
+
+
+def _param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def channel_counts(model: nn.Module) -> dict[str, int]:
+    """Output channels/features of every Linear/Conv layer (to show what was removed)."""
+    return {n: (m.out_features if isinstance(m, nn.Linear) else m.out_channels) for n, m in prunable_layers(model).items()}
+
+
+def shrink_to_width(model: nn.Module, width_multiplier: float, example_inputs: tuple) -> nn.Module:
+    """``model`` with every prunable width scaled by ``width_multiplier`` (in place), keeping
+    the classifier's outputs. Used to build a thinner student of the same architecture."""
+    config = ChannelPruneConfig(ratio=round(1.0 - width_multiplier, 6))
+    if config.ratio == 0:
+        return model
+    run = RunContext(data=None, device=torch.device("cpu"), teacher=None, example_inputs=tuple(as_args(example_inputs)))
+    return prune_channels(model, config, run)

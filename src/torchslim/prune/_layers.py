@@ -1,0 +1,154 @@
+"""Helpers every pruning method shares: which layers, which is the classifier, BN
+recalibration, and the fine-tuning that follows each pruning round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from torchslim.data import DataBundle, as_args, loader, to_device
+from torchslim.errors import ConfigError
+
+
+@dataclass
+class RunContext:
+    """What a pruning method needs besides the model and its config."""
+
+    data: DataBundle | None
+    device: torch.device
+    teacher: nn.Module | None
+    example_inputs: tuple
+    seed: int = 0
+    log: Callable[[str], None] = lambda _msg: None
+
+
+_LAYER_CLASSES: dict[str, tuple[type[nn.Module], ...]] = {
+    "linear": (nn.Linear,),
+    "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d),
+}
+
+
+def prunable_layers(model: nn.Module, layer_types: Iterable[str] = ("linear", "conv")) -> dict[str, nn.Module]:
+    """Name -> module for every Linear/Conv of the chosen ``layer_types``."""
+    classes = tuple(c for t in layer_types for c in _LAYER_CLASSES[t])
+    return {name: m for name, m in model.named_modules() if isinstance(m, classes)}
+
+
+def check_module_names(model: nn.Module, names: Iterable[str], option: str, allowed: dict[str, nn.Module] | None = None) -> None:
+    """Fail loudly on names the model does not have, or (with ``allowed``) cannot prune."""
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        sample = ", ".join(list(n for n in modules if n)[:12])
+        raise ConfigError(
+            f"{option}: the model has no module named {', '.join(map(repr, missing))}. "
+            f"Module names look like: {sample}, ..."
+        )
+    if allowed is not None:
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            kinds = ", ".join(f"{n!r} ({type(modules[n]).__name__})" for n in bad)
+            raise ConfigError(
+                f"{option}: {kinds} cannot be pruned; only Linear and Conv layers can "
+                f"(prunable here: {', '.join(list(allowed)[:12])}{', ...' if len(allowed) > 12 else ''})."
+            )
+
+
+def example_batch(model: nn.Module, data: DataBundle | None, example_inputs: tuple | None, device) -> tuple:
+    """Inputs to trace the model with: given ones, a real batch, or the zoo model's own."""
+    if example_inputs is not None:
+        return tuple(t.to(device) for t in as_args(example_inputs))
+    if data is not None:
+        return tuple(t.to(device) for t in data.example_inputs(2, split="train"))
+    if hasattr(model, "example_inputs"):
+        return tuple(t.to(device) for t in model.example_inputs(2))
+    raise ConfigError("Pruning needs example inputs to trace the model: pass example_inputs=(tensor, ...) or data=.")
+
+
+def output_layer_names(model: nn.Module, example_inputs: tuple) -> list[str]:
+    """The Linear/Conv layers whose output is the model's output (the classifier): pruning
+    their output channels would change the number of classes, so they are always kept."""
+    layers = prunable_layers(model)
+    order: list[tuple[str, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out, n=n: order.append((n, out))) for n, m in layers.items()]
+    try:
+        with torch.no_grad():
+            out = model(*example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    width = out.shape[-1] if isinstance(out, torch.Tensor) and out.dim() else None
+    for name, layer_out in reversed(order):
+        dim = -1 if isinstance(layers[name], nn.Linear) else 1
+        if isinstance(layer_out, torch.Tensor) and layer_out.dim() and layer_out.shape[dim] == width:
+            return [name]
+    return [order[-1][0]] if order else []
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: DataBundle, *, device="cpu", batches: int = 32, batch_size: int = 64) -> int:
+    """Re-estimate BatchNorm running statistics after the weights changed under them.
+
+    Pruning and weight changes shift each layer's activation distribution, so the stored
+    running mean/var no longer match and accuracy drops for no real reason. We reset them and
+    run ``batches`` training batches in train mode with ``momentum=None`` (a cumulative
+    average rather than an exponential one, so every batch counts equally), under no_grad so
+    no weight moves. Dropout is also active in train mode but only affects outputs we discard.
+    Returns the number of BN layers recalibrated (0: nothing to do, model untouched).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or batches <= 0:
+        return 0
+    saved = [(m.momentum, m.training) for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i, (x, _y) in enumerate(loader(data.train, batch_size, shuffle=True, device=device, seed=0)):
+            if i >= batches:
+                break
+            model(*as_args(to_device(x, device)))
+    finally:
+        for m, (momentum, _training) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    model.eval()
+    return len(norms)
+
+
+def finetune(
+    model: nn.Module,
+    data: DataBundle,
+    *,
+    epochs: int,
+    lr: float,
+    device,
+    seed: int = 0,
+    teacher: nn.Module | None = None,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """A few epochs on the train split; with a ``teacher``, by knowledge distillation."""
+    from torchslim.train import TrainConfig, fit
+
+    loss_fn = None
+    if teacher is not None:
+        from torchslim.distill import DistillConfig, make_kd_loss
+
+        loss_fn = make_kd_loss(teacher, DistillConfig(epochs=epochs, lr=lr))
+    fit(model, data, TrainConfig(epochs=epochs, lr=lr, seed=seed), device=device, loss_fn=loss_fn, log=log)
+
+
+def zero_fraction(model: nn.Module, names: Iterable[str] | None = None) -> float:
+    """Measured fraction of exactly-zero weights over ``names`` (default: all Linear/Conv)."""
+    layers = prunable_layers(model)
+    chosen = [layers[n] for n in (names if names is not None else layers)]
+    total = sum(m.weight.numel() for m in chosen)
+    zeros = sum(int((m.weight == 0).sum()) for m in chosen)
+    return zeros / total if total else 0.0
