@@ -47,10 +47,10 @@ def test_kd_loss_matches_hand_computed_value():
     p_s = [0.5, 0.5]
     kl = sum(p * math.log(p / q) for p, q in zip(p_t, p_s, strict=True))  # 0.03637
     ce = -math.log(0.5)
-    expected = alpha * ce + (1 - alpha) * t * t * kl  # 0.28240
+    expected = alpha * t * t * kl + (1 - alpha) * ce  # 0.55619
     got = kd_loss(student, teacher, torch.tensor([0]), temperature=t, alpha=alpha)
     assert got.item() == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx(0.2824, abs=1e-4)
+    assert expected == pytest.approx(0.5562, abs=1e-4)
     soft_only = kd_loss(student, teacher, None, temperature=t)
     assert soft_only.item() == pytest.approx(t * t * kl, rel=1e-6)
 

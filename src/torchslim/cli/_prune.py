@@ -88,7 +88,7 @@ def distill_cmd(
     data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
     epochs: Annotated[int, typer.Option()] = 5,
     temperature: Annotated[float, typer.Option(help="softmax temperature T (the KL term is scaled by T^2)")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="weight of the hard-label cross-entropy; 1 - alpha weighs the KL")] = 0.7,
+    alpha: Annotated[float, typer.Option(help="weight of the soft-target KL; 1 - alpha weighs the hard-label cross-entropy")] = 0.7,
     lr: Annotated[float, typer.Option()] = 1e-3,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory teacher")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/distill-<timestamp>)")] = None,

@@ -8,13 +8,13 @@ from torchslim.errors import ConfigError, config_error_from_pydantic
 
 
 class DistillConfig(BaseModel):
-    """Knowledge distillation: ``alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)``."""
+    """Knowledge distillation: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(5, ge=1, le=10000, description="training epochs of the student")
     temperature: float = Field(4.0, gt=0, le=100, description="softens both distributions; the KL term is scaled by T^2")
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the hard-label cross-entropy; (1 - alpha) weighs the soft KL")
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target KL term; (1 - alpha) weighs the hard-label cross-entropy")
     lr: float = Field(1e-3, gt=0, le=1.0, description="peak learning rate")
     seed: int = 0
 

@@ -20,11 +20,13 @@ def kd_loss(
     temperature: float = 4.0,
     alpha: float = 0.7,
 ) -> torch.Tensor:
-    """``alpha * CE(student, targets) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))``.
+    """``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(student, targets)``.
+
+    ``alpha`` weighs the soft targets, as in Hinton et al. and seeds 001/004.
 
     The KL is averaged over the batch (``batchmean``, the true KL per sample). Its gradients
     shrink as 1/T^2 when T grows, so the T^2 factor keeps the soft and hard terms on the same
-    scale whatever T is. ``targets=None`` (no labels) or ``alpha=0`` gives the pure soft loss.
+    scale whatever T is. ``targets=None`` (no labels) or ``alpha=1`` gives the pure soft loss.
     """
     if student_logits.shape != teacher_logits.shape:
         raise ConfigError(
@@ -38,10 +40,10 @@ def kd_loss(
         reduction="batchmean",
         log_target=True,
     ) * (t * t)
-    if targets is None or alpha == 0:
+    if targets is None or alpha == 1:
         return soft
     hard = F.cross_entropy(student_logits, targets)
-    return alpha * hard + (1.0 - alpha) * soft
+    return alpha * soft + (1.0 - alpha) * hard
 
 
 def make_kd_loss(teacher: nn.Module, config) -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
