@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from torchslim.cli import _bench, _compress, _export, _optimize, _prune, _quantize, _report, _train
 from torchslim.errors import TorchslimError
@@ -40,7 +41,7 @@ def run(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="torchslim")
         return result if isinstance(result, int) else 0
     except TorchslimError as e:
-        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)  # messages hold [shapes]
         return 2
     except click.exceptions.Abort:
         err.print("aborted")
