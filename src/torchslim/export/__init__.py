@@ -37,6 +37,13 @@ def export_onnx(module: nn.Module, out: str | Path, example_inputs: tuple[torch.
     return run(module, out, example_inputs, **options)
 
 
+def quantize_onnx(artifact: str | Path, out: str | Path, method: str, **options: Any) -> Path:
+    """ORT int8 quantization of an fp32 ONNX artifact; see ``torchslim.export._onnx.quantize_onnx``."""
+    from torchslim.export._onnx import quantize_onnx as run
+
+    return run(artifact, out, method, **options)
+
+
 def export_aoti(module: nn.Module, out: str | Path, example_inputs: tuple[torch.Tensor, ...], **options: Any) -> Path:
     """AOTInductor package; see ``torchslim.export._aoti.export_aoti``."""
     from torchslim.export._aoti import export_aoti as run
@@ -115,8 +122,10 @@ def onnx_param_count(path: str | Path) -> int:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ArtifactError(f"Cannot read {str(path)!r} as an ONNX model ({e}).") from None
-    # int64 initializers are shape constants (reshape targets, axes), not weights.
-    return sum(math.prod(init.dims) for init in model.graph.initializer if init.data_type != onnx.TensorProto.INT64)
+    # int64 initializers are shape constants (reshape targets, axes) and scalars are folded
+    # constants (an attention scale), not weights.
+    return sum(math.prod(init.dims) for init in model.graph.initializer
+               if init.data_type != onnx.TensorProto.INT64 and len(init.dims) > 0)
 
 
 __all__ = [
@@ -127,6 +136,7 @@ __all__ = [
     "export_aoti",
     "export_onnx",
     "onnx_param_count",
+    "quantize_onnx",
     "run_step",
     "validate_step",
 ]

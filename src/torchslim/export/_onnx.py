@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from torchslim._io import atomic_write
 from torchslim.artifacts import Manifest, input_specs, write_manifest
-from torchslim.errors import ExportError
+from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
 
 
@@ -61,26 +61,76 @@ def export_onnx(
             references = common.reference_outputs(module, parity_batches)
         final, extra = fp32, {"quantize": "none", "precision": "fp32"}
         if quantize != "none":
-            from torchslim.export._ort_quant import quantize_file
-
-            log(f"ONNX Runtime {quantize} int8 quantization")
             final = Path(tmp) / "quantized.onnx"
-            extra = {"quantize": quantize, "precision": "int8",
-                     "quantization": quantize_file(fp32, final, quantize, calibration=calibration_data,
-                                                     symmetric_activations=symmetric_activations, log=log)}
+            extra = _quantize(fp32, final, quantize, calibration_data, symmetric_activations, log)
         parity = check_parity(final, parity_batches, references, extra["precision"], type(module).__name__)
         log(f"ONNX parity with PyTorch: {parity.describe()}")
-        graph = onnx.load(str(final), load_external_data=False)
-        extra |= {
-            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
-            "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
-            "output_names": output_names,
-            "dynamic_axes": dynamic_axes(graph),
-            "parity": parity.as_dict(),
-        }
-        atomic_write(path, lambda p: shutil.copyfile(final, p))
-    write_manifest(path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra))
+        extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}", "output_names": output_names}
+        _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
     return path
+
+
+def quantize_onnx(
+    artifact: str | Path,
+    out: str | Path,
+    method: str,
+    *,
+    calibration: Any = None,
+    calibration_batches: int = 16,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """ORT int8 quantization (``"dynamic"`` or ``"static"``) of an fp32 ONNX artifact torchslim
+    wrote, into a new artifact at ``out``. Parity is judged against the fp32 ONNX model on
+    ``example_inputs`` (default: the first calibration batch, else the manifest's examples)."""
+    from torchslim.artifacts import read_manifest
+    from torchslim.export._ort_quant import onnx_signature
+    from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    source = Path(artifact)
+    manifest = read_manifest(source)
+    if manifest.format != "onnx" or manifest.extra.get("quantize", "none") != "none":
+        raise ConfigError(f"{str(source)!r} is not an fp32 ONNX artifact (format {manifest.format!r}, quantize "
+                          f"{manifest.extra.get('quantize', 'none')!r}); quantize the fp32 export.")
+    if method not in ("dynamic", "static"):
+        raise ConfigError(f"ONNX quantization method {method!r}: use dynamic or static.")
+    path = common.output_path(out, "onnx")
+    if path.resolve() == source.resolve():
+        raise ConfigError(f"Write the quantized model to another path than its source {str(source)!r}.")
+    calibration_data = None
+    if method == "static":
+        signature = onnx_signature(onnx.load(str(source), load_external_data=False))
+        calibration_data = common.calibration_batches(calibration, signature, calibration_batches)
+    example = example_inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
+    batches = common.parity_inputs(common.batch_of_two(tuple(t.cpu() for t in example)))
+    fp32 = OnnxModel(make_session(source))
+    references = [common.flatten_outputs(fp32(*b)) for b in batches]
+    with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        final = Path(tmp) / "quantized.onnx"
+        extra = dict(manifest.extra) | _quantize(source, final, method, calibration_data, False, log)
+        parity = check_parity(final, batches, references, "int8", source.name)
+        steps = [*manifest.steps, f"quantize(method={method}, backend=onnxruntime)"]
+        _write(final, path, Manifest("onnx", "onnxruntime", manifest.inputs, manifest.task, steps, extra), parity)
+    return path
+
+
+def _quantize(source: Path, target: Path, method: str, calibration_data, symmetric: bool, log) -> dict[str, Any]:
+    from torchslim.export._ort_quant import quantize_file
+
+    log(f"ONNX Runtime {method} int8 quantization")
+    info = quantize_file(source, target, method, calibration=calibration_data, symmetric_activations=symmetric, log=log)
+    return {"quantize": method, "precision": "int8", "quantization": info}
+
+
+def _write(final: Path, path: Path, manifest: Manifest, parity: common.Parity) -> None:
+    graph = onnx.load(str(final), load_external_data=False)
+    manifest.extra |= {
+        "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "dynamic_axes": dynamic_axes(graph),
+        "parity": parity.as_dict(),
+    }
+    atomic_write(path, lambda p: shutil.copyfile(final, p))
+    write_manifest(path, manifest)
 
 
 def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
