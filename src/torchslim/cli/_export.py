@@ -26,8 +26,6 @@ def export_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Export a model to a deployable file; prints its path, size and output parity."""
-    from rich.console import Console
-
     from torchslim._log import say
     from torchslim.artifacts import read_manifest
     from torchslim.device import resolve_device
@@ -52,7 +50,7 @@ def export_cmd(
                   calibration_batches=calibration_batches, precision=precision, log=say)
     manifest = read_manifest(path)
     parity = manifest.extra.get("parity", {})
-    console = Console()
-    console.print(f"wrote {path} ({path.stat().st_size:,} bytes, {manifest.format}, runs on {manifest.runtime})", highlight=False)
-    console.print(f"parity with PyTorch: max |diff| {parity.get('max_abs_diff', float('nan')):.3g}, cosine "
-                  f"{parity.get('cosine', float('nan')):.5f} (tolerance: {parity.get('tolerance', '?')})", highlight=False)
+    # Plain lines (no wrapping): scripts read the path back.
+    typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes, {manifest.format}, runs on {manifest.runtime})")
+    typer.echo(f"parity with PyTorch: max |diff| {parity.get('max_abs_diff', float('nan')):.3g}, mean cosine "
+               f"{parity.get('cosine', float('nan')):.5f} (tolerance: {parity.get('tolerance', '?')})")
