@@ -217,3 +217,22 @@ def test_export_rejects_unexportable_runtime_names(tmp_path):
         export(torch.nn.Linear(2, 2), tmp_path, (torch.randn(2, 2),), runtime="eager")
     with pytest.raises(ConfigError, match="suffix"):
         export(torch.nn.Linear(2, 2), tmp_path / "model.pt2", (torch.randn(2, 2),), format="onnx")
+
+
+def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path):
+    """quant_pre_process fails on dynamo exports saved with external data; torchslim loads the
+    weights and quantizes one inline model, and writes a self-contained file."""
+    from torchslim.artifacts import manifest_path
+
+    _, bundle = trained("digits-cnn")
+    source = fp32_exports("digits-cnn")
+    split = tmp_path / "split" / "model.onnx"
+    split.parent.mkdir()
+    onnx.save_model(onnx.load(str(source)), str(split), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data", size_threshold=0)
+    manifest_path(split).write_text(manifest_path(source).read_text())
+    assert (split.parent / "model.onnx.data").stat().st_size > split.stat().st_size
+    path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", "static", calibration=bundle, calibration_batches=4)
+    assert not list(path.parent.glob("*.data"))
+    assert read_manifest(path).extra["quantization"]["preprocessing"].startswith("quant_pre_process")
+    assert load(path)(*bundle.example_inputs(3)).shape == (3, 10)

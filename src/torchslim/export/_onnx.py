@@ -103,7 +103,8 @@ def quantize_onnx(
         calibration_data = common.calibration_batches(calibration, signature, calibration_batches)
     example = example_inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
     batches = common.parity_inputs(common.batch_of_two(tuple(t.cpu() for t in example)))
-    fp32 = OnnxModel(make_session(source))
+    # Through onnx.load: ORT cannot load some externally stored constants (Reshape shapes) itself.
+    fp32 = OnnxModel(make_session(onnx.load(str(source), load_external_data=True).SerializeToString()))
     references = [common.flatten_outputs(fp32(*b)) for b in batches]
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
         final = Path(tmp) / "quantized.onnx"

@@ -67,6 +67,18 @@ def _to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t)
 
 
+def _load_inline(path: Path, device, first_error: Exception) -> ort.InferenceSession:
+    """ORT cannot read some tensors stored as external data (e.g. a Reshape's target shape);
+    onnx can, so a model with external data gets a second chance as one inline ModelProto."""
+    import onnx
+
+    try:
+        return make_session(onnx.load(str(path), load_external_data=True).SerializeToString(), device)
+    except Exception:
+        reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
+        raise ArtifactError(f"ONNX Runtime cannot load {str(path)!r}: {reason}") from None
+
+
 class OnnxRuntime:
     name = "onnxruntime"
 
@@ -77,7 +89,7 @@ class OnnxRuntime:
         try:
             session = make_session(path, device)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types
-            raise ArtifactError(f"ONNX Runtime cannot load {str(path)!r}: {str(e).strip().splitlines()[0]}") from None
+            session = _load_inline(path, device, e)
         expected = [spec.name for spec in manifest.inputs]
         model = OnnxModel(session, device)
         if expected and model.input_names != expected:
