@@ -5,7 +5,7 @@ Everything runs in one process and is timed interleaved: each round times every 
 (in a rotated order), and the table shows the median of the rounds' p50s, so a noisy
 neighbour slows all variants alike instead of whichever ran during the spike.
 
-    python benchmarks/onnx_runtime.py [--models digits-cnn,resnet-mini,tiny-transformer] [--rounds 5]
+    python benchmarks/onnx_runtime.py [--models digits-cnn,resnet-mini,tiny-transformer] [--rounds 5] [--threads N]
 
 Prints a table and writes benchmarks/results/onnx_runtime.json.
 """
@@ -96,8 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="digits-cnn,resnet-mini,tiny-transformer")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads for every variant (default: all cores). On a machine shared with "
+                             "other jobs, 1 avoids OpenMP stalls where a descheduled worker holds up a whole op.")
     args = parser.parse_args()
-    threads = set_threads()
+    threads = set_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-onnx-") as tmp:
         for name in args.models.split(","):
