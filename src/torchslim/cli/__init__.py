@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from torchslim.cli import _bench, _compress, _export, _optimize, _prune, _quantize, _report, _train
 from torchslim.errors import TorchslimError
@@ -54,7 +55,7 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("TORCHSLIM_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))}\n"
                   "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False)
         return 1
 
@@ -64,7 +65,7 @@ def _run(argv: list[str] | None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="torchslim")
         return result if isinstance(result, int) else 0
     except TorchslimError as e:
-        err.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)  # messages hold [shapes]
         return 2
     except Exception as e:
         code = _click_exit_code(e)

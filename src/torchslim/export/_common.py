@@ -1,0 +1,265 @@
+"""Shared pieces of every exporter: output paths, dynamic shapes, calibration batches,
+output parity, and turning an exporter's exception into one readable paragraph."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchslim.errors import ConfigError, DataError
+
+# format -> (runtime that runs it, file suffix). "aoti" is the manifest's name for a pt2 package.
+FORMATS: dict[str, tuple[str, str]] = {
+    "onnx": ("onnxruntime", ".onnx"),
+    "pt2": ("aoti", ".pt2"),
+    "tensorrt": ("tensorrt", ".engine"),
+}
+RUNTIME_TO_FORMAT = {runtime: fmt for fmt, (runtime, _) in FORMATS.items()}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def resolve_format(format: str | None, runtime: str | None) -> str:
+    """The export format asked for by ``format`` or by the ``runtime`` that should run it."""
+    if format == "aoti":
+        format = "pt2"
+    if format is not None and format not in FORMATS:
+        raise ConfigError(f"Unknown export format {format!r}. Use one of: {', '.join(FORMATS)}.")
+    if runtime is not None and runtime not in RUNTIME_TO_FORMAT:
+        raise ConfigError(
+            f"Runtime {runtime!r} does not run an exported file. Exportable runtimes: "
+            f"{', '.join(RUNTIME_TO_FORMAT)} (eager and compile use torchslim.artifacts.save_exported)."
+        )
+    if format is None:
+        return RUNTIME_TO_FORMAT[runtime or "onnxruntime"]
+    if runtime is not None and RUNTIME_TO_FORMAT[runtime] != format:
+        raise ConfigError(f"Format {format!r} runs on {FORMATS[format][0]!r}, not on runtime {runtime!r}.")
+    return format
+
+
+def output_path(out: str | Path, format: str) -> Path:
+    """``out`` is a file (its suffix names the format) or a folder that gets ``model<suffix>``."""
+    out = Path(out)
+    suffix = FORMATS[format][1]
+    if out.suffix in {s for _, s in FORMATS.values()}:
+        if out.suffix != suffix:
+            raise ConfigError(f"Output {str(out)!r} has suffix {out.suffix!r}, but format {format!r} writes {suffix!r} files.")
+        return out
+    return out / f"model{suffix}"
+
+
+def batch_of_two(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    # Exporters specialize a batch of 1 to the constant 1; a batch of 2 keeps the axis symbolic.
+    return tuple(t if t.shape[0] > 1 else torch.cat([t, t]) for t in example_inputs)
+
+
+def is_sequence_input(t: torch.Tensor) -> bool:
+    """2-D integer inputs are token ids / attention masks: their axis 1 is the sequence."""
+    return t.dim() == 2 and t.dtype in (torch.int64, torch.int32)
+
+
+def dynamic_shapes(example_inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
+    """Batch is dynamic for every input (an error if the model pins it); the sequence axis of
+    token inputs is ``Dim.AUTO``: dynamic unless the model's code fixes it (e.g. a learned
+    position table of fixed length), in which case the exporter keeps it static."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    shapes = []
+    for t in example_inputs:
+        dims: dict[int, Any] = {0: batch}
+        if is_sequence_input(t):
+            dims[1] = torch.export.Dim.AUTO
+        shapes.append(dims)
+    return tuple(shapes)
+
+
+def flatten_outputs(out: Any) -> tuple[torch.Tensor, ...]:
+    """A model's outputs in the order exporters flatten them (pytree order)."""
+    leaves, _ = torch.utils._pytree.tree_flatten(out)
+    return tuple(t for t in leaves if isinstance(t, torch.Tensor))
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence exporters and ORT's quantizer: they print graphs and advice to stdout/stderr and
+    the root logger. What they print is lost; failures keep their exception text."""
+    names = ["", "torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "torch._inductor"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def exporter_reason(error: BaseException) -> str:
+    """The first meaningful line of an exporter's (long, multi-section) error, plus the user's
+    line of code that triggered it when the exporter names one; one line, no ANSI codes."""
+    text = _ANSI.sub("", str(error))
+    root = error
+    for _ in range(8):
+        if root.__cause__ is None:
+            break
+        root = root.__cause__
+    candidates = [_ANSI.sub("", str(root))] if root is not error else []
+    summary = text.split("## Exception summary", 1)
+    if len(summary) == 2:
+        candidates.append(summary[1])
+    candidates.append(text)
+    reason = ""
+    for candidate in candidates:
+        lines = [ln.strip() for ln in candidate.strip().splitlines() if ln.strip()]
+        if lines:
+            reason = re.sub(r"^<class '([\w.]+)'>:\s*", lambda m: m.group(1).rsplit(".", 1)[-1] + ": ", lines[0])
+            break
+    if root is not error and not reason.startswith(type(root).__name__):
+        reason = f"{type(root).__name__}: {reason}"
+    reason = reason or type(error).__name__
+    where = re.search(r"The following call raised this error:\s*\n\s*(File .*?)\n\s*(\S.*?)\n", text)
+    if where:
+        reason += f" (raised at {where.group(1).strip()}: `{where.group(2).strip()}`)"
+    return " ".join(reason.split())
+
+
+Signature = list[tuple[torch.dtype, list[int | None]]]  # per input: dtype, shape (None = any size)
+
+
+def signature_of(example_inputs: tuple[torch.Tensor, ...]) -> Signature:
+    """What every batch must look like: the batch axis (and a token input's sequence axis) free."""
+    signature = []
+    for t in example_inputs:
+        shape: list[int | None] = [None, *t.shape[1:]]
+        if is_sequence_input(t):
+            shape[1] = None
+        signature.append((t.dtype, shape))
+    return signature
+
+
+def calibration_batches(calibration: Any, signature: Signature, max_batches: int, *, batch_size: int = 32) -> list[tuple[torch.Tensor, ...]]:
+    """Up to ``max_batches`` calibration batches (input tuples, on CPU), each checked against
+    ``signature``: same number of inputs, dtypes and per-sample shapes. A DataBundle
+    contributes its train split (never test), ``batch_size`` samples a batch."""
+    from torchslim.data import DataBundle, as_args, loader
+
+    if calibration is None:
+        raise ConfigError("Static quantization needs calibration data: pass calibration= (a DataBundle or "
+                          "an iterable of input tuples), or use quantize='dynamic', which needs none.")
+    if isinstance(calibration, DataBundle):
+        source: Iterable = (as_args(x) for x, _ in loader(calibration.train, batch_size))
+    elif isinstance(calibration, torch.Tensor):
+        source = [(calibration,)]
+    else:
+        source = (as_args(item) for item in calibration)
+    batches: list[tuple[torch.Tensor, ...]] = []
+    for index, batch in enumerate(_take(source, max_batches)):
+        _check_batch(index, batch, signature)
+        batches.append(tuple(t.detach().cpu() for t in batch))
+    if not batches:
+        raise DataError("The calibration data is empty: static quantization needs at least one batch of inputs.")
+    return batches
+
+
+def _take(source: Iterable, n: int) -> Iterator:
+    for index, item in enumerate(source):
+        if index >= n:
+            return
+        yield item
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_batch(index: int, batch: tuple, signature: Signature) -> None:
+    expected = ", ".join(f"{_dtype_name(d)}[{', '.join('N' if i == 0 else '*' if s is None else str(s) for i, s in enumerate(shape))}]"
+                         for d, shape in signature)
+    got = ", ".join(f"{_dtype_name(t.dtype)}{list(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__ for t in batch)
+    fits = len(batch) == len(signature) and all(
+        isinstance(t, torch.Tensor) and t.dtype == dtype and t.dim() == len(shape)
+        and all(s is None or s == n for s, n in zip(shape, t.shape, strict=True))
+        for t, (dtype, shape) in zip(batch, signature, strict=False)
+    )
+    if not fits:
+        raise DataError(f"Calibration batch {index} is ({got}), but the model takes ({expected}); N is any batch size "
+                        "and * any length. Calibrate with batches shaped like the model's inputs, one tuple of "
+                        "tensors per batch in the model's argument order.")
+
+
+@dataclass
+class Parity:
+    """How close an artifact's outputs are to the PyTorch model's, on the example inputs and on a
+    batch of another size (which also proves the batch axis is really dynamic)."""
+
+    max_abs_diff: float
+    cosine: float  # mean over samples of the cosine similarity of their flattened outputs
+    worst_cosine: float  # the least similar sample
+    tolerance: str
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"max |diff| {self.max_abs_diff:.3g}, mean cosine {self.cosine:.5f} (worst sample "
+                f"{self.worst_cosine:.4f}); tolerance: {self.tolerance}")
+
+
+# Stated tolerances. fp32 artifacts must match to float rounding (ORT fuses and reorders ops,
+# so bit-exactness is not expected); reduced precision is judged by the mean per-sample cosine
+# of the outputs, since int8 logits legitimately move by a few percent while the argmax stays.
+FP32_ATOL, FP32_RTOL = 1e-4, 1e-3
+MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
+
+
+def parity_inputs(example_inputs: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, ...]]:
+    """The example batch, and a reordered batch one sample larger."""
+    other = tuple(torch.cat([t.flip(0), t[:1]]) for t in example_inputs)
+    return [example_inputs, other]
+
+
+def compare(reference: tuple[torch.Tensor, ...], actual: tuple[torch.Tensor, ...], precision: str) -> Parity:
+    if len(reference) != len(actual) or any(r.shape != a.shape for r, a in zip(reference, actual, strict=False)):
+        return Parity(float("inf"), 0.0, 0.0, "same number and shapes of outputs", False)
+    max_diff, scale, cosines = 0.0, 0.0, []
+    for ref, out in zip(reference, actual, strict=True):
+        ref, out = ref.detach().float().cpu(), out.detach().float().cpu()
+        if ref.numel():
+            max_diff = max(max_diff, float((ref - out).abs().max()))
+            scale = max(scale, float(ref.abs().max()))
+            flat = (ref.reshape(len(ref), -1), out.reshape(len(out), -1)) if ref.dim() else (ref.reshape(1, 1), out.reshape(1, 1))
+            cosines.append(torch.nn.functional.cosine_similarity(*flat, dim=1, eps=1e-12))
+    cosine = torch.cat(cosines) if cosines else torch.ones(1)
+    mean_cosine, worst_cosine = float(cosine.mean()), float(cosine.min())
+    if precision == "fp32":
+        bound = FP32_ATOL + FP32_RTOL * scale
+        return Parity(max_diff, mean_cosine, worst_cosine, f"max |diff| <= {bound:.3g} (1e-4 + 1e-3 x max |output|)",
+                      max_diff <= bound)
+    threshold = MIN_COSINE[precision]
+    return Parity(max_diff, mean_cosine, worst_cosine, f"mean cosine >= {threshold} ({precision})", mean_cosine >= threshold)
+
+
+@torch.no_grad()
+def reference_outputs(module: nn.Module, batches: list[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+    return [flatten_outputs(module(*batch)) for batch in batches]
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Export in eval mode, then give the caller's module its mode back."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

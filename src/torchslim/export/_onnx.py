@@ -1,0 +1,215 @@
+"""PyTorch -> one self-contained ``.onnx`` file, checked three ways before it is written:
+``onnx.checker``, a truly dynamic batch axis, and output parity with the PyTorch model
+(on the example batch and on a reordered batch of another size) under ONNX Runtime.
+
+Only the dynamo exporter (``torch.onnx.export(dynamo=True)``) is used: the legacy
+TorchScript exporter traces with the example's sizes and bakes them into reshapes of
+attention code, producing a file that loads but fails (or silently misbehaves) at any other
+batch or sequence length. The parity check on a second batch size catches that class of bug
+whichever exporter made the graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+import torch.nn as nn
+
+from torchslim._io import atomic_write
+from torchslim.artifacts import Manifest, input_specs, write_manifest
+from torchslim.errors import ConfigError, ExportError
+from torchslim.export import _common as common
+
+
+def export_onnx(
+    module: nn.Module,
+    out: str | Path,
+    example_inputs: tuple[torch.Tensor, ...],
+    *,
+    task: str = "classification",
+    input_names: list[str] | None = None,
+    quantize: str = "none",
+    calibration: Any = None,
+    calibration_batches: int = 16,
+    steps: list[str] | None = None,
+    symmetric_activations: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Export ``module`` to ONNX (optionally ORT-quantized: ``"dynamic"`` or ``"static"``) at
+    ``out`` (a ``.onnx`` path or a folder); returns the artifact path. Raises ``ExportError``
+    with the exporter's reason when the model cannot be exported or its outputs diverge.
+    ``symmetric_activations`` (static only) zeroes activation zero-points, as TensorRT needs."""
+    path = common.output_path(out, "onnx")
+    module, example = _on_cpu(module, example_inputs)
+    names = [spec.name for spec in input_specs(example, input_names)]
+    calibration_data = None
+    if quantize == "static":  # validate the data before spending seconds on the export
+        calibration_data = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
+    with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        with common.eval_mode(module):
+            log("exporting to ONNX (torch.onnx.export, dynamo=True)")
+            output_names = write_fp32(module, fp32, example, names)
+            parity_batches = common.parity_inputs(common.batch_of_two(example))
+            references = common.reference_outputs(module, parity_batches)
+        final, extra = fp32, {"quantize": "none", "precision": "fp32"}
+        if quantize != "none":
+            final = Path(tmp) / "quantized.onnx"
+            extra = _quantize(fp32, final, quantize, calibration_data, symmetric_activations, log)
+        parity = check_parity(final, parity_batches, references, extra["precision"], type(module).__name__)
+        log(f"ONNX parity with PyTorch: {parity.describe()}")
+        extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}", "output_names": output_names}
+        _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
+    return path
+
+
+def quantize_onnx(
+    artifact: str | Path,
+    out: str | Path,
+    method: str,
+    *,
+    calibration: Any = None,
+    calibration_batches: int = 16,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """ORT int8 quantization (``"dynamic"`` or ``"static"``) of an fp32 ONNX artifact torchslim
+    wrote, into a new artifact at ``out``. Parity is judged against the fp32 ONNX model on
+    ``example_inputs`` (default: the first calibration batch, else the manifest's examples)."""
+    from torchslim.artifacts import read_manifest
+    from torchslim.export._ort_quant import onnx_signature
+    from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    source = Path(artifact)
+    manifest = read_manifest(source)
+    if manifest.format != "onnx" or manifest.extra.get("quantize", "none") != "none":
+        raise ConfigError(f"{str(source)!r} is not an fp32 ONNX artifact (format {manifest.format!r}, quantize "
+                          f"{manifest.extra.get('quantize', 'none')!r}); quantize the fp32 export.")
+    if method not in ("dynamic", "static"):
+        raise ConfigError(f"ONNX quantization method {method!r}: use dynamic or static.")
+    path = common.output_path(out, "onnx")
+    if path.resolve() == source.resolve():
+        raise ConfigError(f"Write the quantized model to another path than its source {str(source)!r}.")
+    calibration_data = None
+    if method == "static":
+        signature = onnx_signature(onnx.load(str(source), load_external_data=False))
+        calibration_data = common.calibration_batches(calibration, signature, calibration_batches)
+    example = example_inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
+    batches = common.parity_inputs(common.batch_of_two(tuple(t.cpu() for t in example)))
+    # Through onnx.load: ORT cannot load some externally stored constants (Reshape shapes) itself.
+    fp32 = OnnxModel(make_session(onnx.load(str(source), load_external_data=True).SerializeToString()))
+    references = [common.flatten_outputs(fp32(*b)) for b in batches]
+    with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        final = Path(tmp) / "quantized.onnx"
+        extra = dict(manifest.extra) | _quantize(source, final, method, calibration_data, False, log)
+        parity = check_parity(final, batches, references, "int8", source.name)
+        steps = [*manifest.steps, f"quantize(method={method}, backend=onnxruntime)"]
+        _write(final, path, Manifest("onnx", "onnxruntime", manifest.inputs, manifest.task, steps, extra), parity)
+    return path
+
+
+def _quantize(source: Path, target: Path, method: str, calibration_data, symmetric: bool, log) -> dict[str, Any]:
+    from torchslim.export._ort_quant import quantize_file
+
+    log(f"ONNX Runtime {method} int8 quantization")
+    info = quantize_file(source, target, method, calibration=calibration_data, symmetric_activations=symmetric, log=log)
+    return {"quantize": method, "precision": "int8", "quantization": info}
+
+
+def _write(final: Path, path: Path, manifest: Manifest, parity: common.Parity) -> None:
+    graph = onnx.load(str(final), load_external_data=False)
+    manifest.extra |= {
+        "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "dynamic_axes": dynamic_axes(graph),
+        "parity": parity.as_dict(),
+    }
+    atomic_write(path, lambda p: shutil.copyfile(final, p))
+    write_manifest(path, manifest)
+
+
+def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    # ONNX graphs are device-free; exporting on CPU keeps the parity check (ORT CPU) exact and
+    # leaves the caller's CUDA module untouched (a copy is moved, never the original).
+    on_cuda = any(p.device.type != "cpu" for p in module.parameters()) or any(b.device.type != "cpu" for b in module.buffers())
+    if on_cuda:
+        module = copy.deepcopy(module).cpu()
+    return module, tuple(t.detach().cpu() for t in example_inputs)
+
+
+def write_fp32(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...], names: list[str]) -> list[str]:
+    """Export to one inline file at ``path``; returns the output names."""
+    example = common.batch_of_two(example)
+    with torch.no_grad():
+        outputs = common.flatten_outputs(module(*example))
+    output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    try:
+        with common.quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                module, example, dynamo=True, dynamic_shapes=common.dynamic_shapes(example),
+                input_names=names, output_names=output_names, external_data=False, verbose=False,
+            )
+            # Inline weights: one file whose size is the artifact's real size (models > 2 GB
+            # cannot be inline; torchslim's targets are far below that).
+            program.save(str(path), external_data=False)
+    except Exception as e:
+        raise ExportError(
+            f"The ONNX exporter (torch.onnx.export, dynamo=True) could not export {type(module).__name__}: "
+            f"{common.exporter_reason(e)}. Models with data-dependent Python control flow, .item()/.numpy() "
+            "calls or non-tensor outputs cannot be exported; rewrite that part with tensor ops (torch.where, "
+            "torch.cond), or export the submodule that does the tensor work."
+        ) from None
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:
+        raise ExportError(f"onnx.checker rejected the exported model of {type(module).__name__}: "
+                          f"{common.exporter_reason(e)}. This is an exporter bug; please report it with the model.") from None
+    baked = [v.name for v in onnx.load(str(path), load_external_data=False).graph.input
+             if v.type.tensor_type.shape.dim and v.type.tensor_type.shape.dim[0].HasField("dim_value")]
+    if baked:
+        raise ExportError(f"The exported ONNX graph of {type(module).__name__} has a fixed batch size for input(s) "
+                          f"{', '.join(baked)}: the model's code pins the batch dimension (e.g. reshape(2, -1) or a "
+                          "size taken from a constant). Use x.shape[0] / reshape(x.shape[0], -1) instead.")
+    return output_names
+
+
+def dynamic_axes(graph: onnx.ModelProto) -> dict[str, list[int]]:
+    return {v.name: [i for i, d in enumerate(v.type.tensor_type.shape.dim) if not d.HasField("dim_value")]
+            for v in graph.graph.input}
+
+
+def check_parity(path: Path, batches: list[tuple[torch.Tensor, ...]], references: list[tuple[torch.Tensor, ...]],
+                 precision: str, model_name: str) -> common.Parity:
+    """Run ``path`` under ONNX Runtime on every batch; ExportError when it fails or diverges."""
+    from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    model = OnnxModel(make_session(path))
+    worst: common.Parity | None = None
+    for batch, reference in zip(batches, references, strict=True):
+        try:
+            out = model(*batch)
+        except Exception as e:
+            raise ExportError(
+                f"The ONNX model of {model_name} fails under ONNX Runtime on a batch of {len(batch[0])} (the export "
+                f"example had {len(batches[0][0])}): {common.exporter_reason(e)}. The model's code probably takes a "
+                "size from a constant or from Python instead of the tensor (x.shape), so the exporter baked it in."
+            ) from None
+        parity = common.compare(reference, out if isinstance(out, tuple) else (out,), precision)
+        if not parity.ok:
+            raise ExportError(
+                f"The ONNX model of {model_name} does not match PyTorch on a batch of {len(batch[0])}: "
+                f"{parity.describe()}. " + ("An fp32 mismatch is an exporter bug or a model that reads non-tensor "
+                                             "state at run time." if precision == "fp32" else
+                                             "This model loses too much in int8; try static quantization with more "
+                                             "calibration batches, or keep it in fp32.")
+            )
+        if worst is None or parity.max_abs_diff > worst.max_abs_diff:
+            worst = parity
+    assert worst is not None
+    return worst

@@ -1,0 +1,135 @@
+"""ONNX -> a serialized TensorRT engine (``.engine``), fp32, fp16 or int8.
+
+UNTESTED ON A GPU: written against the TensorRT 10 Python API (named I/O tensors,
+``build_serialized_network``, ``execute_async_v3``) but never run; no GPU was available
+while it was built. Tests marked ``gpu`` exercise it where CUDA and TensorRT exist.
+
+int8 uses explicit quantization: the model is exported to a QDQ ONNX model (ONNX Runtime's
+static quantization, calibrated on real batches, symmetric activations as TensorRT requires)
+and TensorRT compiles the Q/DQ pairs into int8 kernels. TensorRT 10 deprecates the older
+implicit path (an ``IInt8Calibrator`` plus the INT8 flag on an fp32 network), so it is not
+offered. An engine is specific to the GPU model and TensorRT version that built it; the
+manifest records both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchslim._io import atomic_write_bytes
+from torchslim.artifacts import InputSpec, Manifest, input_specs, write_manifest
+from torchslim.errors import ConfigError, ExportError, UnsupportedError
+from torchslim.export import _common as common
+
+MAX_BATCH_SIZE = 256  # the optimization profile's upper bound; larger batches need a rebuild
+WORKSPACE_BYTES = 1 << 30
+
+
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module, or UnsupportedError saying what is missing."""
+    problems = []
+    if not torch.cuda.is_available():
+        problems.append("no CUDA GPU is visible to torch (TensorRT runs only on NVIDIA GPUs)")
+    try:
+        import tensorrt
+    except ImportError:
+        tensorrt = None
+        problems.append("the tensorrt package is not installed (pip install 'torchslim[tensorrt]', TensorRT >= 10)")
+    if problems:
+        raise UnsupportedError("TensorRT cannot run on this machine: " + "; ".join(problems) + ". Use format onnx "
+                               "(runtime onnxruntime) or pt2 (runtime aoti) here, or build the engine on a machine "
+                               "with an NVIDIA GPU, CUDA and TensorRT.")
+    return tensorrt
+
+
+def build_tensorrt(
+    module: nn.Module,
+    out: str | Path,
+    example_inputs: tuple[torch.Tensor, ...],
+    *,
+    task: str = "classification",
+    input_names: list[str] | None = None,
+    precision: str = "fp32",
+    calibration: Any = None,
+    calibration_batches: int = 16,
+    steps: list[str] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Export ``module`` to ONNX, build a TensorRT engine at ``out`` (``.engine`` or a folder)."""
+    from torchslim.export._onnx import export_onnx
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ConfigError(f"TensorRT precision {precision!r}: use fp32, fp16 or int8.")
+    if precision == "int8" and calibration is None:
+        raise ConfigError("An int8 TensorRT engine needs calibration data (calibration=, a DataBundle or input "
+                          "tuples) to set activation ranges; or build it with precision fp16.")
+    trt = require_tensorrt()
+    path = common.output_path(out, "tensorrt")
+    device = torch.device("cuda", torch.cuda.current_device())
+    example = tuple(t.detach() for t in example_inputs)
+    names = [spec.name for spec in input_specs(example, input_names)]
+    with tempfile.TemporaryDirectory(prefix="torchslim-trt-") as tmp:
+        onnx_path = export_onnx(module, Path(tmp) / "model.onnx", example, task=task, input_names=names,
+                                quantize="static" if precision == "int8" else "none", calibration=calibration,
+                                calibration_batches=calibration_batches, symmetric_activations=True, log=log)
+        log(f"building a TensorRT {precision} engine")
+        specs = input_specs(common.batch_of_two(example), names)
+        engine = build_engine(onnx_path.read_bytes(), specs, precision)
+    from torchslim.runtime.tensorrt import TensorRTModel
+
+    compiled = TensorRTModel(engine, device)
+    batches = [tuple(t.to(device) for t in b) for b in common.parity_inputs(common.batch_of_two(example))]
+    with common.eval_mode(module), torch.no_grad():
+        references = common.reference_outputs(module, [tuple(t.to(next(module.parameters()).device) for t in b) for b in batches])
+    worst = None
+    for batch, reference in zip(batches, references, strict=True):
+        out_tensors = compiled(*batch)
+        parity = common.compare(reference, out_tensors if isinstance(out_tensors, tuple) else (out_tensors,), precision)
+        if not parity.ok:
+            raise ExportError(f"The TensorRT {precision} engine of {type(module).__name__} does not match PyTorch on a "
+                              f"batch of {len(batch[0])}: {parity.describe()}. Try a higher precision.")
+        worst = parity if worst is None or parity.max_abs_diff > worst.max_abs_diff else worst
+    atomic_write_bytes(path, engine)
+    extra = {"precision": precision, "tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(device),
+             "max_batch_size": MAX_BATCH_SIZE, "parity": worst.as_dict()}
+    write_manifest(path, Manifest("tensorrt", "tensorrt", specs, task, steps or [], extra))
+    return path
+
+
+def build_engine(onnx_bytes: bytes, inputs: list[InputSpec], precision: str = "fp32") -> bytes:
+    """A serialized engine for an ONNX model; batch 1..MAX_BATCH_SIZE, a token input's sequence
+    length 1..its example length."""
+    trt = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT's ONNX parser rejected the model: {errors or 'no reason given'}.")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: TF32 matmuls drift ~1e-3
+    elif precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # honours the Q/DQ nodes of the QDQ model
+        config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized may use fp16 rather than fp32
+    profile = builder.create_optimization_profile()
+    for spec in inputs:
+        low, opt, high = ([1, *spec.shape[1:]], [min(32, MAX_BATCH_SIZE), *spec.shape[1:]], [MAX_BATCH_SIZE, *spec.shape[1:]])
+        if len(spec.shape) == 2 and spec.dtype in ("int64", "int32"):
+            low[1] = 1
+        profile.set_shape(spec.name, low, opt, high)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT could not build a {precision} engine for this model (see the TensorRT log above).")
+    return bytes(serialized)

@@ -1,0 +1,52 @@
+"""AOTInductor: runs ``.pt2`` AOTInductor packages (compiled shared library + weights).
+
+Loading maps the library and its weights; calls go straight to compiled code with no graph
+capture. A package runs only on the device type it was compiled for (recorded in the
+manifest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch._inductor  # noqa: F401  (the loader; imported here so memory probes count it as baseline)
+
+from torchslim.errors import ArtifactError, UnsupportedError
+
+
+class AOTIModel:
+    """``model(*inputs)`` -> a tensor (a tuple when the package returns several)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        out = self.compiled(*inputs)
+        if isinstance(out, (list, tuple)):
+            return out[0] if len(out) == 1 else tuple(out)
+        return out
+
+
+class AOTIRuntime:
+    name = "aoti"
+
+    def load(self, path: Path, manifest, *, device="cpu") -> AOTIModel:
+        if manifest.format != "aoti":
+            raise ArtifactError(f"The aoti runtime runs AOTInductor packages, not {manifest.format!r} artifacts "
+                                f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}), or re-export "
+                                "with `torchslim export --format pt2`.")
+        built_for = manifest.extra.get("device", "cpu")
+        wanted = torch.device(device)
+        if wanted.type != built_for:
+            raise UnsupportedError(f"{str(path)!r} was compiled for {built_for} and cannot run on {wanted.type}; "
+                                   f"re-export it on a {wanted.type} machine (`torchslim export --format pt2 --device {wanted.type}`).")
+        device_index = wanted.index if wanted.index is not None else (-1 if wanted.type == "cpu" else torch.cuda.current_device())
+        try:
+            compiled = torch._inductor.aoti_load_package(str(path), device_index=device_index)
+        except Exception as e:
+            raise ArtifactError(f"Cannot load the AOTInductor package {str(path)!r} ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). It must be loaded by the "
+                                "torch version that compiled it.") from None
+        return AOTIModel(compiled)
