@@ -76,7 +76,7 @@ def measure(
         else:
             score = accuracy(fn, data.test, device=device)
     if params is None:
-        params = count_params(fn) if isinstance(fn, torch.nn.Module) else 0
+        params = _count_artifact_params(fn, artifact)
     if macs is None and isinstance(fn, torch.nn.Module):
         macs = count_macs(fn, make_inputs(1))
     latency = {}
@@ -100,3 +100,16 @@ def measure(
         peak_memory_bytes=memory,
         runtime=runtime,
     )
+
+
+def _count_artifact_params(fn: Callable, artifact: Path) -> int:
+    """Parameters of what was loaded: the module's, or an ONNX file's weight initializers.
+    Compiled packages (AOTInductor, TensorRT) hide their weights: 0 unless the caller counts
+    the model they came from and passes ``params``."""
+    if isinstance(fn, torch.nn.Module):
+        return count_params(fn)
+    if artifact.suffix == ".onnx":
+        from torchslim.export import onnx_param_count
+
+        return onnx_param_count(artifact)
+    return 0
