@@ -10,7 +10,13 @@ least ``min_saving`` of the MACs are left as they are. The result is an ordinary
 
 from __future__ import annotations
 
-from torchslim.factorize._factorize import FactorizeConfig, LayerPlan, factorize, plan, validate_config
+from torchslim.factorize._factorize import (
+    FactorizeConfig,
+    LayerPlan,
+    factorize,
+    plan,
+    validate_config,
+)
 from torchslim.factorize._svd import factorize_layer, is_factorizable
 
 

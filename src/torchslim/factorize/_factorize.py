@@ -11,7 +11,12 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from torchslim.errors import ConfigError, UnsupportedError, config_error_from_pydantic
-from torchslim.factorize._svd import factorize_layer, factorized_cost, is_factorizable, singular_values
+from torchslim.factorize._svd import (
+    factorize_layer,
+    factorized_cost,
+    is_factorizable,
+    singular_values,
+)
 
 
 class FactorizeConfig(BaseModel):

@@ -15,10 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from torchslim.errors import config_error_from_pydantic
 from torchslim.share._format import TslimContents, read_tslim
+from torchslim.share._share import (
+    ShareConfig,
+    distinct_values,
+    share,
+    shareable_tensors,
+    validate_config,
+)
 from torchslim.share._sparsify import magnitude_prune, sparsity
 from torchslim.share._stages import StageRow, deep_compress
-from torchslim.share._share import ShareConfig, distinct_values, share, shareable_tensors, validate_config
-from torchslim.share._tslim import StageBits, bits_per_weight, load_tslim, save_tslim, stage_bits, tslim_info
+from torchslim.share._tslim import (
+    StageBits,
+    bits_per_weight,
+    load_tslim,
+    save_tslim,
+    stage_bits,
+    tslim_info,
+)
 
 NO_SPEEDUP_NOTE = ("decoded to dense fp32 at load: smaller on disk, no speed-up "
                    "(inference runs the same dense kernels as the uncompressed model)")

@@ -7,7 +7,9 @@ Every tensor gets the smallest of the encodings that apply (all exact, bit for b
     sparse    mostly zeros: Huffman-coded gaps between nonzeros, then the nonzero values,
               raw or as codebook + Huffman indices
 
-Values are compared by bit pattern, not by ``==``, so -0.0 and NaN payloads survive. A
+Values are compared by bit pattern, not by ``==``, so NaN payloads survive; the one
+canonicalization is -0.0 -> +0.0 in float tensors (pruning by ``weight * mask`` leaves
+-0.0 behind, and a zero of either sign must be "zero" for sparse coding to work). A
 codebook whose fp32 values are all exactly representable in fp16 is stored as fp16 (the
 sharing step rounds centroids to fp16 for this reason): two bytes saved per centroid, no
 value changed.
@@ -47,6 +49,13 @@ def parse_dtype(name: str) -> torch.dtype:
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"unknown dtype {name!r}")
     return dtype
+
+
+def canonical(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with -0.0 replaced by +0.0 (float tensors); everything else unchanged."""
+    if t.is_floating_point() and bool((t == 0).any()):
+        return torch.where(t == 0, torch.zeros((), dtype=t.dtype), t)
+    return t
 
 
 def _bytes_of(t: torch.Tensor) -> bytes:
@@ -99,7 +108,7 @@ def _encode_values(values: torch.Tensor, distinct: torch.Tensor | None, index: t
 def encode_tensor(t: torch.Tensor, *, raw_fp16: bool = False, fixed: bool = False) -> Encoded:
     """The smallest exact encoding of ``t`` (``raw_fp16`` stores dense float32 as fp16: lossy;
     ``fixed`` writes fixed-width codes instead of Huffman codes, for stage comparisons)."""
-    flat = t.detach().cpu().contiguous().reshape(-1)
+    flat = canonical(t.detach().cpu().contiguous().reshape(-1))
     candidates = [Encoded("raw", [_bytes_of(flat)])]
     if raw_fp16 and flat.dtype == torch.float32:
         candidates = [Encoded("raw", [_bytes_of(flat.half())], {"stored_dtype": "float16"})]

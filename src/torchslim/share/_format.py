@@ -3,7 +3,7 @@
 Layout (little-endian)::
 
     b"TSLIM"  u8 format version  u32 header length  u32 CRC32(version + length + header)
-    header    zlib-compressed JSON: the section table (structure + one entry per tensor:
+    header    zlib-compressed JSON (with the format's preset dictionary, _dictionary.py): the section table (structure + one entry per tensor:
               name, shape, dtype, kind, encoding, offset, length, CRC32, decoder fields)
     payload   the sections back to back
 
@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from torchslim.errors import ArtifactError, ExportError
 from torchslim.share import _codec
+from torchslim.share._dictionary import compress, decompress
 
 MAGIC = b"TSLIM"
 VERSION = 1
@@ -79,7 +80,7 @@ def encode_program(program, *, raw_fp16: bool = False, fixed: bool = False, meta
         raise ExportError(".tslim files are little-endian; this machine is not.")
     artifact = serde.serialize(program, serialize_state_dict=False, serialize_constants=False,
                                serialize_example_inputs=False)
-    structure = zlib.compress(_strip_debug_metadata(artifact.exported_program), 9)
+    structure = compress(_strip_debug_metadata(artifact.exported_program))
     sections = [structure]
     offset = len(structure)
     entries = []
@@ -97,13 +98,13 @@ def encode_program(program, *, raw_fp16: bool = False, fixed: bool = False, meta
         offset += len(blob)
     header = {
         "torch": torch.__version__,
-        "structure": {"encoding": "torch-export-json+zlib", "offset": 0, "length": len(structure),
+        "structure": {"encoding": "torch-export-json+zlib-dict1", "offset": 0, "length": len(structure),
                       "crc32": zlib.crc32(structure)},
         "tensors": entries,
         "payload_length": offset,
         "meta": meta or {},
     }
-    header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+    header_bytes = compress(json.dumps(header, separators=(",", ":")).encode())
     head = struct.pack("<BI", VERSION, len(header_bytes))
     preamble = _PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(head + header_bytes))
     return preamble + header_bytes + b"".join(sections)
@@ -136,7 +137,7 @@ def read_tslim(path: str | Path) -> TslimContents:
     if zlib.crc32(struct.pack("<BI", version, header_len) + header_bytes) != header_crc:
         raise _refuse(path, "header checksum mismatch (CRC32)")
     try:
-        header = json.loads(zlib.decompress(header_bytes))
+        header = json.loads(decompress(header_bytes))
         payload_length = int(header["payload_length"])
     except (ValueError, KeyError, TypeError, zlib.error) as e:
         raise _refuse(path, f"header does not parse ({e})") from None
@@ -152,7 +153,7 @@ def read_tslim(path: str | Path) -> TslimContents:
         return blob
 
     try:
-        structure = zlib.decompress(section(header["structure"], "structure"))
+        structure = decompress(section(header["structure"], "structure"))
         tensors = {}
         for entry in header["tensors"]:
             blob = section(entry, entry["name"])

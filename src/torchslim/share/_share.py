@@ -103,7 +103,7 @@ def _finetune_centroids(model: nn.Module, books: dict, data, config: ShareConfig
     from torchslim.train import TrainConfig, fit
 
     handles = []
-    for name, (module, attr, centroids, index) in books.items():
+    for _name, (module, attr, centroids, index) in books.items():
         delattr(module, attr)
         module.register_parameter(f"{attr}_centroids", nn.Parameter(centroids.clone()))
         module.register_buffer(f"{attr}_index", index)

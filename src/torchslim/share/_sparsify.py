@@ -56,6 +56,8 @@ def magnitude_prune(
             fit(pruned, data, TrainConfig(epochs=finetune_epochs, lr=lr, seed=seed), device=device)
         for module, _ in targets:
             torch_prune.remove(module, "weight")
+            with torch.no_grad():
+                module.weight.add_(0.0)  # weight * mask leaves -0.0; -0.0 + 0.0 is +0.0
     return pruned.eval()
 
 
