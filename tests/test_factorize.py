@@ -10,7 +10,14 @@ from torchslim.artifacts import load, save_exported
 from torchslim.bench import count_macs, count_params
 from torchslim.cli import run
 from torchslim.errors import ConfigError, UnsupportedError
-from torchslim.factorize import FactorizeConfig, factorize, factorize_layer, plan, run_step, validate_step
+from torchslim.factorize import (
+    FactorizeConfig,
+    factorize,
+    factorize_layer,
+    plan,
+    run_step,
+    validate_step,
+)
 from torchslim.zoo import create_model
 
 

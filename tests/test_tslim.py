@@ -10,8 +10,7 @@ import torch
 
 import torchslim
 from torchslim.errors import ArtifactError
-from torchslim.share import load_tslim, read_tslim, save_tslim, share, tslim_info
-from torchslim.share import _codec, _huffman
+from torchslim.share import _codec, _huffman, load_tslim, read_tslim, save_tslim, share, tslim_info
 from torchslim.zoo import create_model
 
 
