@@ -117,3 +117,18 @@ def test_cli_share_writes_tslim_and_stage_table(tmp_path, capsys):
     tslim = Path(out / "model.tslim")
     assert tslim.exists() and tslim.stat().st_size * 10 < (out / "stages" / "fp32_state_dict.pt").stat().st_size
     assert (out / "share.json").exists() and (out / "model.tslim.json").exists()
+
+
+def test_centroid_finetuning_keeps_the_sharing():
+    from torchslim.data import load_data
+
+    torch.manual_seed(0)
+    model = magnitude_prune(create_model("digits-mlp").eval(), 0.5)
+    with pytest.raises(ConfigError, match="needs data"):
+        share(model, {"bits": 3, "finetune_epochs": 1})
+    plain = share(model, {"bits": 3})
+    tuned = share(model, {"bits": 3, "finetune_epochs": 1, "lr": 0.01}, data=load_data("digits"))
+    assert max(distinct_values(tuned).values()) <= 8
+    assert torch.equal(tuned.net[1].weight == 0, model.net[1].weight == 0)
+    assert not torch.equal(tuned.net[1].weight, plain.net[1].weight)  # the centroids moved
+    assert [n for n, _ in tuned.named_parameters()] == [n for n, _ in model.named_parameters()]

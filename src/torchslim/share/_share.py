@@ -103,6 +103,7 @@ def _finetune_centroids(model: nn.Module, books: dict, data, config: ShareConfig
     from torchslim.train import TrainConfig, fit
 
     handles = []
+    order = {id(m): list(m._parameters) for m, _, _, _ in books.values()}  # restored afterwards
     for _name, (module, attr, centroids, index) in books.items():
         delattr(module, attr)
         module.register_parameter(f"{attr}_centroids", nn.Parameter(centroids.clone()))
@@ -129,6 +130,8 @@ def _finetune_centroids(model: nn.Module, books: dict, data, config: ShareConfig
                 if hasattr(module, attr):
                     delattr(module, attr)
                 module.register_parameter(attr, nn.Parameter(_materialize(centroids, index)))
+            for module, _, _, _ in books.values():
+                module._parameters = {k: module._parameters[k] for k in order[id(module)]}
     model.eval()
 
 
