@@ -50,7 +50,9 @@ def save_tslim(
         cpu_model = copy.deepcopy(model).cpu()
     example_cpu = tuple(t.detach().cpu() for t in example_inputs)
     program = export_program(cpu_model, example_cpu)
-    blob = encode_program(program, raw_fp16=raw_precision == "fp16", fixed=coding == "fixed", meta={"task": task, "steps": steps or []})
+    blob = encode_program(program, raw_fp16=raw_precision == "fp16", fixed=coding == "fixed", meta={
+        "task": task, "steps": steps or [],
+        "inputs": [[[max(2, t.shape[0]), *t.shape[1:]], _codec.dtype_name(t.dtype)] for t in example_cpu]})
     atomic_write_bytes(path, blob)
     info = tslim_info(path)
     write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names), task, steps or [],
