@@ -97,7 +97,7 @@ def test_step_contract(tmp_path):
     model = create_model("digits-mlp").eval()
     ctx = StepContext(data=data, device=torch.device("cpu"), teacher=model, work_dir=tmp_path,
                       example_inputs=data.example_inputs(2), log=lambda _m: None)
-    out = run_step(model, validate_step({"rank_ratio": 0.2, "finetune_epochs": 1}), ctx)
+    out = run_step(model, validate_step({"rank_ratio": 0.2}), ctx)
     assert count_params(out.model) < count_params(model) and "factorized 3 layers" in out.notes[0]
 
 
@@ -109,7 +109,7 @@ def test_cli_rejects_bad_values_with_exit_2(args, tmp_path):
 @pytest.mark.slow
 def test_cli_factorize_writes_artifact(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run(["factorize", "--model", "digits-mlp", "--rank-ratio", "0.25", "--finetune-epochs", "2",
+    assert run(["factorize", "--model", "digits-mlp", "--rank-ratio", "0.25", "--finetune-epochs", "1",
                 "--out", str(out), "--device", "cpu", "--batch-sizes", "1"]) == 0
     assert (out / "factorized.pt2").exists() and (out / "factorize.json").exists()
     assert "factorized" in capsys.readouterr().out

@@ -145,3 +145,14 @@ def test_preamble_layout_is_stable(good_file):
     assert (magic, version) == (b"TSLIM", 1)
     assert 0 < header_len < len(good_file)
     assert b"pickle" not in good_file and b"\x80\x02" not in good_file[:14]
+
+
+def test_fp16_raw_storage_is_opt_in_and_close(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("digits-mlp").eval()  # dense, unshared: every tensor stored raw
+    x = torch.randn(2, 1, 8, 8)
+    exact = save_tslim(model, tmp_path / "a.tslim", example_inputs=(x,))
+    half = save_tslim(model, tmp_path / "b.tslim", example_inputs=(x,), raw_precision="fp16")
+    assert half.stat().st_size < 0.6 * exact.stat().st_size
+    assert torch.equal(load_tslim(exact)(x), model(x))
+    torch.testing.assert_close(load_tslim(half)(x), model(x), atol=1e-2, rtol=1e-2)
