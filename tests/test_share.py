@@ -95,7 +95,9 @@ def test_share_and_encode_steps_write_a_tslim(tmp_path):
     assert out.runtime == "tslim" and out.artifact == tmp_path / "model.tslim" and out.artifact.exists()
     assert any("no speed-up" in note for note in out.notes)
     x = data.example_inputs(4)
-    assert torch.equal(out.model(*x), shared(*x))
+    from torchslim.artifacts import load
+
+    assert torch.equal(load(out.artifact)(*x), shared(*x))
     # 3-bit indices instead of 32-bit floats: at least 5x smaller than the fp32 weights.
     assert out.artifact.stat().st_size * 5 < sum(p.numel() for p in model.parameters()) * 4
 
@@ -117,6 +119,18 @@ def test_cli_share_writes_tslim_and_stage_table(tmp_path, capsys):
     tslim = Path(out / "model.tslim")
     assert tslim.exists() and tslim.stat().st_size * 10 < (out / "stages" / "fp32_state_dict.pt").stat().st_size
     assert (out / "share.json").exists() and (out / "model.tslim.json").exists()
+
+
+def test_share_folds_torch_pruning_masks():
+    import torch.nn.utils.prune as torch_prune
+
+    model = create_model("lenet-300-100").eval()
+    with torch.no_grad():  # (a masked weight made under autograd cannot be deep-copied at all)
+        torch_prune.l1_unstructured(model.net[1], "weight", amount=0.5)  # mask + forward pre-hook
+    shared = share(model, {"bits": 2})
+    assert not hasattr(shared.net[1], "weight_orig") and not shared.net[1]._forward_pre_hooks
+    assert distinct_values(shared)["net.1.weight"] <= 4
+    assert float((shared.net[1].weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
 
 
 def test_centroid_finetuning_keeps_the_sharing():

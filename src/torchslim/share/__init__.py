@@ -78,8 +78,9 @@ def run_encode_step(model, config: EncodeConfig, ctx):
     info = tslim_info(path)
     ctx.log(f"encode: {path.name} {info['file_bytes']:,} B (structure {info['structure_bytes']:,} B, "
             f"weights {info['weight_bytes']:,} B, {info['parameter_bits_per_weight']:.2f} bits/weight)")
-    return StepOutput(model=load_tslim(path, device=ctx.device), runtime="tslim", artifact=path,
-                      notes=[NO_SPEEDUP_NOTE])
+    # The next step gets the encoded model itself: the file decodes to bit-identical weights
+    # (tested), and the module rebuilt from an ExportedProgram refuses .train()/.eval().
+    return StepOutput(model=model, runtime="tslim", artifact=path, notes=[NO_SPEEDUP_NOTE])
 
 
 __all__ = [

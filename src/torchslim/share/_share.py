@@ -59,6 +59,19 @@ def shareable_tensors(model: nn.Module, include_bias: bool = True) -> list[tuple
     return found
 
 
+def _fold_pruning_masks(model: nn.Module) -> None:
+    """Make torch.nn.utils.prune masks permanent: with a mask the weight is recomputed from
+    ``weight_orig`` before every forward, which would silently undo the sharing."""
+    import torch.nn.utils.prune as torch_prune
+
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                torch_prune.remove(module, hook._tensor_name)
+                with torch.no_grad():
+                    getattr(module, hook._tensor_name).add_(0.0)  # weight * mask leaves -0.0
+
+
 def _shared_values(weight: torch.Tensor, config: ShareConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(centroids, index, nonzero mask) for one tensor; index is -1 where the weight is zero."""
     nonzero = weight != 0
@@ -82,6 +95,7 @@ def share(model: nn.Module, config: ShareConfig | dict | None = None, *, data=No
     if config.finetune_epochs and data is None:
         raise ConfigError("share: finetune_epochs > 0 needs data to fine-tune the centroids on; pass data=.")
     shared = copy.deepcopy(model).eval()
+    _fold_pruning_masks(shared)
     targets = shareable_tensors(shared, config.include_bias)
     if not targets:
         raise UnsupportedError(f"share: {type(model).__name__} has no Linear, Conv or Embedding layer to share weights in.")
