@@ -1,0 +1,199 @@
+"""The .tslim container: a model's graph and its compressed weights in one file, no pickle.
+
+Layout (little-endian)::
+
+    b"TSLIM"  u8 format version  u32 header length  u32 CRC32(version + length + header)
+    header    zlib-compressed JSON (with the format's preset dictionary, _dictionary.py): the section table (structure + one entry per tensor:
+              name, shape, dtype, kind, encoding, offset, length, CRC32, decoder fields)
+    payload   the sections back to back
+
+The structure section is the model's ``torch.export`` program serialized by torch's own
+JSON serde with the weights left out and node debug metadata (stack traces) stripped,
+then zlib-compressed: about 1 KB for an MLP, 3-4 KB for the small CNNs/transformer. The
+loader decodes every tensor, puts them back into the program and returns
+``program.module()``, so the file rebuilds a runnable model on its own. Every byte is
+covered by a CRC32: a truncated file, a flipped byte or a wrong version is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from torchslim.errors import ArtifactError, ExportError
+from torchslim.share import _codec
+from torchslim.share._dictionary import compress, decompress
+
+MAGIC = b"TSLIM"
+VERSION = 1
+_PREAMBLE = struct.Struct("<5sBII")
+
+
+@dataclass
+class TslimContents:
+    """What a .tslim file holds, decoded."""
+
+    header: dict
+    structure: bytes  # the program JSON (decompressed)
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def structure_bytes(self) -> int:
+        return int(self.header["structure"]["length"])
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(int(e["length"]) for e in self.header["tensors"])
+
+
+def _strip_debug_metadata(program_json: bytes) -> bytes:
+    graph = json.loads(program_json)
+    for node in graph["graph_module"]["graph"]["nodes"]:
+        node["metadata"] = {}  # stack traces and module paths: debugging aids, not semantics
+    return json.dumps(graph, separators=(",", ":")).encode()
+
+
+def _program_tensors(program) -> list[tuple[str, str, torch.Tensor]]:
+    signature = program.graph_signature
+    params = set(signature.parameters)
+    out = [(name, "parameter" if name in params else "buffer", t) for name, t in program.state_dict.items()]
+    for name, value in program.constants.items():
+        if not isinstance(value, torch.Tensor):
+            raise ExportError(f"The model holds a non-tensor constant {name!r} ({type(value).__name__}); "
+                              ".tslim stores tensors only. Save it as .pt2 instead.")
+        out.append((name, "constant", value))
+    return out
+
+
+def encode_program(program, *, raw_fp16: bool = False, fixed: bool = False, meta: dict | None = None) -> bytes:
+    """The .tslim bytes for an ExportedProgram."""
+    from torch._export.serde import serialize as serde
+
+    if sys.byteorder != "little":
+        raise ExportError(".tslim files are little-endian; this machine is not.")
+    artifact = serde.serialize(program, serialize_state_dict=False, serialize_constants=False,
+                               serialize_example_inputs=False)
+    structure = compress(_strip_debug_metadata(artifact.exported_program))
+    sections = [structure]
+    offset = len(structure)
+    entries = []
+    for name, kind, tensor in _program_tensors(program):
+        if tensor.is_quantized or tensor.layout != torch.strided:
+            raise ExportError(f"Tensor {name!r} is quantized or not dense; .tslim stores plain dense tensors.")
+        enc = _codec.encode_tensor(tensor, raw_fp16=raw_fp16, fixed=fixed)
+        blob = b"".join(enc.parts)
+        entries.append({
+            "name": name, "kind": kind, "shape": list(tensor.shape), "dtype": _codec.dtype_name(tensor.dtype),
+            "requires_grad": bool(tensor.requires_grad), "encoding": enc.encoding, "offset": offset,
+            "length": len(blob), "parts": [len(p) for p in enc.parts], "crc32": zlib.crc32(blob), **enc.fields,
+        })
+        sections.append(blob)
+        offset += len(blob)
+    header = {
+        "torch": torch.__version__,
+        "structure": {"encoding": "torch-export-json+zlib-dict1", "offset": 0, "length": len(structure),
+                      "crc32": zlib.crc32(structure)},
+        "tensors": entries,
+        "payload_length": offset,
+        "meta": meta or {},
+    }
+    header_bytes = compress(json.dumps(header, separators=(",", ":")).encode())
+    head = struct.pack("<BI", VERSION, len(header_bytes))
+    preamble = _PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(head + header_bytes))
+    return preamble + header_bytes + b"".join(sections)
+
+
+def _refuse(path: Path, why: str) -> ArtifactError:
+    return ArtifactError(f"{str(path)!r} is not a valid .tslim file: {why}. Re-create it with "
+                         "`torchslim share` (or torchslim.share.save_tslim); the file may have been cut "
+                         "short or altered after it was written.")
+
+
+def read_tslim(path: str | Path) -> TslimContents:
+    """Validate and decode a .tslim file; raises ArtifactError on any defect."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"Artifact {str(path)!r} does not exist.")
+    data = path.read_bytes()
+    if len(data) < _PREAMBLE.size:
+        raise _refuse(path, f"truncated ({len(data)} bytes, shorter than the {_PREAMBLE.size}-byte preamble)")
+    magic, version, header_len, header_crc = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise _refuse(path, f"wrong magic {magic!r} (expected {MAGIC!r})")
+    if version != VERSION:
+        raise ArtifactError(f"{str(path)!r} is .tslim format version {version}; this torchslim reads "
+                            f"version {VERSION}. Use the torchslim release that wrote it, or re-create the file.")
+    start = _PREAMBLE.size
+    if len(data) < start + header_len:
+        raise _refuse(path, "truncated inside the header")
+    header_bytes = data[start:start + header_len]
+    if zlib.crc32(struct.pack("<BI", version, header_len) + header_bytes) != header_crc:
+        raise _refuse(path, "header checksum mismatch (CRC32)")
+    try:
+        header = json.loads(decompress(header_bytes))
+        payload_length = int(header["payload_length"])
+    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        raise _refuse(path, f"header does not parse ({e})") from None
+    payload = data[start + header_len:]
+    if len(payload) != payload_length:
+        what = "truncated" if len(payload) < payload_length else "trailing bytes after the payload"
+        raise _refuse(path, f"{what} (payload is {len(payload)} bytes, header says {payload_length})")
+
+    def section(entry: dict, label: str) -> bytes:
+        blob = payload[entry["offset"]:entry["offset"] + entry["length"]]
+        if len(blob) != entry["length"] or zlib.crc32(blob) != entry["crc32"]:
+            raise _refuse(path, f"section {label!r} checksum mismatch (CRC32)")
+        return blob
+
+    try:
+        structure = decompress(section(header["structure"], "structure"))
+        tensors = {}
+        for entry in header["tensors"]:
+            blob = section(entry, entry["name"])
+            parts, cursor = [], 0
+            for size in entry["parts"]:
+                parts.append(blob[cursor:cursor + size])
+                cursor += size
+            if cursor != len(blob) or len(parts) != _codec.part_count(entry["encoding"], entry):
+                raise ValueError(f"tensor {entry['name']!r}: part table does not match its section")
+            dtype = _codec.parse_dtype(entry["dtype"])
+            tensors[entry["name"]] = _codec.decode_tensor(entry["encoding"], parts, entry, dtype, entry["shape"])
+    except ArtifactError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, zlib.error) as e:
+        raise _refuse(path, f"content does not decode ({e})") from None
+    return TslimContents(header, structure, tensors)
+
+
+def rebuild_program(contents: TslimContents, path: Path):
+    """The ExportedProgram with its weights put back."""
+    from torch._export.serde import serialize as serde
+
+    state_dict, constants = {}, {}
+    for entry in contents.header["tensors"]:
+        t = contents.tensors[entry["name"]]
+        if entry["kind"] == "parameter":
+            state_dict[entry["name"]] = nn.Parameter(t, requires_grad=entry.get("requires_grad", True))
+        elif entry["kind"] == "buffer":
+            state_dict[entry["name"]] = t
+        else:
+            constants[entry["name"]] = t
+    # Example inputs (zeros of the recorded shapes) let ``program.module()`` compile its
+    # input guards into the graph instead of checking constraints in Python on every call
+    # (measured: 0.19 -> 0.15 ms per LeNet-300-100 call at batch 1).
+    inputs = contents.header.get("meta", {}).get("inputs") or []
+    example = (tuple(torch.zeros(shape, dtype=_codec.parse_dtype(dtype)) for shape, dtype in inputs), {}) if inputs else None
+    try:
+        return serde.deserialize(serde.SerializedArtifact(contents.structure, state_dict, constants, example))
+    except Exception as e:
+        raise ArtifactError(
+            f"{str(path)!r}: the model graph does not load in torch {torch.__version__} "
+            f"(written by torch {contents.header.get('torch')}): {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
