@@ -10,7 +10,7 @@
     Goal: >= 2x faster at <= 1 point of accuracy lost.
 
 (c) Unstructured L1 pruning (global, 50 % and 90 %): latency next to dense, and file sizes
-    (dense .pt2 vs the bitmask-sparse safetensors). The zeros are still multiplied by dense
+    (dense .pt2 vs the sparse .tslim container). The zeros are still multiplied by dense
     kernels, so no speed-up is expected; the table shows what was measured.
 
 Latency: one process, interleaved rounds (every variant at every batch size per round), p50 of
@@ -54,7 +54,6 @@ def main() -> None:
         ChannelPruneConfig,
         GlobalPruneConfig,
         prune,
-        save_sparse,
         zero_fraction,
     )
     from torchslim.specs import resolve
@@ -92,7 +91,9 @@ def main() -> None:
                 pt2_bytes=pt2.stat().st_size,
             )
             if row["part"] == "c":
-                row["sparse_bytes"] = save_sparse(model, Path(tmp) / "m.sparse.safetensors").stat().st_size
+                from torchslim.share import save_tslim
+
+                row["sparse_bytes"] = save_tslim(model, Path(tmp) / "m.tslim", example_inputs=example).stat().st_size
             rows[name] = row
     latency = _interleaved_latency(variants, data, args.rounds)
     for name, row in rows.items():

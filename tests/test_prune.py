@@ -18,11 +18,9 @@ from torchslim.prune import (
     MagnitudePruneConfig,
     channel_counts,
     leftover_masks,
-    load_sparse,
     prune,
     recalibrate_batchnorm,
     run_step,
-    save_sparse,
     validate_step,
     zero_fraction,
 )
@@ -92,15 +90,16 @@ def test_layer_types_and_ignore_limit_what_is_pruned():
 def test_sparse_file_round_trips_and_is_smaller(tmp_path):
     from safetensors.torch import save_file
 
+    from torchslim import load
+    from torchslim.share import save_tslim
+
     pruned = prune(create_model("digits-cnn").eval(), {"method": "global", "ratio": 0.9})
-    sparse = save_sparse(pruned, tmp_path / "w.sparse.safetensors")
+    x = torch.randn(4, 1, 8, 8)
+    sparse = save_tslim(pruned, tmp_path / "w.tslim", example_inputs=(x[:2],))
     dense = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in pruned.state_dict().items()}, str(dense))
     assert sparse.stat().st_size < 0.25 * dense.stat().st_size
-    restored = create_model("digits-cnn")
-    restored.load_state_dict(load_sparse(sparse))
-    x = torch.randn(4, 1, 8, 8)
-    assert torch.equal(restored.eval()(x), pruned(x))
+    assert torch.equal(load(sparse)(x), pruned(x))
 
 
 @pytest.mark.slow

@@ -35,8 +35,9 @@ def test_global_prune_writes_sparse_file_and_honest_notes(tmp_path):
                 "--batch-sizes", "1", "--out", str(tmp_path)])
     assert code == 0
     summary = json.loads((tmp_path / "prune.json").read_text())
-    dense, sparse = summary["files_bytes"]["pruned.pt2"], summary["files_bytes"]["pruned.sparse.safetensors"]
+    dense, sparse = summary["files_bytes"]["original.pt2"], summary["files_bytes"]["pruned.tslim"]
     assert sparse < 0.3 * dense
+    assert summary["metrics"]["pruned"]["size_bytes"] == sparse  # the measured artifact is the sparse one
     assert summary["metrics"]["pruned"]["nonzero_params"] < 0.11 * summary["metrics"]["original"]["params"]
     assert "90.0%" in summary["notes"][0] and "dense" in summary["notes"][1]
 

@@ -41,7 +41,8 @@ def prune_cmd(
     from torchslim.artifacts import save_exported
     from torchslim.bench import set_threads
     from torchslim.device import resolve_device
-    from torchslim.prune import parse_prune_config, prune, save_sparse, zero_fraction
+    from torchslim.prune import parse_prune_config, prune, zero_fraction
+    from torchslim.share import save_tslim
     from torchslim.specs import resolve
 
     options = {"method": method, "ratio": ratio, "importance": importance, "iterations": iterations,
@@ -60,21 +61,17 @@ def prune_cmd(
     pruned = prune(handle.model, config, data=bundle, example_inputs=example, device=dev, teacher=teacher, seed=seed, log=say)
     steps = [config.describe()]
     baseline_path = save_exported(handle.model, out_dir / "original.pt2", example, task=bundle.task)
-    pruned_path = save_exported(pruned, out_dir / "pruned.pt2", example, task=bundle.task, steps=steps)
-    files = {"original.pt2": baseline_path.stat().st_size, "pruned.pt2": pruned_path.stat().st_size}
     notes = []
     if config.method in ("magnitude", "global"):
-        zeros = zero_fraction(pruned)
-        sparse_path = save_sparse(pruned, out_dir / "pruned.sparse.safetensors")
-        files[sparse_path.name] = sparse_path.stat().st_size
-        tslim = _try_save_tslim(pruned, out_dir / "pruned.tslim", example, say)
-        if tslim is not None:
-            files[tslim.name] = tslim.stat().st_size
-        notes.append(f"measured sparsity: {zeros:.1%} of Linear/Conv weights are exactly zero (no masks or hooks left).")
-        notes.append("pruned.pt2 is dense (same size and speed as the original: unstructured zeros are still "
-                     "multiplied by dense kernels); pruned.sparse.safetensors stores only the nonzeros + a bitmask"
-                     + ("; pruned.tslim is the deep-compression container." if tslim else
-                        "; the deep-compression .tslim format (torchslim.share) is not available in this build."))
+        # Unstructured zeros only shrink a file that stores them sparsely: the .tslim container
+        # keeps the nonzeros and Huffman-coded gaps, and decodes to a dense model at load.
+        pruned_path = save_tslim(pruned, out_dir / "pruned.tslim", example_inputs=example, task=bundle.task, steps=steps)
+        notes.append(f"measured sparsity: {zero_fraction(pruned):.1%} of Linear/Conv weights are exactly zero (no masks or hooks left).")
+        notes.append("pruned.tslim stores only the nonzeros; it is decoded to dense weights at load, so it runs "
+                     "at the original's speed (unstructured zeros are still multiplied by dense kernels).")
+    else:
+        pruned_path = save_exported(pruned, out_dir / "pruned.pt2", example, task=bundle.task, steps=steps)
+    files = {"original.pt2": baseline_path.stat().st_size, pruned_path.name: pruned_path.stat().st_size}
     rows = _measure_pair(handle.model, pruned, baseline_path, pruned_path, bundle, dev, sizes, say)
     _print_comparison(f"{model}: {config.describe()}", rows, files, notes)
     _write_summary(out_dir / "prune.json", model, data, steps, rows, files, notes)
@@ -155,28 +152,16 @@ def _out_dir(out: str | None, verb: str) -> Path:
     return path
 
 
-def _try_save_tslim(model, path: Path, example, say):
-    """The deep-compression container, when the ``share`` package provides it."""
-    try:
-        from torchslim.share import save_tslim  # built on another branch; may be absent
-    except ImportError:
-        say("torchslim.share.save_tslim is not available: no .tslim written")
-        return None
-    import inspect
-
-    kwargs = {"example_inputs": example} if "example_inputs" in inspect.signature(save_tslim).parameters else {}
-    return Path(save_tslim(model, path, **kwargs))
-
-
 def _measure_pair(before, after, before_path, after_path, bundle, dev, sizes, say, names=("original", "pruned")):
-    from torchslim.artifacts import load
+    from torchslim.artifacts import load, read_manifest
     from torchslim.bench import count_macs, count_params, measure
     from torchslim.prune import zero_fraction
 
     rows = {}
     for name, module, path in ((names[0], before, before_path), (names[1], after, after_path)):
         say(f"measuring {name}")
-        metrics = measure(load(path, device=dev), bundle, artifact=path, runtime="eager", batch_sizes=sizes, device=dev,
+        runtime = read_manifest(path).runtime
+        metrics = measure(load(path, device=dev), bundle, artifact=path, runtime=runtime, batch_sizes=sizes, device=dev,
                           params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in bundle.example_inputs(1))),
                           progress=say)
         row = metrics.model_dump()

@@ -5,7 +5,7 @@
 
 Methods (the ``method`` key of the config):
     magnitude  L1 unstructured, per layer         -> zeros in dense tensors (no speed-up;
-    global     L1 unstructured, ranked globally      save with save_sparse/.tslim to shrink)
+    global     L1 unstructured, ranked globally      save as .tslim (share.save_tslim) to shrink)
     channel    structured, Torch-Pruning          -> fewer channels: params, MACs, size, latency drop
 
 Every result is permanent: no masks, no ``weight_orig``, no hooks. ``sensitivity`` measures
@@ -33,7 +33,6 @@ from torchslim.prune._sensitivity import (
     sensitivity,
     skip_list_from_sensitivity,
 )
-from torchslim.prune._sparse import load_sparse, save_sparse
 from torchslim.prune._step import UNSTRUCTURED_NOTE, run_step, validate_step
 
 __all__ = [
@@ -47,14 +46,12 @@ __all__ = [
     "SensitivityRow",
     "channel_counts",
     "leftover_masks",
-    "load_sparse",
     "parse_prune_config",
     "prunable_layers",
     "prune",
     "ratios_from_sensitivity",
     "recalibrate_batchnorm",
     "run_step",
-    "save_sparse",
     "sensitivity",
     "skip_list_from_sensitivity",
     "validate_step",

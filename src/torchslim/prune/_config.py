@@ -7,7 +7,7 @@
                          Torch-Pruning's dependency graph
 
 Unstructured sparsity keeps dense shapes: no speed-up on dense kernels, and the file only
-shrinks when saved in a sparse or entropy-coded form (``save_sparse``, ``share``/``encode``).
+shrinks when saved in a sparse or entropy-coded form (``torchslim.share.save_tslim``, the ``encode`` step).
 """
 
 from __future__ import annotations

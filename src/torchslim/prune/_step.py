@@ -12,7 +12,7 @@ from torchslim.prune._layers import zero_fraction
 UNSTRUCTURED_NOTE = (
     "unstructured sparsity keeps every tensor dense-shaped: dense kernels do the same work, so "
     "expect no speed-up; the file only shrinks when saved sparse or encoded (follow with "
-    "`share` and `encode: huffman`, or torchslim.prune.save_sparse)"
+    "`share` and `encode: huffman`)"
 )
 
 
