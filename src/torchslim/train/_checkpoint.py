@@ -73,6 +73,9 @@ def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus a format tag) atomically to ``path``."""
     payload = {"format": _FORMAT, "version": _VERSION, **state}
+    # A run killed mid-write leaves its temp file behind (the real file is intact); sweep them.
+    for stale in Path(path).parent.glob(f".{Path(path).stem}.*.tmp{Path(path).suffix}"):
+        stale.unlink(missing_ok=True)
     return atomic_write(path, lambda p: torch.save(payload, p))
 
 

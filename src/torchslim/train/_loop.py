@@ -141,7 +141,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
             "epoch_loss": epoch_loss if micro_batch else 0.0, "epoch_steps": epoch_steps if micro_batch else 0,
         })
 
-    metrics = MetricsLogger(out_dir, enabled=dist_info.is_main, log=log, progress=progress and dist_info.is_main)
+    metrics = MetricsLogger(out_dir, enabled=dist_info.is_main, append=resume, log=log, progress=progress and dist_info.is_main)
     stopped_early, epoch = False, start_epoch
     try:
         for epoch in range(start_epoch, config.epochs):

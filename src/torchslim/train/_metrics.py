@@ -1,9 +1,9 @@
 """Where training numbers go: a JSON-lines log, TensorBoard (when importable) and a progress bar.
 
 Only rank 0 writes (the caller passes ``enabled=False`` elsewhere). The JSON-lines file is
-appended line by line and flushed, so a killed run keeps every line it logged; a resumed run
-appends to the same file (lines carry their global step, so duplicates after a resume are
-recognisable).
+flushed line by line, so a killed run keeps every line it logged; a fresh run starts it anew and
+a resumed run appends (lines carry their global step, so lines repeated after a resume from a
+mid-epoch checkpoint are recognisable).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 
 class MetricsLogger:
-    def __init__(self, out_dir: Path | None, *, enabled: bool = True, log: Callable[[str], None] | None = None, progress: bool | None = None) -> None:
+    def __init__(self, out_dir: Path | None, *, enabled: bool = True, append: bool = False, log: Callable[[str], None] | None = None, progress: bool | None = None) -> None:
         self.enabled = enabled
         self.log = log
         self._jsonl = None
@@ -27,7 +27,7 @@ class MetricsLogger:
             return
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            self._jsonl = open(out_dir / "metrics.jsonl", "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
             except ImportError:
