@@ -105,7 +105,8 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum_steps)
 
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, config.epochs * steps_per_epoch, steps_per_epoch)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, config, total_steps, steps_per_epoch)
     # GradScaler multiplies the loss so fp16 gradients do not underflow, and skips steps whose
     # gradients overflowed. bf16 has fp32's exponent range and needs no scaler.
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -116,9 +117,16 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
     checkpoint_path = out_dir / ckpt.CHECKPOINT_NAME if out_dir else None
     if resume:
         saved = ckpt.load_checkpoint(checkpoint_path, model)
+        if saved["train_samples"] != len(data.train):
+            raise TrainingError(f"Cannot resume from {checkpoint_path}: it was written for a training split of {saved['train_samples']} samples, this data has {len(data.train)}. Resume with the same --data, or use a fresh --out.")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        if saved["total_steps"] == total_steps:
+            scheduler.load_state_dict(saved["scheduler"])
+        else:  # --epochs changed: follow the schedule for the new length from the current step
+            _fast_forward(scheduler, optimizer, saved["step"])
+            if log and dist_info.is_main:
+                log(f"notice: the run now has {total_steps} steps instead of {saved['total_steps']}; the LR schedule is stretched to the new length.")
         scaler.load_state_dict(saved["scaler"])
         ckpt.set_rng_state(saved["rng"])
         start_epoch, skip_micro, state.step = saved["epoch"], saved["micro_batch"], saved["step"]
@@ -138,6 +146,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
             "epoch": epoch, "micro_batch": micro_batch, "step": state.step,
             "best_val_accuracy": best_acc, "best_model": best_weights, "bad_epochs": bad_epochs,
             "history": state.history, "config": config.model_dump(),
+            "total_steps": total_steps, "train_samples": len(data.train),
             "epoch_loss": epoch_loss if micro_batch else 0.0, "epoch_steps": epoch_steps if micro_batch else 0,
         })
 
@@ -297,6 +306,17 @@ def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, dist_info
             raise UnsupportedError("data_parallel needs 2 or more CUDA GPUs in this process; for several processes use torchrun (DDP).")
         return nn.DataParallel(model)
     return model
+
+
+def _fast_forward(scheduler, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    import warnings
+
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            scheduler.step()
 
 
 def _seed_everything(seed: int) -> None:
