@@ -25,7 +25,15 @@ from torchslim.data import DataBundle, as_args, loader, to_device
 from torchslim.errors import ConfigError, TrainingError, UnsupportedError
 from torchslim.train import _checkpoint as ckpt
 from torchslim.train._config import TrainConfig
-from torchslim.train._distributed import DistInfo, ResumableSampler, all_reduce_sum, broadcast_flag, setup_distributed, teardown_distributed
+from torchslim.train._distributed import (
+    DistInfo,
+    ResumableSampler,
+    all_reduce_sum,
+    broadcast_buffers,
+    broadcast_flag,
+    setup_distributed,
+    teardown_distributed,
+)
 from torchslim.train._metrics import MetricsLogger
 from torchslim.train._modules import enable_activation_checkpointing, set_mode
 from torchslim.train._optim import build_optimizer, build_scheduler, current_lr
@@ -224,6 +232,9 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
                     break
 
             # --- end of epoch: validate (sharded over ranks, summed), keep the best, maybe stop ---
+            # DDP broadcasts rank 0's buffers (BN running stats) at each forward, so after the
+            # last one every rank holds its own update; make rank 0's authoritative everywhere.
+            broadcast_buffers(model, dist_info)
             val_acc = evaluate(model, data.val, device=device, dist_info=dist_info)
             state.val_accuracy = val_acc
             mean_loss = all_reduce_sum([epoch_loss, float(epoch_steps)], device, dist_info)
