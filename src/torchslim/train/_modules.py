@@ -34,7 +34,10 @@ def set_mode(model: nn.Module, training: bool) -> None:
 
 def _move_exported(model: nn.Module, training: bool) -> None:
     try:
-        from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+        from torchao.quantization.pt2e import (
+            move_exported_model_to_eval,
+            move_exported_model_to_train,
+        )
     except ImportError:  # older stacks: the torch.ao copy
         from torch.ao.quantization import move_exported_model_to_eval, move_exported_model_to_train
     (move_exported_model_to_train if training else move_exported_model_to_eval)(model)
