@@ -14,22 +14,28 @@ from torchslim.errors import ConfigError
 
 
 def is_exported_graph(model: nn.Module) -> bool:
-    """A torch.export-ed GraphModule (e.g. a PT2E-prepared QAT model): it refuses .train()/.eval()."""
+    """A torch.export-ed graph (e.g. a PT2E-prepared QAT model): its dropout and batch-norm are
+    aten ops whose train/eval behaviour is baked in, so ``.train()`` cannot switch them."""
     from torch.export._unlift import _StatefulGraphModule
 
-    return isinstance(model, _StatefulGraphModule) or (isinstance(model, torch.fx.GraphModule) and "dynamo_flat_name_to_original_fqn" in getattr(model, "meta", {}))
+    if isinstance(model, _StatefulGraphModule):
+        return True
+    if isinstance(model, torch.fx.GraphModule):  # fx.symbolic_trace graphs call modules, not aten ops
+        return any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) for n in model.graph.nodes)
+    return False
 
 
 def set_mode(model: nn.Module, training: bool) -> None:
-    """``model.train(training)``, or the PT2E equivalent for exported graphs (which rewrite
+    """``model.train(training)``, or the PT2E equivalent for exported graphs (which rewrites
     their dropout/batch-norm ops instead of flipping a flag)."""
     if is_exported_graph(model):
         _move_exported(model, training)
+        try:  # also flip submodules' flags (observers, fake-quantizers) where the graph allows it
+            model.train(training)
+        except NotImplementedError:
+            pass
         return
-    try:
-        model.train(training)
-    except NotImplementedError:  # another exported GraphModule flavour
-        _move_exported(model, training)
+    model.train(training)
 
 
 def _move_exported(model: nn.Module, training: bool) -> None:
