@@ -188,7 +188,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
                 loss_sum += loss.detach().float()
                 micro += 1
                 window_samples += _batch_len(targets)
-                metrics.advance({"loss": state.loss or float("nan"), "lr": current_lr(optimizer)})
+                metrics.advance({"loss": state.loss if state.loss is not None else float("nan"), "lr": current_lr(optimizer)})
                 if not last_in_group:
                     continue
 
@@ -208,11 +208,11 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
                     state.grad_norm = float(nn.utils.clip_grad_norm_(params, config.clip_grad_norm or math.inf))
                     if config.clip_grad_value is not None:
                         nn.utils.clip_grad_value_(params, config.clip_grad_value)
+                state.lr = current_lr(optimizer)  # the LR this step used (logged as such)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 state.step += 1
-                state.lr = current_lr(optimizer)
                 epoch_loss, epoch_steps = epoch_loss + state.loss, epoch_steps + 1
                 hooks.step_end(state)
                 optimizer.zero_grad(set_to_none=True)
@@ -239,7 +239,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
             state.val_accuracy = val_acc
             mean_loss = all_reduce_sum([epoch_loss, float(epoch_steps)], device, dist_info)
             record = {"kind": "epoch", "epoch": epoch + 1, "step": state.step, "loss": mean_loss[0] / max(1.0, mean_loss[1]),
-                      "val_accuracy": val_acc, "lr": current_lr(optimizer)}
+                      "val_accuracy": val_acc, "lr": state.lr}
             state.history.append({k: v for k, v in record.items() if k != "kind"})
             hooks.epoch_end(state)
             improved = best_weights is None or val_acc > best_acc + config.early_stopping_min_delta

@@ -57,6 +57,8 @@ def train_from_specs(
         from torchslim.specs import load_weights
 
         load_weights(model, weights)
+    if not resume and (out_dir / "checkpoint.pt").exists() and log:
+        log(f"notice: {out_dir} holds a checkpoint; starting afresh and overwriting it (use --resume to continue it).")
     result = fit(model, data, config, device=device, log=log, out_dir=out_dir, resume=resume, progress=progress)
 
     is_main = not launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0

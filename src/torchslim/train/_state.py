@@ -29,7 +29,7 @@ class TrainState:
     epoch: int = 0  # the current epoch, 1-based
     step: int = 0  # optimizer steps done so far (all epochs)
     loss: float | None = None  # mean training loss of the last optimizer step
-    lr: float = 0.0
+    lr: float = 0.0  # the LR the last optimizer step used
     grad_norm: float | None = None  # pre-clip global norm, when clipping is on
     val_accuracy: float | None = None  # the last validation accuracy (set at epoch end)
     history: list[dict[str, Any]] = field(default_factory=list)
