@@ -106,8 +106,10 @@ def main() -> None:
     throughput = {n: BATCH * n / s for n, s in ddp_step.items()}
     efficiency = throughput[2] / (2 * throughput[1])
     load = os.getloadavg()[0]
+    capability = torch.backends.cpu.get_cpu_capability()
+    bf16_hardware = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    print(f"\nresnet-mini on digits, batch {BATCH}/process, torch {torch.__version__}, {os.cpu_count()} CPUs, load avg {load:.1f}")
+    print(f"\nresnet-mini on digits, batch {BATCH}/process, torch {torch.__version__}, {os.cpu_count()} CPUs ({capability}, bf16 hardware: {bf16_hardware}), load avg {load:.1f}")
     print(f"{'variant':<28}{'median step ms':>16}{'samples/s':>12}{'vs fp32':>10}")
     for name, s in median.items():
         print(f"{name + ' (1 thread)':<28}{s * 1e3:>16.2f}{BATCH / s:>12.0f}{base / s:>9.2f}x")
@@ -116,7 +118,7 @@ def main() -> None:
     print(f"DDP scaling efficiency (2 vs 1 process): {efficiency:.0%}")
     result = {
         "model": "resnet-mini", "data": "digits", "batch_per_process": BATCH, "torch": torch.__version__,
-        "cpus": os.cpu_count(), "load_average_1min": load, "epochs": args.epochs, "rounds": args.rounds,
+        "cpus": os.cpu_count(), "cpu_capability": capability, "bf16_hardware": bf16_hardware, "load_average_1min": load, "epochs": args.epochs, "rounds": args.rounds,
         "median_step_ms": {k: v * 1e3 for k, v in median.items()},
         "speedup_vs_fp32": {k: base / v for k, v in median.items()},
         "ddp_median_step_ms": {str(n): s * 1e3 for n, s in ddp_step.items()},
