@@ -129,6 +129,7 @@ def test_checkpoint_blocks_that_match_nothing_are_an_error(small_digits):
         fit(_mlp(), small_digits, TrainConfig(epochs=1, checkpoint_blocks=["no_such_block"]))
 
 
+@pytest.mark.slow  # bf16 matmuls take a slow reference path on CPUs without bf16 hardware
 def test_bf16_autocast_trains_on_cpu(small_digits):
     seen = []
     result = fit(_mlp(), small_digits, TrainConfig(epochs=2, batch_size=16, precision="bf16"),
