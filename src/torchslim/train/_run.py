@@ -1,0 +1,99 @@
+"""``train_from_specs``: what ``torchslim train`` does, as a library call.
+
+Builds a fresh model from a MODEL spec (zoo name or factory; never the cached trained zoo
+weights: this trains from scratch unless ``weights`` are given to start from), trains it with
+``fit`` and, on rank 0, saves ``model.pt2`` (a torch.export artifact with manifest) and
+``model.safetensors`` (the state_dict) in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from torchslim.errors import SpecError, TrainingError
+from torchslim.train._config import TrainConfig
+from torchslim.train._state import FitResult
+
+
+@dataclass
+class TrainRun:
+    model: nn.Module
+    result: FitResult
+    out_dir: Path
+    artifact: Path | None  # model.pt2 (rank 0 only)
+    weights: Path | None  # model.safetensors (rank 0 only)
+    test_accuracy: float | None
+
+
+def train_from_specs(
+    model_spec: str,
+    data_spec: str,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "auto",
+    weights: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> TrainRun:
+    from torchslim.data import load_data
+    from torchslim.train._distributed import launched_by_torchrun
+    from torchslim.train._loop import evaluate, fit
+
+    out_dir = Path(out_dir)
+    if model_spec.strip().startswith("hf:"):
+        raise TrainingError(f"MODEL {model_spec!r}: Hugging Face models are used as given (embedding task); torchslim train trains classifiers from a zoo name or a factory.")
+    data = load_data(data_spec, seed=config.seed)
+    torch.manual_seed(config.seed)  # the model's initial weights depend on the seed alone
+    model = _build_model(model_spec, data)
+    if weights is not None:
+        from torchslim.specs import load_weights
+
+        load_weights(model, weights)
+    if not resume and (out_dir / "checkpoint.pt").exists() and log:
+        log(f"notice: {out_dir} holds a checkpoint; starting afresh and overwriting it (use --resume to continue it).")
+    result = fit(model, data, config, device=device, log=log, out_dir=out_dir, resume=resume, progress=progress)
+
+    is_main = not launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0
+    if not is_main:
+        return TrainRun(model, result, out_dir, None, None, None)
+    from safetensors.torch import save_file
+
+    from torchslim._io import atomic_write
+    from torchslim.artifacts import save_exported
+
+    model = model.cpu().eval()
+    test_accuracy = evaluate(model, data.test, device=torch.device("cpu"))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    weights_path = atomic_write(out_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    artifact = save_exported(model, out_dir / "model.pt2", data.example_inputs(2), steps=[f"train(model={model_spec}, epochs={result.epochs_run})"],
+                             extra={"best_val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy})
+    return TrainRun(model, result, out_dir, artifact, weights_path, test_accuracy)
+
+
+def _build_model(spec: str, data) -> nn.Module:
+    from torchslim import zoo
+
+    spec = spec.strip()
+    if ":" not in spec:
+        if data.input_shape is None or len(data.input_shape) != 3:
+            raise SpecError(f"Zoo model {spec!r} classifies images shaped (C, H, W); data {data.spec!r} gives samples shaped {data.input_shape}.")
+        return zoo.create_model(spec, num_classes=data.num_classes or 10, input_shape=data.input_shape)
+    from torchslim.specs import _import_factory
+
+    module_part, _, attr = spec.rpartition(":")
+    factory = _import_factory(spec, module_part, attr)
+    try:
+        model = factory()
+    except Exception as e:
+        raise SpecError(f"MODEL spec {spec!r}: calling {attr}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"MODEL spec {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
+    return model

@@ -1,0 +1,76 @@
+"""What the loop shares with its callers: the per-step state hooks see, and the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchslim.train._config import TrainConfig
+from torchslim.train._distributed import DistInfo
+
+
+@dataclass
+class TrainState:
+    """Handed to every hook. Hooks may read anything and set ``stop = True`` to end training
+    after the current step (on_step_end) or epoch (on_epoch_end)."""
+
+    model: nn.Module  # the user's module (not the DDP/compile wrapper)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: TrainConfig
+    device: torch.device
+    dist: DistInfo
+    teacher: nn.Module | None = None
+    epoch: int = 0  # the current epoch, 1-based
+    step: int = 0  # optimizer steps done so far (all epochs)
+    loss: float | None = None  # mean training loss of the last optimizer step
+    lr: float = 0.0  # the LR the last optimizer step used
+    grad_norm: float | None = None  # pre-clip global norm, when clipping is on
+    val_accuracy: float | None = None  # the last validation accuracy (set at epoch end)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop: bool = False
+
+
+@dataclass
+class FitResult:
+    best_val_accuracy: float
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0  # optimizer steps taken in total (resumed runs count the earlier ones)
+    stopped_early: bool = False
+    checkpoint: Path | None = None  # the resumable checkpoint, when an out dir was given
+
+
+class Hooks:
+    """Calls user hooks: plain callables run after every optimizer step; objects may define
+    ``on_step_end(state)`` and/or ``on_epoch_end(state)``."""
+
+    def __init__(self, hooks: Iterable[Any]) -> None:
+        self.step_hooks: list[Callable[[TrainState], Any]] = []
+        self.epoch_hooks: list[Callable[[TrainState], Any]] = []
+        for hook in hooks or ():
+            step = getattr(hook, "on_step_end", None)
+            epoch = getattr(hook, "on_epoch_end", None)
+            if step is None and epoch is None:
+                if not callable(hook):
+                    from torchslim.errors import ConfigError
+
+                    raise ConfigError(f"Training hook {hook!r} is neither callable nor has on_step_end/on_epoch_end.")
+                step = hook
+            if step is not None:
+                self.step_hooks.append(step)
+            if epoch is not None:
+                self.epoch_hooks.append(epoch)
+
+    def step_end(self, state: TrainState) -> None:
+        for hook in self.step_hooks:
+            hook(state)
+
+    def epoch_end(self, state: TrainState) -> None:
+        for hook in self.epoch_hooks:
+            hook(state)
