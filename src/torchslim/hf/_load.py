@@ -78,7 +78,7 @@ def load_hf(spec: str, *, weights: str | Path | None = None, attention: str = DE
     classification = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     auto = transformers.AutoModelForSequenceClassification if classification else transformers.AutoModel
     try:
-        inner = auto.from_pretrained(str(model_dir), attn_implementation=attention, local_files_only=True)
+        inner = _from_pretrained(auto, model_dir, attention, drop_pooler=not classification)
     except Exception as e:
         raise SpecError(
             f"MODEL spec {spec!r}: transformers could not load the model in {str(model_dir)!r} "
@@ -101,6 +101,21 @@ def load_hf(spec: str, *, weights: str | Path | None = None, attention: str = DE
         attention=attention,
     )
     return ModelHandle(wrapper.eval(), spec, hf=info)
+
+
+def _from_pretrained(auto, model_dir: Path, attention: str, *, drop_pooler: bool):
+    kwargs = {"attn_implementation": attention, "local_files_only": True}
+    if drop_pooler:
+        # The embedding is the mean of the last hidden state, so BERT-style pooler layers
+        # (dense + tanh on [CLS]) are dead weight: 148k parameters for MiniLM, and their unused
+        # output leaves a Linear+Tanh partition without output nodes that makes torchao 0.18's
+        # X86InductorQuantizer raise IndexError in _annotate_linear_unary. Not every
+        # architecture takes the argument; those load as they are.
+        try:
+            return auto.from_pretrained(str(model_dir), add_pooling_layer=False, **kwargs)
+        except TypeError:
+            pass
+    return auto.from_pretrained(str(model_dir), **kwargs)
 
 
 def _check_dir(spec: str, model_dir: Path) -> None:
