@@ -40,15 +40,16 @@ SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
 BATCH_SIZES = (1, 32)
 
 
-def torchslim_best(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
-    """torchslim's best candidate for MiniLM on CPU, built with torch/torchao APIs directly.
+def torchslim_best(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration=None):
+    """torchslim's best candidate for MiniLM on CPU, built with torch/torchao APIs directly
+    (``calibration``: training batches, used only by static quantization).
 
     TODO(lead): once torchslim.quantize is merged, replace the body with the library verbs
     (the recipe in torchslim.hf.recipes.BEST_CPU); the measured configuration must stay the same.
     """
     from torchslim.hf.recipes import build_best_cpu
 
-    return build_best_cpu(model, example)
+    return build_best_cpu(model, example, calibration)
 
 
 def _ort_session(path: Path, threads: int):
@@ -66,7 +67,7 @@ def _ort_session(path: Path, threads: int):
     return run
 
 
-def build_variants(model, example, folder: Path, threads: int) -> dict:
+def build_variants(model, example, calibration, folder: Path, threads: int) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     variants = {"fp32 eager": model}
@@ -82,7 +83,7 @@ def build_variants(model, example, folder: Path, threads: int) -> dict:
     variants["ort int8 per-channel"] = _ort_session(int8_path, threads)
     variants["torch.ao dynamic int8"] = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
-    variants["torchslim best"] = torchslim_best(copy.deepcopy(model), example)
+    variants["torchslim best"] = torchslim_best(copy.deepcopy(model), example, calibration)
     return variants
 
 
@@ -111,7 +112,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="minilm-bench-") as tmp, torch.no_grad():
         started = time.perf_counter()
-        variants = build_variants(model, example, Path(tmp), args.threads)
+        calibration = [(data.train.input_ids[i:i + 2], data.train.attention_mask[i:i + 2]) for i in range(0, 32, 2)]
+        variants = build_variants(model, example, calibration, Path(tmp), args.threads)
         print(f"built {len(variants)} variants in {time.perf_counter() - started:.0f}s", flush=True)
         # fidelity one sentence at a time: compiled variants see only the shapes they are timed on
         reference = torch.cat([model(test_ids[i:i + 1], test_mask[i:i + 1]) for i in range(len(test_ids))])

@@ -13,7 +13,14 @@ extra (``pip install 'torchslim[hf]'``) and is imported only here, on first use.
 
 from __future__ import annotations
 
-from torchslim.hf._load import DEFAULT_MAX_LENGTH, INPUT_NAMES, HFInfo, load_hf, reconcile_task, resolve_model_dir
+from torchslim.hf._load import (
+    DEFAULT_MAX_LENGTH,
+    INPUT_NAMES,
+    HFInfo,
+    load_hf,
+    reconcile_task,
+    resolve_model_dir,
+)
 from torchslim.hf._wrap import SentenceEmbedder, SequenceClassifier, mean_pool
 
 __all__ = [
