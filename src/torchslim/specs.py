@@ -53,11 +53,12 @@ def resolve(
     """Resolve a MODEL and a DATA spec together (text data needs the model's tokenizer)."""
     model_spec = (model_spec or "").strip()
     if model_spec.startswith("hf:"):
-        from torchslim.hf import load_hf
+        from torchslim.hf import load_hf, reconcile_task
 
         handle = load_hf(model_spec, weights=weights)
         tokenizer = getattr(handle.hf, "tokenizer", None)
         data = load_data(data_spec, seed=seed, tokenizer=tokenizer)
+        reconcile_task(handle, data, log)
         handle.model.to(device).eval()
         return handle, data
     data = load_data(data_spec, seed=seed)

