@@ -48,6 +48,7 @@ def benchmark(
                               "benchmark the hf: spec instead.")
         return measure(fn, bundle, artifact=path, runtime=run_on, batch_sizes=batch_sizes, device=dev,
                        reference=reference, progress=say)
+    input_names = None
     if isinstance(model, nn.Module):
         bundle = load_data(data, seed=seed)
         module = model.to(dev).eval()
@@ -58,10 +59,11 @@ def benchmark(
             raise ArtifactError(f"Artifact {str(model)!r} does not exist.")
         handle, bundle = resolve(str(model), data, weights=weights, device=dev, seed=seed, log=say)
         module = handle.model
+        input_names = getattr(handle.hf, "input_names", None)
     run_on = runtime or "eager"
     example = tuple(t.to(dev) for t in bundle.example_inputs(2))
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-") as tmp:
-        artifact = _save_for_runtime(module, Path(tmp), example, run_on, bundle.task)
+        artifact = _save_for_runtime(module, Path(tmp), example, run_on, bundle.task, input_names)
         fn = load(artifact, runtime=run_on, device=dev)
         reference = module if bundle.task == "embedding" else None
         from torchslim.bench._counting import count_macs, count_params
@@ -71,13 +73,14 @@ def benchmark(
                        progress=say)
 
 
-def _save_for_runtime(module: nn.Module, folder: Path, example: tuple, runtime: str, task: str) -> Path:
+def _save_for_runtime(module: nn.Module, folder: Path, example: tuple, runtime: str, task: str,
+                      input_names: list[str] | None = None) -> Path:
     from torchslim.artifacts import save_exported
 
     if runtime in ("eager", "compile"):
-        return save_exported(module, folder / "model.pt2", example, runtime=runtime, task=task)
+        return save_exported(module, folder / "model.pt2", example, runtime=runtime, task=task, input_names=input_names)
     try:
         from torchslim.export import export
     except ImportError:
         raise ConfigError(f"Runtime {runtime!r} is not available in this version of torchslim.") from None
-    return export(module, folder, example, runtime=runtime, task=task)
+    return export(module, folder, example, runtime=runtime, task=task, input_names=input_names)
