@@ -140,7 +140,7 @@ def _save(model: nn.Module, work_dir: Path, runtime: str, plan: PlannedCandidate
         _save_for_runtime,  # the one place that knows how to export per runtime
     )
 
-    return _save_for_runtime(model, work_dir, setup.example_inputs, runtime, setup.data.task)
+    return _save_for_runtime(model, work_dir, setup.example_inputs, runtime, setup.data.task, setup.input_names)
 
 
 def _inside_run_dir(artifact: Path, work_dir: Path, run_dir: Path) -> Path:
