@@ -1,0 +1,40 @@
+"""The recipe step contract (pipeline/context.py) for ``quantize``."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from torchslim.pipeline.context import StepContext, StepOutput
+from torchslim.quantize._api import quantize
+from torchslim.quantize._config import QuantizeConfig, parse_config
+
+# The runtime on which each method's result is actually fast on an x86 CPU, and what to say
+# where it is not; from benchmarks/quantize.py (docs/quantization.md has the table).
+_FAST_RUNTIME = {
+    "dynamic": "compile",
+    "static": "compile",
+    "qat": "compile",
+    "weight-only": "compile",
+    "int4": "eager",
+    "bf16": "compile",
+    "fp16": "compile",
+}
+_CPU_NOTES: dict[str, str] = {}
+
+
+def fast_runtime(method: str, device_type: str = "cpu") -> str:
+    """The runtime a ``method``'s artifact should run on to be fast on ``device_type``."""
+    return _FAST_RUNTIME.get(method, "eager")
+
+
+def validate_step(options: dict | str | None) -> QuantizeConfig:
+    return parse_config(options, "quantize step")
+
+
+def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> StepOutput:
+    quantized = quantize(model, config, data=ctx.data, example_inputs=ctx.example_inputs,
+                         device=ctx.device, seed=ctx.seed, log=ctx.log)
+    notes = []
+    if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
+        notes.append(_CPU_NOTES[config.method])
+    return StepOutput(model=quantized, runtime=fast_runtime(config.method, ctx.device.type), notes=notes)
