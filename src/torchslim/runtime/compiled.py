@@ -13,6 +13,7 @@ the fastest code anyway. Each new batch size costs one compile (seconds; cached 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,7 +47,9 @@ class CompiledModel(torch.nn.Module):
             # A new shape compiles now: freezing and the recompile limit only matter here.
             with torch._inductor.config.patch(freezing=True), torch._dynamo.config.patch(
                 recompile_limit=_MAX_SHAPES
-            ):
+            ), warnings.catch_warnings():
+                # inductor's int8 lowering warns about its own tensor copies; nothing to act on.
+                warnings.filterwarnings("ignore", message=".*sourceTensor.detach.*")
                 out = self._compiled(*args)
             self._seen.add(key)
             return out
