@@ -97,6 +97,19 @@ def test_skip_by_name_and_type():
     assert cast(*bundle.example_inputs(3)).dtype == torch.float32
 
 
+def test_static_skip_list():
+    model, bundle = trained("digits-mlp")
+
+    def int8_layers(graph):
+        return sum("dequantize_per_channel" in str(n.target) for n in graph.graph.nodes)
+
+    full = quantize(model, {"method": "static", "calibration_batches": 2}, data=bundle)
+    part = quantize(model, {"method": "static", "calibration_batches": 2, "skip": ["net.1"]}, data=bundle)
+    assert int8_layers(full) == 3 and int8_layers(part) == 2
+    with pytest.raises(ConfigError, match="nothing to quantize"):  # never a silent no-op
+        quantize(model, {"method": "static", "calibration_batches": 2, "skip": ["Linear"]}, data=bundle)
+
+
 def test_bf16_leaves_integer_inputs_alone():
     class Embedder(torch.nn.Module):
         def __init__(self):
@@ -153,3 +166,21 @@ def test_run_step_records_the_fast_runtime(tmp_path):
     assert output.runtime == fast_runtime("static") == "compile"
     path = save_exported(output.model, tmp_path / "m.pt2", ctx.example_inputs, runtime=output.runtime)
     assert read_manifest(path).runtime == "compile"
+
+
+def test_recurrent_layers_use_the_legacy_path_quietly(recwarn):
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(8, 16, batch_first=True)
+            self.head = torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    model, x = Tagger().eval(), torch.randn(4, 5, 8)
+    quantized = quantize(model, "dynamic", example_inputs=(x,))
+    assert type(quantized.rnn).__module__.startswith("torch.ao.nn.quantized")
+    assert type(quantized.head.weight).__module__.startswith("torchao")
+    assert F.cosine_similarity(quantized(x), model(x), dim=1).min() >= 0.99
+    assert not [w for w in recwarn if "torch.ao" in str(w.message) or issubclass(w.category, DeprecationWarning)]

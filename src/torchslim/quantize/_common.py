@@ -72,6 +72,9 @@ class SkipList:
                 self.types.add(classes[entry])
             else:
                 unknown.append(entry)
+        # A class covers every instance and, like a name, everything inside it (a skipped
+        # attention block keeps its projections in float too).
+        self.names |= {name for name, m in modules.items() if name and isinstance(m, tuple(self.types))}
         if unknown:
             some = ", ".join(n for n in list(modules)[1:8])
             raise ConfigError(
@@ -84,7 +87,7 @@ class SkipList:
         return bool(self.names or self.types)
 
     def skips(self, module: nn.Module, name: str) -> bool:
-        if isinstance(module, tuple(self.types)) and self.types:
+        if self.types and isinstance(module, tuple(self.types)):
             return True
         return any(name == n or name.startswith(n + ".") for n in self.names)
 

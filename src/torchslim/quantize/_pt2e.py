@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from torchslim.errors import ExportError, UnsupportedError
+from torchslim.errors import ConfigError, ExportError, UnsupportedError
 from torchslim.quantize._common import QuantizeInputs, SkipList, calibration_batches, quiet_backends
 from torchslim.quantize._config import QATConfig, StaticInt8Config
 
@@ -23,11 +23,10 @@ def _quantizer(config, model: nn.Module, *, is_qat: bool):
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
     skip = SkipList(config.skip, model)
-    # The quantizer finds modules by the nn_module_stack metadata export keeps on each node.
-    for name in skip.names:
+    # The quantizer finds modules by the nn_module_stack metadata export keeps on each node;
+    # class entries are given as the names of their instances (SkipList resolves them).
+    for name in sorted(skip.names):
         quantizer.set_module_name_qconfig(name, None)
-    for module_type in skip.types:
-        quantizer.set_module_type_qconfig(module_type, None)
     return quantizer
 
 
@@ -45,6 +44,16 @@ def _export_for_pt2e(model: nn.Module, example: tuple[torch.Tensor, ...], *, tra
             f"{first_line}. Use method 'dynamic' or 'bf16', which work on the eager module."
         ) from None
     return program.module()
+
+
+def _check_quantized(converted: torch.fx.GraphModule, config) -> None:
+    """A PT2E pass that matched no conv/linear leaves a float graph: say so, don't pretend."""
+    if not any("quantize_per" in str(node.target) for node in converted.graph.nodes):
+        raise ConfigError(
+            f"quantize method {config.method!r} found nothing to quantize: X86InductorQuantizer "
+            f"annotates convolutions and linear layers{', and the skip list ' + repr(list(config.skip)) + ' excluded all of them' if config.skip else ''}. "
+            "Shorten the skip list, or use 'bf16' for models without such layers."
+        )
 
 
 def _finish(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -91,7 +100,9 @@ def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: Quantize
         prepared = prepare_pt2e(graph, quantizer)
         for args in batches:
             prepared(*args)
-        return _finish(convert_pt2e(prepared, fold_quantize=True))
+        converted = convert_pt2e(prepared, fold_quantize=True)
+    _check_quantized(converted, config)
+    return _finish(converted)
 
 
 def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) -> nn.Module:
@@ -119,4 +130,6 @@ def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) ->
             device=inputs.device, log=log)
         prepared.eval()
         with torch.no_grad():
-            return _finish(convert_pt2e(prepared, fold_quantize=True))
+            converted = convert_pt2e(prepared, fold_quantize=True)
+    _check_quantized(converted, config)
+    return _finish(converted)

@@ -46,6 +46,9 @@ def quantize_dynamic(model: nn.Module, config: DynamicInt8Config, inputs: Quanti
     model = _apply(model, ao_config, config, device=inputs.device, allow_none=recurrent)
     if recurrent:  # torchao has no LSTM/GRU path; torch.ao's is the only one
         model = _legacy.quantize_recurrent_dynamic(model, skip.skips)
+        if callable(inputs.log):
+            inputs.log("note: LSTM/GRU layers were quantized with torch.ao (the only dynamic int8 path for "
+                       "them); their packed weights run eagerly but cannot be saved with torch.export.")
     return model
 
 
