@@ -9,6 +9,7 @@ Thresholds (mean cosine of test-set logits to fp32; int8 accuracy within 1 point
 from __future__ import annotations
 
 import copy
+import zipfile
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from torchslim.quantize import (
     run_step,
     validate_step,
 )
+from torchslim.quantize._step import linear_share
 
 COSINE = {"dynamic": 0.99, "weight-only": 0.995, "static": 0.98, "qat": 0.95, "bf16": 0.995, "fp16": 0.999}
 INT8 = {"dynamic", "weight-only", "static", "qat"}
@@ -39,6 +41,13 @@ def _cosine(fn, reference, bundle) -> float:
     out, _ = predict(fn, bundle.test)
     ref, _ = predict(reference, bundle.test)
     return float(F.cosine_similarity(out, ref, dim=1).mean())
+
+
+def _weight_bytes(path) -> int:
+    """Bytes of the tensors stored in a .pt2 archive (weights and constants, not the graph)."""
+    with zipfile.ZipFile(path) as archive:
+        return sum(i.file_size for i in archive.infolist() if "/data/weights/" in i.filename
+                   or "/data/constants/" in i.filename)
 
 
 def _contract(name: str, method: str, tmp_path, options: dict | None = None) -> None:
@@ -56,8 +65,16 @@ def _contract(name: str, method: str, tmp_path, options: dict | None = None) -> 
     base, acc = accuracy(model, bundle.test), accuracy(loaded, bundle.test)
     if method in INT8:
         assert acc >= base - 0.01, f"{name}/{method}: accuracy {acc:.4f} vs fp32 {base:.4f}"
-    # Low-precision weights are stored as such: the file is smaller than the fp32 one.
-    assert path.stat().st_size < fp32_path.stat().st_size
+    # Low-precision weights are stored as such: the weight payload of the file shrinks. The whole
+    # file need not: torchao graphs hold ~3x the nodes of the fp32 one, and on the tiny zoo
+    # models that JSON outweighs the weights (a finding reported by benchmarks/quantize.py).
+    ratio = _weight_bytes(path) / _weight_bytes(fp32_path)
+    if method in ("dynamic", "weight-only") and linear_share(model) < 0.5:
+        assert ratio < 1.0  # only the Linear layers (a CNN's head) are int8
+    else:
+        assert ratio < {"bf16": 0.55, "fp16": 0.55}.get(method, 0.4), f"{name}/{method}: weights {ratio:.2f}x fp32"
+    if method in ("static", "qat", "bf16", "fp16"):
+        assert path.stat().st_size < fp32_path.stat().st_size
     out = loaded(*bundle.example_inputs(1))  # batch 1 works although exported with batch 2
     assert out.shape == (1, bundle.num_classes) and out.dtype == torch.float32
 

@@ -22,6 +22,13 @@ _FAST_RUNTIME = {
 _CPU_NOTES: dict[str, str] = {}
 
 
+def linear_share(model: nn.Module) -> float:
+    """The fraction of the model's parameters held by nn.Linear layers."""
+    total = sum(p.numel() for p in model.parameters())
+    linear = sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False))
+    return linear / total if total else 0.0
+
+
 def fast_runtime(method: str, device_type: str = "cpu") -> str:
     """The runtime a ``method``'s artifact should run on to be fast on ``device_type``."""
     return _FAST_RUNTIME.get(method, "eager")
@@ -37,4 +44,8 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
     notes = []
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
+    share = linear_share(model)
+    if config.method in ("dynamic", "weight-only", "int4") and share < 0.5:
+        notes.append(f"{config.method} quantizes Linear layers only, which hold {share:.0%} of this model's "
+                     "weights: expect little size or speed gain; 'static' also quantizes convolutions.")
     return StepOutput(model=quantized, runtime=fast_runtime(config.method, ctx.device.type), notes=notes)
