@@ -19,7 +19,20 @@ _FAST_RUNTIME = {
     "bf16": "compile",
     "fp16": "compile",
 }
-_CPU_NOTES: dict[str, str] = {}
+_CPU_NOTES: dict[str, str] = {
+    "weight-only": "weight-only int8 stores int8 weights but computes in float: on CPU it is smaller, "
+                   "not reliably faster (measured in benchmarks/quantize.py).",
+}
+
+
+def _cpu_has_native_bf16() -> bool:
+    """AMX or AVX-512 BF16: without them a bf16/fp16 cast is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def linear_share(model: nn.Module) -> float:
@@ -44,6 +57,9 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
     notes = []
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
+    if ctx.device.type == "cpu" and config.method in ("bf16", "fp16") and not _cpu_has_native_bf16():
+        notes.append(f"{config.method}: this CPU has no AMX/AVX-512 BF16 units, so half-precision math is "
+                     "emulated; it halves the size but measured slower than fp32 here.")
     share = linear_share(model)
     if config.method in ("dynamic", "weight-only", "int4") and share < 0.5:
         notes.append(f"{config.method} quantizes Linear layers only, which hold {share:.0%} of this model's "
