@@ -50,6 +50,9 @@ class CompiledModel(torch.nn.Module):
             ), warnings.catch_warnings():
                 # inductor's int8 lowering warns about its own tensor copies; nothing to act on.
                 warnings.filterwarnings("ignore", message=".*sourceTensor.detach.*")
+                # measurement tools (FLOP counting) may leave global module hooks registered;
+                # compiled inference does not rely on them.
+                warnings.filterwarnings("ignore", message=".*global hooks on modules.*")
                 out = self._compiled(*args)
             self._seen.add(key)
             return out
