@@ -20,6 +20,8 @@ _FAST_RUNTIME = {
     "fp16": "compile",
 }
 _CPU_NOTES: dict[str, str] = {
+    "dynamic": "dynamic int8 quantizes activations at every call; on a CPU without AVX-512 VNNI it "
+               "measured slower than fp32 at batch 32 on tiny-transformer (benchmarks/quantize.py).",
     "weight-only": "weight-only int8 stores int8 weights but computes in float: on CPU it is smaller, "
                    "not reliably faster (measured in benchmarks/quantize.py).",
 }
