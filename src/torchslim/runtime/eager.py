@@ -15,6 +15,9 @@ class EagerRuntime:
     def load(self, path: Path, manifest, *, device="cpu"):
         if manifest.format != "exported":
             raise ArtifactError(f"The eager runtime runs exported .pt2 programs, not {manifest.format!r} artifacts.")
+        from torchslim.quantize._ops import register_ops_for
+
+        register_ops_for(path)  # quantized graphs call torchao / quantized_decomposed ops
         try:
             program = torch.export.load(str(path))
         except Exception as e:

@@ -1,0 +1,135 @@
+"""Static int8 (PTQ) and quantization-aware training through PT2E with ``X86InductorQuantizer``.
+
+The result is an exported ``GraphModule`` with int8 weights folded in (``fold_quantize=True``)
+and quantize/dequantize nodes around each conv/linear. Run eagerly those nodes are a
+reference implementation (slower than fp32); inductor with ``freezing=True`` pattern-matches
+them into oneDNN int8 kernels, which is where the speed-up comes from (runtime ``compile``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from torchslim.errors import ConfigError, ExportError, UnsupportedError
+from torchslim.quantize._common import QuantizeInputs, SkipList, calibration_batches, quiet_backends
+from torchslim.quantize._config import QATConfig, StaticInt8Config
+
+
+def _quantizer(config, model: nn.Module, *, is_qat: bool):
+    with quiet_backends():
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(is_qat=is_qat))
+    skip = SkipList(config.skip, model)
+    # The quantizer finds modules by the nn_module_stack metadata export keeps on each node;
+    # class entries are given as the names of their instances (SkipList resolves them).
+    for name in sorted(skip.names):
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
+def _export_for_pt2e(model: nn.Module, example: tuple[torch.Tensor, ...], *, train: bool) -> torch.fx.GraphModule:
+    """``torch.export`` with a dynamic batch (a batch of 2 at least: 1 would be specialized)."""
+    model.train(train)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = tuple(t if t.shape[0] > 1 else torch.cat([t, t]) for t in example)
+    try:
+        program = torch.export.export(model, example, dynamic_shapes=tuple({0: batch} for _ in example), strict=False)
+    except Exception as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ExportError(
+            f"PT2E quantization needs torch.export, which could not capture {type(model).__name__}: "
+            f"{first_line}. Use method 'dynamic' or 'bf16', which work on the eager module."
+        ) from None
+    return program.module()
+
+
+def _check_quantized(converted: torch.fx.GraphModule, config) -> None:
+    """A PT2E pass that matched no conv/linear leaves a float graph: say so, don't pretend."""
+    if not any("quantize_per" in str(node.target) for node in converted.graph.nodes):
+        raise ConfigError(
+            f"quantize method {config.method!r} found nothing to quantize: X86InductorQuantizer "
+            f"annotates convolutions and linear layers{', and the skip list ' + repr(list(config.skip)) + ' excluded all of them' if config.skip else ''}. "
+            "Shorten the skip list, or use 'bf16' for models without such layers."
+        )
+
+
+def _finish(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Eval mode, ``.eval()`` allowed, and the float weights that ``convert_pt2e`` replaced by
+    folded int8 constants dropped: they stay attached to the module otherwise, and a
+    re-export would save them too (the artifact came out larger than the fp32 one)."""
+    from torchao.quantization.pt2e import (
+        allow_exported_model_train_eval,
+        move_exported_model_to_eval,
+    )
+
+    move_exported_model_to_eval(converted)
+    allow_exported_model_train_eval(converted)
+    converted.graph.eliminate_dead_code()
+    converted.recompile()
+    used = {node.target for node in converted.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(converted.named_parameters()) + list(converted.named_buffers()):
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            delattr(converted.get_submodule(owner) if owner else converted, attr)
+    converted.delete_all_unused_submodules()
+    return converted
+
+
+def _check_cpu(device: torch.device, method: str) -> None:
+    if device.type != "cpu":
+        raise UnsupportedError(
+            f"quantize method {method!r} uses X86InductorQuantizer, whose int8 kernels are x86 CPU "
+            f"(oneDNN) kernels; it cannot target {device}. Quantize on device='cpu', or use "
+            "'dynamic'/'weight-only' (torchao) or 'bf16'/'fp16' on GPU."
+        )
+
+
+@torch.no_grad()
+def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: QuantizeInputs) -> nn.Module:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    _check_cpu(inputs.device, "static")
+    batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
+                                  batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
+    quantizer = _quantizer(config, model, is_qat=False)
+    graph = _export_for_pt2e(model.eval(), inputs.example_inputs, train=False)
+    with quiet_backends():
+        prepared = prepare_pt2e(graph, quantizer)
+        for args in batches:
+            prepared(*args)
+        converted = convert_pt2e(prepared, fold_quantize=True)
+    _check_quantized(converted, config)
+    return _finish(converted)
+
+
+def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) -> nn.Module:
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    from torchslim.train import TrainConfig, fit
+
+    _check_cpu(inputs.device, "qat")
+    batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
+                                  batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
+    quantizer = _quantizer(config, model, is_qat=True)
+    # Exported in training mode so conv+batch-norm stay separate and QAT can fold them itself.
+    graph = _export_for_pt2e(model, inputs.example_inputs, train=True)
+    with quiet_backends():
+        prepared = prepare_qat_pt2e(graph, quantizer)
+        # fit() calls .train()/.eval(); exported graphs need them mapped to their own switch.
+        allow_exported_model_train_eval(prepared)
+        with torch.no_grad():
+            prepared.eval()
+            for args in batches:  # observers start from real ranges, not from the first step
+                prepared(*args)
+        log = inputs.log if callable(inputs.log) else None
+        fit(prepared, inputs.data, TrainConfig(epochs=config.epochs, lr=config.lr, seed=inputs.seed),
+            device=inputs.device, log=log)
+        prepared.eval()
+        with torch.no_grad():
+            converted = convert_pt2e(prepared, fold_quantize=True)
+    _check_quantized(converted, config)
+    return _finish(converted)
