@@ -16,26 +16,65 @@ from torchslim.errors import (
     TrainingError,
     UnsupportedError,
 )
+from torchslim.distill import DistillConfig, distill
+from torchslim.export import export
+from torchslim.factorize import FactorizeConfig, factorize
+from torchslim.performance import Performance
 from torchslim.pipeline import optimize
+from torchslim.prune import ChannelPruneConfig, GlobalPruneConfig, MagnitudePruneConfig, prune
+from torchslim.quantize import (
+    CastConfig,
+    DynamicInt8Config,
+    Int4WeightOnlyConfig,
+    QATConfig,
+    StaticInt8Config,
+    WeightOnlyInt8Config,
+    quantize,
+)
+from torchslim.share import ShareConfig, save_tslim, share
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import create_model, list_models
 
+# One verb per technique (STYLE.md): ``torchslim.prune(model, ChannelPruneConfig(...))``.
+# The verbs shadow their subpackages' attribute names on this module; ``from torchslim.prune
+# import ...`` still imports the subpackage.
+
 __all__ = [
     "ArtifactError",
+    "CastConfig",
+    "ChannelPruneConfig",
     "ConfigError",
     "DataError",
+    "DistillConfig",
+    "DynamicInt8Config",
     "ExportError",
+    "FactorizeConfig",
+    "GlobalPruneConfig",
+    "Int4WeightOnlyConfig",
+    "MagnitudePruneConfig",
     "Metrics",
+    "Performance",
+    "QATConfig",
+    "ShareConfig",
     "SpecError",
+    "StaticInt8Config",
     "TorchslimError",
     "TrainConfig",
     "TrainingError",
     "UnsupportedError",
+    "WeightOnlyInt8Config",
     "__version__",
     "benchmark",
     "create_model",
+    "distill",
+    "export",
+    "factorize",
     "fit",
     "list_models",
     "load",
     "optimize",
+    "prune",
+    "quantize",
+    "save_tslim",
+    "share",
 ]
