@@ -262,11 +262,10 @@ def test_sentence_file_is_varied_plain_text():
 @pytest.mark.slow
 def test_minilm_pt2e_x86_static_quantization_annotates_and_keeps_fidelity(minilm):
     # With BERT's unused pooler kept, torchao 0.18's X86InductorQuantizer raised IndexError here.
-    from torchslim.hf.recipes import _pt2e_x86
+    from torchslim.quantize import StaticInt8Config, quantize
 
     handle, bundle = minilm
-    calibration = [tuple(t[i:i + 2] for t in (bundle.train.input_ids, bundle.train.attention_mask)) for i in range(0, 8, 2)]
-    converted = _pt2e_x86(copy.deepcopy(handle.model), bundle.example_inputs(2), dynamic=False, calibration=calibration)
+    converted = quantize(handle.model, StaticInt8Config(calibration_batches=4, batch_size=2), data=bundle)
     targets = {str(n.target) for n in converted.graph.nodes}
     assert any("quantize_per_tensor" in t for t in targets)  # really quantized (q/dq pairs in the graph)
     count = 6

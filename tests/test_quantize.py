@@ -14,9 +14,9 @@ import zipfile
 import pytest
 import torch
 import torch.nn.functional as F
-from _quant_fixtures import trained
 
 import torchslim
+from tests._quant_fixtures import trained
 from torchslim.artifacts import read_manifest, save_exported
 from torchslim.bench import accuracy, predict
 from torchslim.data import DataBundle

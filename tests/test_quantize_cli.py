@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from _quant_fixtures import trained
 
+from tests._quant_fixtures import trained
 from torchslim.artifacts import read_manifest
 from torchslim.cli import run
 

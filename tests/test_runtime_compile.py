@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _quant_fixtures import trained
 
 import torchslim
+from tests._quant_fixtures import trained
 from torchslim.artifacts import save_exported
 from torchslim.bench import accuracy
 from torchslim.errors import ArtifactError

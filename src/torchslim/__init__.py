@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from torchslim.artifacts import load
 from torchslim.bench import Metrics, benchmark
+from torchslim.distill import DistillConfig, distill
 from torchslim.errors import (
     ArtifactError,
     ConfigError,
@@ -16,7 +17,6 @@ from torchslim.errors import (
     TrainingError,
     UnsupportedError,
 )
-from torchslim.distill import DistillConfig, distill
 from torchslim.export import export
 from torchslim.factorize import FactorizeConfig, factorize
 from torchslim.performance import Performance

@@ -74,12 +74,10 @@ class Performance:
     def model_quantization(self, method: str = "dynamic") -> nn.Module:
         """A quantized copy of the model (dynamic int8 by default) via torchslim's quantize step;
         the model held by this object is left as it is."""
-        import torchslim.quantize as quantize
         from torchslim.pipeline.context import StepContext
+        from torchslim.quantize import run_step, validate_step
 
-        if not hasattr(quantize, "validate_step"):
-            raise UnsupportedError("model_quantization needs torchslim.quantize, which is not in this build.")
-        config = quantize.validate_step({"method": method})
+        config = validate_step({"method": method})
         model = self._unwrapped()
         example = self.example_inputs
         if example is None and callable(getattr(model, "example_inputs", None)):
@@ -88,7 +86,7 @@ class Performance:
             # Dynamic quantization needs no data; static/QAT would, and say so through the step.
             ctx = StepContext(data=None, device=self.device, teacher=model, work_dir=Path(tmp),
                               example_inputs=tuple(example or ()), log=say)
-            out = quantize.run_step(copy.deepcopy(model).eval(), config, ctx)
+            out = run_step(copy.deepcopy(model).eval(), config, ctx)
         return out.model
 
     def model_pruning(self, amount: float = 0.5) -> nn.Module:

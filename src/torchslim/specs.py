@@ -79,6 +79,22 @@ def load_model(
         raise SpecError(f"Empty MODEL spec. {MODEL_SPEC_HELP}")
     if ":" not in spec:
         return _load_zoo(spec, data, weights, device, seed, log)
+    model = build_model(spec, data)
+    if weights is not None:
+        load_weights(model, weights)
+        return ModelHandle(model.to(device).eval(), spec)
+    log(f"notice: {spec} was given without --weights, so it is trained on {data.spec} first "
+        "(optimizing an untrained model measures nothing).")
+    _train(model, data, epochs=20, device=device, seed=seed, log=log)
+    return ModelHandle(model.eval(), spec, trained_now=True)
+
+
+def build_model(spec: str, data: DataBundle) -> nn.Module:
+    """A fresh, untrained model for a zoo name or a factory spec (no training, no cache)."""
+    spec = spec.strip()
+    if ":" not in spec:
+        _check_zoo_data(spec, data)
+        return zoo.create_model(spec, num_classes=data.num_classes, input_shape=data.input_shape)
     module_part, _, attr = spec.rpartition(":")
     factory = _import_factory(spec, module_part, attr)
     try:
@@ -90,13 +106,16 @@ def load_model(
             f"MODEL spec {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module. "
             "The factory must return the model instance."
         )
-    if weights is not None:
-        load_weights(model, weights)
-        return ModelHandle(model.to(device).eval(), spec)
-    log(f"notice: {spec} was given without --weights, so it is trained on {data.spec} first "
-        "(optimizing an untrained model measures nothing).")
-    _train(model, data, epochs=20, device=device, seed=seed, log=log)
-    return ModelHandle(model.eval(), spec, trained_now=True)
+    return model
+
+
+def _check_zoo_data(name: str, data: DataBundle) -> None:
+    zoo.get_entry(name)  # unknown names fail first, with the list of known ones
+    if data.task != "classification" or data.input_shape is None or len(data.input_shape) != 3:
+        raise SpecError(
+            f"Zoo model {name!r} classifies images shaped (C, H, W); data {data.spec!r} gives "
+            f"{data.task} samples shaped {data.input_shape}."
+        )
 
 
 def _import_factory(spec: str, module_part: str, attr: str) -> Callable:
@@ -175,12 +194,7 @@ def _data_key(data: DataBundle) -> str:
 
 def _load_zoo(name: str, data: DataBundle, weights, device, seed: int, log) -> ModelHandle:
     entry = zoo.get_entry(name)
-    if data.task != "classification" or data.input_shape is None or len(data.input_shape) != 3:
-        raise SpecError(
-            f"Zoo model {name!r} classifies images shaped (C, H, W); data {data.spec!r} gives "
-            f"{data.task} samples shaped {data.input_shape}."
-        )
-    model = zoo.create_model(name, num_classes=data.num_classes, input_shape=data.input_shape)
+    model = build_model(name, data)
     if weights is not None:
         load_weights(model, weights)
         return ModelHandle(model.to(device).eval(), name)

@@ -1,9 +1,7 @@
 """What works on all-MiniLM-L6-v2 on CPU: measured findings per quantization method, as data.
 
-The quantize / export engineers read ``METHODS`` (method -> the configuration to use, what it
-gave here, and the trap it hides); ``BEST_CPU`` is the configuration benchmarks/minilm.py
-measures as "torchslim best" and ``build_best_cpu`` builds it with torch/torchao directly (the
-lead swaps it for the torchslim.quantize verbs after merging).
+``METHODS`` maps each method to the configuration to use, what it gave here, and the trap it
+hides. benchmarks/minilm.py builds "torchslim best" with the library verbs themselves.
 
 Where the numbers come from: one process, interleaved timing (/tmp experiments reproduced by
 benchmarks/minilm.py), torch 2.13 CPU, torchao 0.18, onnxruntime 1.31, transformers 5.23, on
@@ -16,10 +14,7 @@ fp32; on this AVX2 machine it is SLOWER than fp32 (emulated), so the best method
 
 from __future__ import annotations
 
-import copy
 from typing import Any
-
-import torch
 
 # method -> recommended configuration and what it gave. "status": works | poor | fails.
 METHODS: dict[str, dict[str, Any]] = {
@@ -87,61 +82,3 @@ METHODS: dict[str, dict[str, Any]] = {
                  "ORT refuses the model ('Duplicate definition of name').",
     },
 }
-
-# What benchmarks/minilm.py measures as torchslim's best on CPU. Chosen for fidelity (0.997) before
-# the 1-thread timing existed; on AVX2-only CPUs it is 20x slower than fp32 (see METHODS["dynamic"]).
-# Next to measure: "pt2e-x86-dynamic+compile" (AVX2) or "bf16+compile" (AVX512-BF16 / AMX).
-BEST_CPU: dict[str, Any] = {
-    "method": "torchao-int8-dynamic+compile",
-    "steps": ["quantize(method=dynamic)", "runtime=compile (inductor, freezing=True)"],
-}
-
-
-def build_best_cpu(model: torch.nn.Module, example: tuple[torch.Tensor, ...],
-                   calibration: list[tuple[torch.Tensor, ...]] | None = None):
-    """``BEST_CPU`` built with torch/torchao directly; returns a callable taking the model's inputs.
-    ``calibration``: training batches for static quantization (default: ``example``)."""
-    method = BEST_CPU["method"]
-    model = copy.deepcopy(model).eval()
-    if method == "torchao-int8-dynamic+compile":
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-        quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    elif method == "pt2e-x86-static+compile":
-        model = _pt2e_x86(model, example, dynamic=False, calibration=calibration)
-    elif method == "pt2e-x86-dynamic+compile":
-        model = _pt2e_x86(model, example, dynamic=True)
-    elif method == "bf16+compile":
-        model = model.to(torch.bfloat16)
-    else:
-        raise ValueError(f"unknown BEST_CPU method {method!r}")
-    return compile_frozen(model, example)
-
-
-def compile_frozen(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
-    """torch.compile with inductor freezing (weights become constants, so int8 weight packing and
-    constant folding happen once at compile time: without freezing, quantized graphs run slower
-    than fp32). ``dynamic=False``: each batch size gets its own specialized graph."""
-    import torch._inductor.config as inductor_config
-
-    compiled = torch.compile(model, dynamic=False)
-    with torch.no_grad(), inductor_config.patch(freezing=True):
-        compiled(*example)
-    return compiled
-
-
-def _pt2e_x86(model: torch.nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: bool,
-              calibration: list[tuple[torch.Tensor, ...]] | None = None):
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    batch = tuple(torch.cat([t, t]) if t.shape[0] == 1 else t for t in example)  # batch 1 would be baked in
-    dim = torch.export.Dim("batch", min=1, max=4096)
-    graph = torch.export.export(model, batch, dynamic_shapes=tuple({0: dim} for _ in batch), strict=False).module()
-    quantizer = x86.X86InductorQuantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic))
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for calibration_batch in calibration or [batch]:
-            prepared(*calibration_batch)
-    return convert_pt2e(prepared)

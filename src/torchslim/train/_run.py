@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim.errors import SpecError, TrainingError
+from torchslim.errors import TrainingError
 from torchslim.train._config import TrainConfig
 from torchslim.train._state import FitResult
 
@@ -44,6 +44,7 @@ def train_from_specs(
     progress: bool = False,
 ) -> TrainRun:
     from torchslim.data import load_data
+    from torchslim.specs import build_model
     from torchslim.train._distributed import launched_by_torchrun
     from torchslim.train._loop import evaluate, fit
 
@@ -52,7 +53,7 @@ def train_from_specs(
         raise TrainingError(f"MODEL {model_spec!r}: Hugging Face models are used as given (embedding task); torchslim train trains classifiers from a zoo name or a factory.")
     data = load_data(data_spec, seed=config.seed)
     torch.manual_seed(config.seed)  # the model's initial weights depend on the seed alone
-    model = _build_model(model_spec, data)
+    model = build_model(model_spec, data)
     if weights is not None:
         from torchslim.specs import load_weights
 
@@ -76,24 +77,3 @@ def train_from_specs(
     artifact = save_exported(model, out_dir / "model.pt2", data.example_inputs(2), steps=[f"train(model={model_spec}, epochs={result.epochs_run})"],
                              extra={"best_val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy})
     return TrainRun(model, result, out_dir, artifact, weights_path, test_accuracy)
-
-
-def _build_model(spec: str, data) -> nn.Module:
-    from torchslim import zoo
-
-    spec = spec.strip()
-    if ":" not in spec:
-        if data.input_shape is None or len(data.input_shape) != 3:
-            raise SpecError(f"Zoo model {spec!r} classifies images shaped (C, H, W); data {data.spec!r} gives samples shaped {data.input_shape}.")
-        return zoo.create_model(spec, num_classes=data.num_classes or 10, input_shape=data.input_shape)
-    from torchslim.specs import _import_factory
-
-    module_part, _, attr = spec.rpartition(":")
-    factory = _import_factory(spec, module_part, attr)
-    try:
-        model = factory()
-    except Exception as e:
-        raise SpecError(f"MODEL spec {spec!r}: calling {attr}() raised {type(e).__name__}: {e}") from None
-    if not isinstance(model, nn.Module):
-        raise SpecError(f"MODEL spec {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
-    return model
