@@ -29,7 +29,7 @@ MODEL_SPEC_HELP = (
     "'path/to/file.py:factory' or 'package.module:factory' (a callable returning an nn.Module; "
     "trained weights via --weights FILE), or 'hf:DIR' / 'hf:minilm' for a local Hugging Face model."
 )
-ZOO_CACHE_VERSION = 1  # bump when a zoo architecture or its training recipe changes
+ZOO_CACHE_VERSION = 2  # bump when a zoo architecture or its training recipe changes
 
 
 @dataclass
