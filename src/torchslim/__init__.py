@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from torchslim import _log  # noqa: F401  (first: quiets torchao's CUDA-extension noise before it loads)
 from torchslim.artifacts import load
 from torchslim.bench import Metrics, benchmark
 from torchslim.distill import DistillConfig, distill

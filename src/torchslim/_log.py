@@ -14,6 +14,12 @@ from pathlib import Path
 from rich.console import Console
 
 logger = logging.getLogger("torchslim")
+
+# torchao logs one warning per CUDA-only extension it cannot load on a CPU machine ("Failed to
+# load ..._C_cutlass_90a.abi3.so"); that is expected there and says nothing to a user.
+logging.getLogger("torchao").addFilter(
+    lambda record: not (record.getMessage().startswith("Failed to load") and ".so" in record.getMessage())
+)
 _console = Console(stderr=True)
 
 
