@@ -22,6 +22,7 @@ Writes benchmarks/results/minilm.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -93,7 +94,8 @@ def build_variants(model, example, data, folder: Path, threads: int) -> dict:
                       dynamic_shapes=({0: "batch", 1: "sequence"}, {0: "batch", 1: "sequence"}))
     variants["ort fp32"] = _ort_session(fp32_path, threads)
     int8_path = folder / "minilm.int8.onnx"
-    quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
+    with contextlib.chdir(folder):  # ORT drops a <uuid>.data external-data file in the cwd
+        quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
     variants["ort int8 per-channel"] = _ort_session(int8_path, threads)
     variants["torch.ao dynamic int8"] = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)

@@ -15,6 +15,7 @@ Two known traps are handled here rather than left to the user:
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -110,7 +111,11 @@ def quantize_file(
         quantize_static,
     )
 
-    with tempfile.TemporaryDirectory(prefix="torchslim-quant-") as tmp:
+    source, target = Path(source).resolve(), Path(target).resolve()
+    # ORT's pre-processing writes a <uuid>.data external-data file into the working directory
+    # for models over its inline limit (MiniLM's 90 MB): work inside the temp dir so nothing of
+    # the user's current directory is touched.
+    with tempfile.TemporaryDirectory(prefix="torchslim-quant-") as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
         preprocessing = prepare_for_quantization(source, prepared, log)
         try:
