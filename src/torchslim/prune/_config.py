@@ -25,7 +25,7 @@ class _PruneBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ratio: float = Field(0.5, description="fraction of weights (unstructured) or channels (structured) removed, in [0, 1)")
-    iterations: int = Field(1, ge=1, le=100, description="prune -> fine-tune rounds reaching `ratio` in equal steps")
+    iterations: int = Field(1, ge=1, le=100, description="prune -> fine-tune rounds reaching `ratio`; each round removes the same share of the remaining weights")
     finetune_epochs: int = Field(0, ge=0, le=1000, description="fine-tuning epochs after each round (0: none)")
     finetune_lr: float = Field(1e-3, gt=0, le=1.0, description="learning rate of those fine-tuning epochs")
     ignore: list[str] = Field(default_factory=list, description="module names never pruned (e.g. the first conv)")

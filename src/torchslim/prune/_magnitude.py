@@ -33,11 +33,11 @@ def prune_unstructured(model: nn.Module, config: MagnitudePruneConfig | GlobalPr
     for round_index in range(1, config.iterations + 1):
         fraction = round_index / config.iterations
         if is_global:
-            _prune_global(layers, config.ratio * fraction)
+            _prune_global(layers, _scheduled(config.ratio, fraction))
         else:
             for name, module in layers.items():
-                _prune_layer(module, config.layer_ratios.get(name, config.ratio) * fraction)
-        ctx.log(f"prune round {round_index}/{config.iterations}: target sparsity {config.ratio * fraction:.1%}")
+                _prune_layer(module, _scheduled(config.layer_ratios.get(name, config.ratio), fraction))
+        ctx.log(f"prune round {round_index}/{config.iterations}: target sparsity {_scheduled(config.ratio, fraction):.1%}")
         if config.finetune_epochs > 0:
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
                      seed=ctx.seed, teacher=ctx.teacher, log=ctx.log)
@@ -45,6 +45,13 @@ def prune_unstructured(model: nn.Module, config: MagnitudePruneConfig | GlobalPr
         if torch_prune.is_pruned(module):
             torch_prune.remove(module, "weight")
     return model
+
+
+def _scheduled(ratio: float, fraction: float) -> float:
+    """Sparsity after ``fraction`` of the rounds: density shrinks geometrically, (1 - ratio)^fraction,
+    so every round removes the same share of what is left (as in Deep Compression's iterative
+    pruning); equal steps in sparsity would make the last rounds cut the surviving weights hardest."""
+    return 1.0 - (1.0 - ratio) ** fraction
 
 
 def _chosen_layers(model: nn.Module, config) -> dict[str, nn.Module]:
