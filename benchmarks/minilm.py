@@ -9,11 +9,13 @@ from src/torchslim/hf/sentences.txt, padded to 128 tokens; batch 1 x 128 and bat
     ort int8 per-channel     onnxruntime.quantization.quantize_dynamic(per_channel=True): ORT's own
                              tool, called directly (not through torchslim)
     torch.ao dynamic int8    torch.ao.quantization.quantize_dynamic, its default (per-tensor) qconfig
-    torchslim best           torchslim_best() below
+    torchslim ...            torchslim_candidates() below: bf16, int8 dynamic and static on the
+                             compile runtime, ONNX Runtime static int8, all built with the verbs
 
 Fidelity = mean cosine similarity of each variant's embeddings to fp32 eager over the held-out
-test sentences. Goal: torchslim best >= 2x faster than ORT int8 per-channel at batch 1 with
-fidelity >= 0.99.
+test sentences. "torchslim best" = the fastest torchslim candidate at batch 1 with fidelity
+>= 0.99 (the CPU decides which: bf16 needs AVX512-BF16 or AMX, fast int8 needs VNNI).
+Goal: it is >= 2x faster than ORT int8 per-channel at batch 1.
 
 Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 10] [--threads N]
 Writes benchmarks/results/minilm.json.
@@ -39,32 +41,42 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
 BATCH_SIZES = (1, 32)
-BEST_HOW = ""  # which candidate torchslim_best() built, recorded in the results
 
 
-def torchslim_best(model: torch.nn.Module, example: tuple[torch.Tensor, ...], data, folder: Path | None = None):
-    """torchslim's best CPU candidate for MiniLM, built with the library's own verbs.
-
-    ONNX Runtime static int8 (QDQ, per-channel weights, calibrated on training sentences) through
-    ``torchslim.export``; if its parity check refuses the result, PT2E static int8 through
-    ``torchslim.quantize`` on the compile runtime. Returns (callable, description).
+def torchslim_candidates(model: torch.nn.Module, example: tuple[torch.Tensor, ...], data, folder: Path) -> dict:
+    """torchslim's CPU candidates for MiniLM, each built with the library's own verbs and loaded
+    with ``torchslim.load`` on the runtime recorded with it. Which one is fastest depends on the
+    CPU (bf16 needs AVX512-BF16/AMX, int8 needs VNNI), so the benchmark measures them all and
+    "torchslim best" is the fastest at batch 1 with fidelity >= 0.99, as ``optimize`` would pick.
+    A candidate the library refuses is reported and left out.
     """
     import torchslim
+    from torchslim.artifacts import save_exported
     from torchslim.errors import TorchslimError
 
     names = ["input_ids", "attention_mask"]
-    folder = Path(folder or tempfile.mkdtemp(prefix="minilm-best-"))
-    try:
-        path = torchslim.export(model, folder / "best", example, format="onnx", quantize="static",
-                                calibration=data, input_names=names, task="embedding")
-        return torchslim.load(path), "torchslim.export(onnx, quantize=static) on onnxruntime"
-    except TorchslimError as e:
-        print(f"ORT static int8 refused ({e.message[:120]}); trying PT2E static int8 + compile", flush=True)
-    from torchslim.artifacts import save_exported
-
-    int8 = torchslim.quantize(model, torchslim.StaticInt8Config(calibration_batches=16), example_inputs=example, data=data)
-    path = save_exported(int8, folder / "best.pt2", example, runtime="compile", task="embedding", input_names=names)
-    return torchslim.load(path), "torchslim.quantize(static) on compile"
+    builders = {
+        "torchslim bf16 compile": lambda: save_exported(
+            torchslim.quantize(copy.deepcopy(model), "bf16", example_inputs=example),
+            folder / "bf16.pt2", example, runtime="compile", task="embedding", input_names=names),
+        "torchslim int8 dyn compile": lambda: save_exported(
+            torchslim.quantize(copy.deepcopy(model), "dynamic", example_inputs=example),
+            folder / "int8-dynamic.pt2", example, runtime="compile", task="embedding", input_names=names),
+        "torchslim int8 static compile": lambda: save_exported(
+            torchslim.quantize(copy.deepcopy(model), torchslim.StaticInt8Config(calibration_batches=16),
+                               example_inputs=example, data=data),
+            folder / "int8-static.pt2", example, runtime="compile", task="embedding", input_names=names),
+        "torchslim ort int8 static": lambda: torchslim.export(
+            copy.deepcopy(model), folder / "ort-static", example, format="onnx", quantize="static",
+            calibration=data, input_names=names, task="embedding"),
+    }
+    candidates = {}
+    for name, build in builders.items():
+        try:
+            candidates[name] = torchslim.load(build())
+        except TorchslimError as e:
+            print(f"{name}: refused by torchslim ({e.message[:160]})", flush=True)
+    return candidates
 
 
 def _ort_session(path: Path, threads: int):
@@ -99,10 +111,7 @@ def build_variants(model, example, data, folder: Path, threads: int) -> dict:
     variants["ort int8 per-channel"] = _ort_session(int8_path, threads)
     variants["torch.ao dynamic int8"] = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
-    variants["torchslim best"], how = torchslim_best(copy.deepcopy(model), example, data, folder)
-    print(f"torchslim best = {how}", flush=True)
-    global BEST_HOW
-    BEST_HOW = how
+    variants.update(torchslim_candidates(model, example, data, folder))
     return variants
 
 
@@ -159,7 +168,7 @@ def main() -> None:
 def _report(variants, fidelity, p50, args) -> None:
     ort_int8 = {b: p50[("ort int8 per-channel", b)] for b in BATCH_SIZES}
     eager = {b: p50[("fp32 eager", b)] for b in BATCH_SIZES}
-    header = (f"{'variant':24s} {'fidelity':>9s} {'p50 b1 ms':>10s} {'p50 b32 ms':>11s} "
+    header = (f"{'variant':30s} {'fidelity':>9s} {'p50 b1 ms':>10s} {'p50 b32 ms':>11s} "
               f"{'vs fp32 b1':>11s} {'vs ORT int8 b1':>15s} {'vs ORT int8 b32':>16s}")
     print(header)
     print("-" * len(header))
@@ -170,19 +179,25 @@ def _report(variants, fidelity, p50, args) -> None:
                "speedup_vs_fp32_eager": {str(b): eager[b] / p50[(name, b)] for b in BATCH_SIZES},
                "speedup_vs_ort_int8_per_channel": {str(b): ort_int8[b] / p50[(name, b)] for b in BATCH_SIZES}}
         rows.append(row)
-        print(f"{name:24s} {fidelity[name]:9.5f} {p50[(name, 1)]:10.2f} {p50[(name, 32)]:11.1f} "
+        print(f"{name:30s} {fidelity[name]:9.5f} {p50[(name, 1)]:10.2f} {p50[(name, 32)]:11.1f} "
               f"{row['speedup_vs_fp32_eager']['1']:10.2f}x {row['speedup_vs_ort_int8_per_channel']['1']:14.2f}x "
               f"{row['speedup_vs_ort_int8_per_channel']['32']:15.2f}x")
-    best = next(r for r in rows if r["variant"] == "torchslim best")
-    goal = best["speedup_vs_ort_int8_per_channel"]["1"] >= 2.0 and best["fidelity"] >= 0.99
-    print(f"goal (torchslim best >= 2x ORT int8 per-channel at batch 1, fidelity >= 0.99): "
-          f"{'MET' if goal else 'NOT MET'} ({best['speedup_vs_ort_int8_per_channel']['1']:.2f}x, "
-          f"fidelity {best['fidelity']:.5f})")
+    eligible = [r for r in rows if r["variant"].startswith("torchslim") and r["fidelity"] >= 0.99]
+    best = min(eligible, key=lambda r: r["p50_ms"]["1"]) if eligible else None
+    if best is None:
+        print("goal: NOT MET (no torchslim candidate reached fidelity 0.99)")
+        goal = False
+    else:
+        goal = best["speedup_vs_ort_int8_per_channel"]["1"] >= 2.0
+        print(f"torchslim best = {best['variant']}")
+        print(f"goal (torchslim best >= 2x ORT int8 per-channel at batch 1, fidelity >= 0.99): "
+              f"{'MET' if goal else 'NOT MET'} ({best['speedup_vs_ort_int8_per_channel']['1']:.2f}x, "
+              f"fidelity {best['fidelity']:.5f})")
     result = {
         "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "sequence_length": 128,
         "rounds": args.rounds, "repeats": args.repeats, "threads": args.threads,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "torchslim_best": BEST_HOW, "goal_met": goal, "rows": rows,
+        "torchslim_best": best["variant"] if best else None, "goal_met": goal, "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,3 +71,25 @@ def test_exported_artifact_round_trip(tmp_path, digits):
     for batch in (1, 5):
         x = digits.example_inputs(batch)[0]
         torch.testing.assert_close(fn(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_contention_sees_another_process_busy():
+    """A neighbour spinning on a core during the block is reported as foreign load and yields a
+    report note; our own waiting does not hide it."""
+    import subprocess
+    import sys
+
+    from torchslim.bench import CpuContention
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        with CpuContention() as busy:
+            time.sleep(0.6)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if busy.foreign_cores is None:
+        pytest.skip("no /proc/stat on this platform")
+    assert busy.foreign_cores >= 0.5
+    assert busy.busy and "other processes" in busy.note()

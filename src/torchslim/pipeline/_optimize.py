@@ -23,7 +23,7 @@ import torchslim
 from torchslim._io import atomic_write
 from torchslim._log import log_to_file, say
 from torchslim.artifacts import load, save_exported
-from torchslim.bench import measure, predict, set_threads
+from torchslim.bench import CpuContention, measure, predict, set_threads
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
@@ -165,9 +165,13 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
         artifact = save_exported(baseline_model, run_dir / "baseline.pt2", example, task=bundle.task, input_names=input_names)
         say("measuring the baseline")
         fn = load(artifact, device=dev)
-        metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
-                             reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
-        baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics)
+        with CpuContention() as contention:
+            metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
+                                 reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
+        baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics,
+                             notes=[contention.note()] if contention.note() else [])
+        if contention.note():
+            say(f"baseline: warning: {contention.note()}")
 
     report = Report(torchslim_version=torchslim.__version__, environment=environment(dev), model=model_name, data=data_name,
                     task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": max_accuracy_drop},

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from torchslim._log import say
 from torchslim.artifacts import load, manifest_path, read_manifest, save_exported
-from torchslim.bench import count_macs, count_params, measure
+from torchslim.bench import CpuContention, count_macs, count_params, measure
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
 from torchslim.pipeline._recipe import PlannedCandidate
@@ -124,11 +124,15 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
         params = count_params(model)
         macs = count_macs(model, tuple(t[:1] for t in setup.example_inputs))
     say(f"{label} {plan.name}: measuring")
-    metrics = setup.measure_fn(
-        fn, setup.data, artifact=artifact, runtime=runtime, batch_sizes=setup.batch_sizes, device=setup.device,
-        reference=setup.reference, params=params, macs=macs,
-        progress=lambda msg: say(f"{label} {plan.name}: measuring {msg}"),
-    )
+    with CpuContention() as contention:
+        metrics = setup.measure_fn(
+            fn, setup.data, artifact=artifact, runtime=runtime, batch_sizes=setup.batch_sizes, device=setup.device,
+            reference=setup.reference, params=params, macs=macs,
+            progress=lambda msg: say(f"{label} {plan.name}: measuring {msg}"),
+        )
+    if contention.note():
+        notes.append(contention.note())
+        say(f"{label} {plan.name}: warning: {contention.note()}")
     return artifact, metrics, notes
 
 

@@ -148,6 +148,7 @@ def render_html(report: Report) -> str:
     slow = _no_speedup_notes(report)
     parts.append('<h2>Notes</h2><ul class="notes" id="notes">')
     parts += [f'<li class="no-speedup">{escape(n)}</li>' for n in slow]
+    parts += [f'<li class="busy">baseline: {escape(n)}</li>' for n in report.baseline.notes]
     for c in report.candidates:
         if c.status != "ok":
             parts.append(f'<li class="{escape(c.status)}">{escape(c.name)} {escape(c.status)}: {escape(c.error or "")}</li>')

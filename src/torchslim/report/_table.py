@@ -5,6 +5,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from torchslim.bench._contention import BUSY_NOTE_PREFIX
 from torchslim.report._model import Candidate, Report
 
 
@@ -77,6 +78,10 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         for note in c.notes:
             if note.startswith(("no speed-up", "no clear speed-up")):
                 console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
+    busy = [c.name for c in [base, *report.candidates] if any(n.startswith(BUSY_NOTE_PREFIX) for n in c.notes)]
+    if busy:
+        console.print(f"[yellow]warning: {', '.join(busy)} measured while other processes used the CPU: their latencies "
+                      "and speed-ups are unreliable; re-run on an idle machine[/]", highlight=False)
     if report.best:
         console.print(f"[bold green]best:[/] {report.best}")
     else:
