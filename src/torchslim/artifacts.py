@@ -125,6 +125,16 @@ def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], *
         ) from None
 
 
+def _drop_stack_traces(program: torch.export.ExportedProgram) -> None:
+    """Remove the Python stack trace recorded on every graph node: it holds the paths of the
+    user's source files (nothing a deployed artifact should carry) and is 1-5% of the file.
+    Module hierarchy and shapes, which loading and unflattening use, are kept."""
+    for module in program.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            for node in module.graph.nodes:
+                node.meta.pop("stack_trace", None)
+
+
 def save_exported(
     model: nn.Module | torch.export.ExportedProgram,
     path: str | Path,
@@ -139,6 +149,7 @@ def save_exported(
     """Save a model as a ``.pt2`` ExportedProgram plus manifest; returns the artifact path."""
     path = Path(path)
     program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, example_inputs)
+    _drop_stack_traces(program)
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
     write_manifest(
         path,

@@ -91,9 +91,13 @@ def quiet():
     """Silence exporters and ORT's quantizer: they print graphs and advice to stdout/stderr and
     the root logger. What they print is lost; failures keep their exception text."""
     names = ["", "torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "torch._inductor"]
-    levels = {n: logging.getLogger(n).level for n in names}
+    # ORT's pre-processor logs a full traceback at ERROR for failures we catch and recover from.
+    silenced = ["onnxruntime"]
+    levels = {n: logging.getLogger(n).level for n in names + silenced}
     for n in names:
         logging.getLogger(n).setLevel(logging.ERROR)
+    for n in silenced:
+        logging.getLogger(n).setLevel(logging.CRITICAL + 1)
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
