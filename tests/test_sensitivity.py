@@ -47,6 +47,21 @@ def test_prune_sensitivity_table(digits, trained_mlp):
     assert "net.3" in result.to_table()
 
 
+def test_max_layers_probes_the_largest_first(digits, trained_mlp):
+    result = sensitivity(trained_mlp, digits, ratios=(0.5,), max_layers=2)
+    assert sorted(r.layer for r in result.rows) == ["net.1", "net.3"]  # 16k and 32k weights; net.5 has 1.3k
+
+
+def test_embedding_sensitivity_scores_fidelity_to_the_model_itself(digits, trained_mlp):
+    """Embedding data has no labels: the score is fidelity to the undamaged outputs (1.0 at baseline)."""
+    import dataclasses
+
+    embedding = dataclasses.replace(digits, task="embedding")
+    result = sensitivity(trained_mlp, embedding, ratios=(0.9,))
+    assert result.baseline_accuracy == pytest.approx(1.0, abs=1e-5)
+    assert all(r.drop["0.9"] > 0 for r in result.rows)  # zeroing 90% of a layer moves the outputs
+
+
 def test_ratios_drive_per_layer_pruning(digits, trained_mlp):
     result = sensitivity(trained_mlp, digits, ratios=(0.5, 0.95))
     ratios = ratios_from_sensitivity(result, max_drop=1.0)

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from torchslim._log import say
 from torchslim.errors import ConfigError, UnsupportedError
-from torchslim.pipeline._sensitivity import prunable_layers
+from torchslim.prune._layers import prunable_layers
 
 
 class Performance:
@@ -99,7 +99,7 @@ class Performance:
 
         if not isinstance(amount, (int, float)) or not 0.0 <= amount <= 1.0:
             raise ConfigError(f"model_pruning(amount={amount!r}): amount is the fraction of weights to zero, between 0 and 1.")
-        layers = prunable_layers(self._unwrapped())
+        layers = list(prunable_layers(self._unwrapped()).items())
         if not layers:
             raise UnsupportedError(f"model_pruning: {type(self._unwrapped()).__name__} has no Conv or Linear layer to prune.")
         targets = [(module, "weight") for _, module in layers]

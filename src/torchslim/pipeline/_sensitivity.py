@@ -1,62 +1,33 @@
-"""Per-layer sensitivity: how much the task metric drops when one layer alone is pruned.
+"""The search's per-layer sensitivity table: ``torchslim.prune.sensitivity`` at one ratio,
+in the shape report.json and the refine stage use.
 
-Each Conv/Linear layer in turn has its smallest-magnitude weights zeroed (``ratio`` of them),
-the model is scored on the *validation* split (never the held-out test split, since the
-result steers the search), and the weights are put back. Cost: one validation pass per
-probed layer; with ``max_layers`` the largest layers are probed first.
+Each Conv/Linear layer in turn has its smallest-magnitude weights zeroed (``ratio`` of them)
+and the model is scored on the *validation* split (never the held-out test split, since the
+result steers the search). Cost: one validation pass per probed layer; with ``max_layers``
+the largest layers are probed first.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn as nn
 
-from torchslim.bench import accuracy, fidelity, predict
 from torchslim.data import DataBundle
 
-PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-
-def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every Conv/Linear with a weight, in module order."""
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), torch.Tensor)]
-
-
-@torch.no_grad()
 def layer_sensitivity(model: nn.Module, data: DataBundle, *, ratio: float = 0.5, max_layers: int = 64,
                       device: str | torch.device = "cpu") -> dict:
-    """``{"ratio", "split", "metric", "layers": [{"name", "params", "accuracy_drop"}]}``,
+    """``{"ratio", "split", "metric", "baseline_val", "layers": [{"name", "params", "accuracy_drop"}]}``,
     drops in percentage points, most sensitive first."""
-    probe = copy.deepcopy(model).to(device).eval()
-    layers = prunable_layers(probe)
-    layers = sorted(layers, key=lambda nm: -nm[1].weight.numel())[:max_layers]
-    reference = None
-    if data.task == "embedding":
-        reference, _ = predict(probe, data.val, device=device)
+    from torchslim.prune import sensitivity
 
-    def score() -> float:
-        if reference is not None:
-            return fidelity(probe, reference, data.val, device=device)
-        return accuracy(probe, data.val, device=device)
-
-    base = score()
-    rows = []
-    for name, layer in layers:
-        weight = layer.weight
-        saved = weight.detach().clone()
-        k = int(round(ratio * weight.numel()))
-        if k < 1:
-            continue
-        threshold = weight.detach().abs().flatten().kthvalue(k).values
-        weight.masked_fill_(weight.abs() <= threshold, 0.0)
-        drop = (base - score()) * 100.0
-        weight.copy_(saved)
-        rows.append({"name": name, "params": int(weight.numel()), "accuracy_drop": round(drop, 4)})
+    result = sensitivity(model, data, mode="prune", method="magnitude", ratios=(ratio,), split="val",
+                         max_layers=max_layers, layer_types=("linear", "conv"), device=device)
+    probe = result.probes[0]
+    rows = [{"name": r.layer, "params": r.params, "accuracy_drop": r.drop[probe]} for r in result.rows]
     rows.sort(key=lambda r: -r["accuracy_drop"])
-    return {"ratio": ratio, "split": "val", "metric": data.metric, "baseline_val": round(base, 6), "layers": rows}
+    return {"ratio": ratio, "split": result.split, "metric": data.metric,
+            "baseline_val": round(result.baseline_accuracy, 6), "layers": rows}
 
 
 def most_sensitive(sensitivity: dict | None, n: int) -> list[str]:

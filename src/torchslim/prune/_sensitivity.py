@@ -42,7 +42,7 @@ class SensitivityResult:
     mode: str
     method: str
     split: str
-    baseline_accuracy: float  # in [0, 1]
+    baseline_accuracy: float  # in [0, 1]; fidelity to itself (1.0) for embedding data
     probes: list[str]
     rows: list[SensitivityRow] = field(default_factory=list)
 
@@ -69,11 +69,16 @@ def sensitivity(
     layers: Sequence[str] | None = None,
     layer_types: Sequence[str] = ("linear", "conv"),
     split: Literal["val", "train"] = "val",
+    max_layers: int | None = None,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> SensitivityResult:
-    """One row per layer: the accuracy drop when only that layer is pruned/quantized."""
-    from torchslim.bench import accuracy
+    """One row per layer: the accuracy drop when only that layer is pruned/quantized.
+
+    ``max_layers`` probes only that many layers, the largest first (each probe costs one pass
+    over ``split``). For embedding data the score is fidelity (mean cosine similarity to the
+    undamaged model's own outputs) instead of accuracy.
+    """
 
     if mode not in ("prune", "quantize"):
         raise ConfigError(f"sensitivity mode {mode!r} is unknown; use prune or quantize.")
@@ -91,8 +96,11 @@ def sensitivity(
         # The classifier's outputs are the classes: removing them is not an option to measure.
         example = tuple(t.to(device) for t in data.example_inputs(2, split="train"))
         names = [n for n in names if n not in output_layer_names(model, example)]
+    if max_layers is not None:
+        names = sorted(names, key=lambda n: -available[n].weight.numel())[:max_layers]
     dataset = getattr(data, split)
-    baseline = accuracy(model, dataset, device=device)
+    score = _scorer(model, data, dataset, device)
+    baseline = score(model)
     probes = [f"{r:g}" for r in ratios] if mode == "prune" else ["int8"]
     result = SensitivityResult(mode, method if mode == "prune" else "int8", split, baseline, probes)
     say = log or (lambda _msg: None)
@@ -100,10 +108,20 @@ def sensitivity(
         drops = {}
         for probe in probes:
             damaged = _damage(model, name, mode, method, probe, data, device)
-            drops[probe] = round((baseline - accuracy(damaged, dataset, device=device)) * 100, 4)
+            drops[probe] = round((baseline - score(damaged)) * 100, 4)
         result.rows.append(SensitivityRow(name, type(available[name]).__name__, available[name].weight.numel(), drops))
         say(f"sensitivity {name}: " + ", ".join(f"{p}: {d:+.2f} pts" for p, d in drops.items()))
     return result
+
+
+def _scorer(model: nn.Module, data: DataBundle, dataset, device) -> Callable[[nn.Module], float]:
+    """Accuracy on ``dataset``; for embedding data, fidelity to ``model``'s own outputs."""
+    from torchslim.bench import accuracy, fidelity, predict
+
+    if data.task == "embedding":
+        reference, _ = predict(model, dataset, device=device)
+        return lambda m: fidelity(m, reference, dataset, device=device)
+    return lambda m: accuracy(m, dataset, device=device)
 
 
 def _damage(model: nn.Module, name: str, mode: str, method: str, probe: str, data, device) -> nn.Module:
