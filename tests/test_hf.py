@@ -399,3 +399,16 @@ def test_minilm_pruned_heads_and_ffn_keep_width_and_recover_by_distillation(mini
     torchslim.distill(pruned, model, short, DistillConfig(epochs=2))
     after = fidelity(pruned, model, short.test)
     assert after > before + 0.03, (before, after)
+
+
+@pytest.mark.slow
+def test_cli_prune_on_an_encoder_reports_fidelity(tmp_path):
+    folder = _tiny_bert_dir(tmp_path, classifier=False, with_tokenizer=True)
+    out = tmp_path / "pruned"
+    code = run(["prune", "--model", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--method", "channel",
+                "--ratio", "0.5", "--batch-sizes", "1", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "prune.json").read_text())
+    original, pruned = summary["metrics"]["original"], summary["metrics"]["pruned"]
+    assert original["accuracy"] == pytest.approx(1.0, abs=1e-5) and 0 < pruned["accuracy"] <= 1.0  # fidelity
+    assert pruned["params"] < original["params"]
