@@ -355,6 +355,18 @@ def test_channel_pruning_bert_head_dims_keeps_head_count():
     assert pruned(ids, mask).shape == (2, 32)
 
 
+def test_channel_pruning_bert_never_removes_every_head():
+    import torchslim
+    from torchslim.errors import UnsupportedError
+
+    model = _tiny_embedder()
+    example = _token_bundle().example_inputs(2, split="test")
+    pruned = torchslim.prune(model, {"method": "channel", "ratio": 0.9, "iterations": 3}, example_inputs=example)
+    assert [a[0] for a in _bert_widths(pruned)["attention"]] == [1, 1]  # ceil(0.9 x 4) = 4, capped at 3
+    with pytest.raises(UnsupportedError, match="removed every attention head"):
+        torchslim.prune(model, {"method": "channel", "ratio": 0.9, "scope": "global"}, example_inputs=example)
+
+
 def test_channel_pruning_bert_on_embedding_data_finetunes_from_a_teacher_only():
     import torchslim
     from torchslim.bench import fidelity

@@ -97,7 +97,12 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
         _guarded(model, pruner.step)
         model.zero_grad(set_to_none=True)
         for att in attention:
-            att.sync(pruner.num_heads.get(att.projections[0], att.heads))
+            heads = pruner.num_heads.get(att.projections[0], att.heads)
+            if heads < 1:  # only the global ranking can do this; uniform keeps at least one head
+                name = next(n for n, m in model.named_modules() if m is att.module)
+                raise UnsupportedError(f"prune: the global ranking removed every attention head of {name!r} at ratio "
+                                       f"{config.ratio}. Use a lower ratio, scope: uniform, or prune_heads: false.")
+            att.sync(heads)
         _check_still_runs(model, ctx.example_inputs, expected_shape)
         check_widths_kept(model, widths)
         if ctx.data is not None:
