@@ -414,7 +414,7 @@ def test_minilm_pruned_heads_and_ffn_keep_width_and_recover_by_distillation(mini
 
 
 @pytest.mark.slow
-def test_cli_prune_on_an_encoder_reports_fidelity(tmp_path):
+def test_cli_prune_and_optimize_prune_distill_on_an_encoder(tmp_path):
     folder = _tiny_bert_dir(tmp_path, classifier=False, with_tokenizer=True)
     out = tmp_path / "pruned"
     code = run(["prune", "--model", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--method", "channel",
@@ -424,3 +424,14 @@ def test_cli_prune_on_an_encoder_reports_fidelity(tmp_path):
     original, pruned = summary["metrics"]["original"], summary["metrics"]["pruned"]
     assert original["accuracy"] == pytest.approx(1.0, abs=1e-5) and 0 < pruned["accuracy"] <= 1.0  # fidelity
     assert pruned["params"] < original["params"]
+    # the quick recipe's candidate: pruning, then distillation from the unoptimized model
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("candidates:\n  - name: pruned-distilled\n    steps:\n"
+                      "      - prune: {method: channel, ratio: 0.5}\n      - distill: {epochs: 1}\n")
+    code = run(["optimize", "--model", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--recipe", str(recipe),
+                "--batch-sizes", "1", "--out", str(tmp_path / "run")])
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    (candidate,) = report["candidates"]
+    assert code == 0 and candidate["status"] == "ok", candidate["error"]
+    assert report["metric"] == "fidelity" and candidate["metrics"]["params"] < report["baseline"]["metrics"]["params"]
+    assert any("of embeddings" in note for note in candidate["notes"])
