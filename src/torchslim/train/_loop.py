@@ -59,13 +59,13 @@ def fit(
     """Train ``model`` in place on ``data.train``; keep the weights with the best val accuracy.
 
     ``loss_fn(outputs, targets, inputs)`` replaces cross-entropy (distillation passes one that
-    calls its teacher); ``teacher`` is held frozen in eval mode on ``device``; ``hooks``
-    see a ``TrainState`` after every step/epoch. Embedding data (no labels) needs both: ``loss_fn`` is the only training
-    signal (its targets are placeholders), and the best epoch is the one with the highest
-    validation fidelity, the mean cosine similarity of the model's outputs to the
-    teacher's (``FitResult.best_val_accuracy`` then holds that fidelity). With ``out_dir``, resumable checkpoints, the best
-    weights and ``metrics.jsonl`` are written there (rank 0 only) and ``resume=True``
-    continues from its checkpoint. Under torchrun the run is DDP across all processes.
+    calls its teacher); ``teacher`` is held frozen in eval mode on ``device``; ``hooks`` see a
+    ``TrainState`` after every step/epoch. Embedding data (no labels) needs both: ``loss_fn``
+    is the only training signal (its targets are placeholders), and the best epoch is the one
+    with the highest validation fidelity, the mean cosine similarity of the model's outputs to
+    the teacher's (``FitResult.best_val_accuracy`` then holds it, logged as ``val_fidelity``).
+    With ``out_dir``, resumable checkpoints, the best weights and ``metrics.jsonl`` are
+    written there (rank 0 only) and ``resume=True`` continues from its checkpoint. Under torchrun the run is DDP across all processes.
     Returns ``FitResult``; the model is left in eval mode with the best weights.
     """
     from torchslim.device import resolve_device
