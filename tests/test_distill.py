@@ -8,18 +8,22 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from torchslim.cli import run
-from torchslim.data import load_data
+from torchslim.data import DataBundle, load_data
 from torchslim.distill import (
     DistillConfig,
     distill,
+    embedding_loss,
     kd_loss,
+    make_kd_loss,
     run_step,
     validate_step,
     widen_student,
 )
-from torchslim.errors import ConfigError
+from torchslim.errors import ConfigError, TrainingError
 from torchslim.pipeline.context import StepContext
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import create_model
@@ -121,3 +125,82 @@ def test_cli_distill_bad_input_exits_2(tmp_path):
     assert run(["distill", "--teacher", "digits-mlp", "--width-multiplier", "0", "--out", str(tmp_path)]) == 2
     assert run(["distill", "--teacher", "digits-mlp", "--out", str(tmp_path)]) == 2  # no student given
     assert run(["distill", "--teacher", "digits-mlp", "--model", "digits-cnn", "--alpha", "2", "--out", str(tmp_path)]) == 2
+
+
+# ----- embedding data (no labels): the student reproduces the teacher's vectors ---------------
+
+
+class Embedder(nn.Module):
+    """A toy sentence-embedding model: features -> L2-normalized 16-d vector."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=1)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    """Embedding data as text:FILE gives it: inputs and placeholder targets (all 0), no classes."""
+    g = torch.Generator().manual_seed(0)
+    split = [TensorDataset(torch.randn(n, 8, generator=g), torch.zeros(n, dtype=torch.int64)) for n in (256, 64, 64)]
+    return DataBundle("toy-vectors", *split, task="embedding")
+
+
+def _fidelity(student, teacher, dataset) -> float:
+    x = dataset.tensors[0]
+    with torch.no_grad():
+        return float(F.cosine_similarity(student(x), teacher(x)).mean())
+
+
+def test_embedding_loss_is_one_minus_cosine():
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    student = torch.tensor([[1.0, 1.0], [0.0, 5.0]])  # 45 degrees off; same direction (length ignored)
+    assert embedding_loss(student, teacher).item() == pytest.approx((1 - math.sqrt(0.5) + 0) / 2, rel=1e-6)
+    assert embedding_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="same width"):
+        embedding_loss(torch.randn(2, 4), torch.randn(2, 3))
+    # targets of embedding data are placeholders: the loss_fn ignores them
+    model = Embedder()
+    loss_fn = make_kd_loss(model, DistillConfig(), task="embedding")
+    x = torch.randn(4, 8)
+    assert loss_fn(model(x), None, (x,)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fit_refuses_embedding_data_without_loss_fn_or_teacher(vectors):
+    with pytest.raises(TrainingError, match="without labels.*torchslim.distill"):
+        fit(Embedder(), vectors, TrainConfig(epochs=1))
+    with pytest.raises(TrainingError, match="teacher="):
+        fit(Embedder(), vectors, TrainConfig(epochs=1), loss_fn=lambda out, _y, _x: out.sum())
+
+
+def test_distill_embeddings_picks_best_epoch_by_fidelity(vectors):
+    torch.manual_seed(0)
+    teacher = Embedder(64).eval()
+    student = Embedder(32)
+    before = _fidelity(student, teacher, vectors.test)
+    config = DistillConfig(epochs=6, lr=1e-2)
+    assert config.training_options("embedding")["batch_size"] == 16
+    assert config.training_options("classification") == {"epochs": 6, "lr": 1e-2, "batch_size": 64, "seed": 0}
+    assert DistillConfig().training_options("classification")["lr"] == 1e-3  # classification defaults unchanged
+    history = []
+    distill(student, teacher, vectors, config, log=history.append)
+    after = _fidelity(student, teacher, vectors.test)
+    assert before < 0.5 and after > 0.9, (before, after)
+    fidelities = [float(line.split("val_fidelity ")[1].split()[0]) for line in history]
+    assert len(fidelities) == 6 and "val_accuracy" not in " ".join(history)
+    # the kept weights are the best epoch's on validation (fidelity to the teacher)
+    assert _fidelity(student, teacher, vectors.val) == pytest.approx(max(fidelities), abs=1e-3)
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is left as it was
+
+
+def test_distill_step_on_embedding_data(vectors):
+    torch.manual_seed(0)
+    teacher = Embedder(64).eval()
+    ctx = StepContext(data=vectors, device=torch.device("cpu"), teacher=teacher, work_dir=None,
+                      example_inputs=vectors.example_inputs(2), log=lambda _m: None)
+    student = Embedder(32)
+    out = run_step(student, validate_step({"epochs": 2, "lr": 1e-2}), ctx)
+    assert _fidelity(out.model, teacher, vectors.test) > _fidelity(student, teacher, vectors.test) + 0.2

@@ -60,7 +60,8 @@ def prune_cmd(
     teacher = handle.model if config.finetune_epochs > 0 else None
     pruned = prune(handle.model, config, data=bundle, example_inputs=example, device=dev, teacher=teacher, seed=seed, log=say)
     steps = [config.describe()]
-    baseline_path = save_exported(handle.model, out_dir / "original.pt2", example, task=bundle.task)
+    names = handle.hf.input_names if handle.hf is not None else None  # e.g. input_ids, attention_mask
+    baseline_path = save_exported(handle.model, out_dir / "original.pt2", example, task=bundle.task, input_names=names)
     notes = []
     if config.method in ("magnitude", "global"):
         # Unstructured zeros only shrink a file that stores them sparsely: the .tslim container
@@ -70,10 +71,10 @@ def prune_cmd(
         notes.append("pruned.tslim stores only the nonzeros; it is decoded to dense weights at load, so it runs "
                      "at the original's speed (unstructured zeros are still multiplied by dense kernels).")
     else:
-        pruned_path = save_exported(pruned, out_dir / "pruned.pt2", example, task=bundle.task, steps=steps)
+        pruned_path = save_exported(pruned, out_dir / "pruned.pt2", example, task=bundle.task, steps=steps, input_names=names)
     files = {"original.pt2": baseline_path.stat().st_size, pruned_path.name: pruned_path.stat().st_size}
     rows = _measure_pair(handle.model, pruned, baseline_path, pruned_path, bundle, dev, sizes, say)
-    _print_comparison(f"{model}: {config.describe()}", rows, files, notes)
+    _print_comparison(f"{model}: {config.describe()}", rows, files, notes, metric=bundle.metric)
     _write_summary(out_dir / "prune.json", model, data, steps, rows, files, notes)
     typer.echo(f"artifacts: {out_dir}")
 
@@ -86,7 +87,7 @@ def distill_cmd(
     epochs: Annotated[int, typer.Option()] = 5,
     temperature: Annotated[float, typer.Option(help="softmax temperature T (the KL term is scaled by T^2)")] = 4.0,
     alpha: Annotated[float, typer.Option(help="weight of the soft-target KL; 1 - alpha weighs the hard-label cross-entropy")] = 0.7,
-    lr: Annotated[float, typer.Option()] = 1e-3,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate (default 1e-3; 3e-4 on embedding data)")] = None,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory teacher")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/distill-<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -123,11 +124,12 @@ def distill_cmd(
     check_compatible(student, handle.model, example)  # a mismatch fails before any training
     distill(student, handle.model, bundle, config, device=dev, log=say)
     steps = [config.describe()]
-    teacher_path = save_exported(handle.model, out_dir / "teacher.pt2", example, task=bundle.task)
-    student_path = save_exported(student, out_dir / "student.pt2", example, task=bundle.task, steps=steps)
+    names = handle.hf.input_names if handle.hf is not None else None
+    teacher_path = save_exported(handle.model, out_dir / "teacher.pt2", example, task=bundle.task, input_names=names)
+    student_path = save_exported(student, out_dir / "student.pt2", example, task=bundle.task, steps=steps, input_names=names)
     files = {"teacher.pt2": teacher_path.stat().st_size, "student.pt2": student_path.stat().st_size}
     rows = _measure_pair(handle.model, student, teacher_path, student_path, bundle, dev, sizes, say, names=("teacher", "student"))
-    _print_comparison(f"distill {teacher} -> {model or f'width x{width_multiplier:g}'}", rows, files, [])
+    _print_comparison(f"distill {teacher} -> {model or f'width x{width_multiplier:g}'}", rows, files, [], metric=bundle.metric)
     _write_summary(out_dir / "distill.json", model or teacher, data, steps, rows, files, [])
     typer.echo(f"artifacts: {out_dir}")
 
@@ -161,8 +163,10 @@ def _measure_pair(before, after, before_path, after_path, bundle, dev, sizes, sa
     for name, module, path in ((names[0], before, before_path), (names[1], after, after_path)):
         say(f"measuring {name}")
         runtime = read_manifest(path).runtime
+        # embedding data has no labels: both are scored by fidelity to the original/teacher's outputs
+        reference = before if bundle.task == "embedding" else None
         metrics = measure(load(path, device=dev), bundle, artifact=path, runtime=runtime, batch_sizes=sizes, device=dev,
-                          params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in bundle.example_inputs(1))),
+                          reference=reference, params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in bundle.example_inputs(1))),
                           progress=say)
         row = metrics.model_dump()
         row["nonzero_params"] = int(round(row["params"] * (1 - zero_fraction(module)))) if module is after else row["params"]
@@ -170,7 +174,7 @@ def _measure_pair(before, after, before_path, after_path, bundle, dev, sizes, sa
     return rows
 
 
-def _print_comparison(title: str, rows: dict, files: dict, notes: list[str]) -> None:
+def _print_comparison(title: str, rows: dict, files: dict, notes: list[str], metric: str = "accuracy") -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -182,7 +186,7 @@ def _print_comparison(title: str, rows: dict, files: dict, notes: list[str]) -> 
     def ratio(x, y):
         return f"{y / x:.2f}x" if x else "n/a"
 
-    table.add_row("accuracy", f"{a['accuracy']:.2%}", f"{b['accuracy']:.2%}", f"{(b['accuracy'] - a['accuracy']) * 100:+.2f} pts")
+    table.add_row(metric, f"{a['accuracy']:.2%}", f"{b['accuracy']:.2%}", f"{(b['accuracy'] - a['accuracy']) * 100:+.2f} pts")
     table.add_row("params", f"{a['params']:,}", f"{b['params']:,}", ratio(a["params"], b["params"]))
     table.add_row("nonzero params", f"{a['nonzero_params']:,}", f"{b['nonzero_params']:,}", ratio(a["nonzero_params"], b["nonzero_params"]))
     if a["macs"] and b["macs"]:

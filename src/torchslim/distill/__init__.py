@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from torchslim.distill._api import check_compatible, distill, widen_student
 from torchslim.distill._config import DistillConfig, parse_distill_config
-from torchslim.distill._loss import kd_loss, make_kd_loss
+from torchslim.distill._loss import embedding_loss, kd_loss, make_kd_loss
 from torchslim.distill._step import run_step, validate_step
 
 __all__ = [
     "DistillConfig",
     "check_compatible",
     "distill",
+    "embedding_loss",
     "kd_loss",
     "make_kd_loss",
     "parse_distill_config",

@@ -25,6 +25,11 @@ def distill(
 ) -> nn.Module:
     """Train ``student`` (in place; also returned) to match ``teacher`` on ``data.train``.
 
+    Classification data: soft targets plus labels (``kd_loss``), best epoch by validation
+    accuracy. Embedding data (``text:FILE`` without labels): the student learns to reproduce
+    the teacher's output vectors (``embedding_loss``, 1 - cosine similarity), best epoch by
+    validation fidelity to the teacher; ``temperature`` and ``alpha`` do not apply.
+
     The teacher is never changed. Runs on ``torchslim.train.fit``: its schedule, its
     best-on-validation checkpointing. A teacher whose output shape differs from the
     student's is refused before any training (ConfigError).
@@ -32,14 +37,22 @@ def distill(
     from torchslim.train import TrainConfig, fit
 
     config = parse_distill_config(config)
-    if data.task != "classification":
-        raise ConfigError(f"distill: data {data.spec!r} is a {data.task} task; distillation here needs class labels (classification).")
+    if data.task not in ("classification", "embedding"):
+        raise ConfigError(f"distill: data {data.spec!r} is a {data.task} task; distillation handles classification and embedding data.")
     device = torch.device(device)
     student.to(device)
     teacher.to(device).eval()
     check_compatible(student, teacher, tuple(t.to(device) for t in data.example_inputs(2, split="train")))
-    fit(student, data, TrainConfig(epochs=config.epochs, lr=config.lr, seed=config.seed), device=device,
-        loss_fn=make_kd_loss(teacher, config), log=log)
+    # Embedding data has no labels, so fit gets the teacher to pick the best epoch by fidelity;
+    # it freezes the teacher's parameters, whose requires_grad flags are put back afterwards.
+    grad_flags = [(p, p.requires_grad) for p in teacher.parameters()]
+    try:
+        fit(student, data, TrainConfig(**config.training_options(data.task)), device=device,
+            loss_fn=make_kd_loss(teacher, config, task=data.task), log=log,
+            teacher=teacher if data.task == "embedding" else None)
+    finally:
+        for p, flag in grad_flags:
+            p.requires_grad_(flag)
     return student.eval()
 
 
@@ -57,7 +70,7 @@ def check_compatible(student: nn.Module, teacher: nn.Module, example_inputs: tup
     if s_out.shape != t_out.shape:
         raise ConfigError(
             f"distill: the teacher's output shape {tuple(t_out.shape)} differs from the student's {tuple(s_out.shape)}. "
-            "Teacher and student must predict the same classes from the same inputs."
+            "Teacher and student must predict the same classes (or embeddings of the same width) from the same inputs."
         )
 
 

@@ -1,4 +1,8 @@
-"""The distillation loss (Hinton et al., 2015) and the ``loss_fn`` the training engine calls."""
+"""The distillation losses and the ``loss_fn`` the training engine calls.
+
+Classification: Hinton et al.'s (2015) soft-target KL plus hard-label cross-entropy.
+Embeddings (no labels): the student reproduces the teacher's output vectors (``embedding_loss``).
+"""
 
 from __future__ import annotations
 
@@ -46,10 +50,42 @@ def kd_loss(
     return alpha * soft + (1.0 - alpha) * hard
 
 
-def make_kd_loss(teacher: nn.Module, config) -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
+def embedding_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """``mean(1 - cos(student, teacher))`` over the batch: 0 when every output points where
+    the teacher's does.
+
+    It is the task metric itself (fidelity, the mean cosine similarity) turned into a loss.
+    No MSE term is added: sentence embeddings are L2-normalized, and for unit vectors
+    ``||s - t||^2 = 2 (1 - cos)``, so MSE would be the same loss rescaled by ``2 / width``;
+    for unnormalized outputs (a classifier's logits scored without labels) the metric ignores
+    the length too, and an MSE term would spend capacity on a length nothing measures.
+    """
+    if student_out.shape != teacher_out.shape:
+        raise ConfigError(
+            f"distill: the teacher's output shape {tuple(teacher_out.shape)} differs from the student's "
+            f"{tuple(student_out.shape)}; both must give embeddings of the same width."
+        )
+    cosine = F.cosine_similarity(student_out.float().flatten(1), teacher_out.float().flatten(1), dim=1)
+    return (1.0 - cosine).mean()
+
+
+def make_kd_loss(teacher: nn.Module, config, task: str = "classification") -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
     """``loss_fn(outputs, targets, inputs)`` for ``torchslim.train.fit``: the teacher sees the
-    same inputs, in eval mode and under no_grad (it costs one extra forward, no backward)."""
+    same inputs, in eval mode and under no_grad (it costs one extra forward, no backward).
+
+    ``task`` is the data's: "classification" gives ``kd_loss`` (temperature, alpha),
+    "embedding" gives ``embedding_loss`` (the targets are placeholders and are ignored;
+    temperature and alpha do not apply).
+    """
     teacher.eval()
+    if task == "embedding":
+
+        def embedding_loss_fn(outputs: torch.Tensor, _targets, inputs) -> torch.Tensor:
+            with torch.no_grad():
+                teacher_out = teacher(*as_args(inputs))
+            return embedding_loss(_first(outputs), _first(teacher_out))
+
+        return embedding_loss_fn
 
     def loss_fn(outputs: torch.Tensor, targets: torch.Tensor, inputs) -> torch.Tensor:
         with torch.no_grad():
@@ -61,3 +97,7 @@ def make_kd_loss(teacher: nn.Module, config) -> Callable[[torch.Tensor, torch.Te
         return kd_loss(outputs, teacher_out, targets, temperature=config.temperature, alpha=config.alpha)
 
     return loss_fn
+
+
+def _first(output):
+    return output[0] if isinstance(output, (tuple, list)) else output

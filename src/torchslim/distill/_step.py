@@ -22,5 +22,8 @@ def run_step(model: nn.Module, config, ctx: StepContext) -> StepOutput:
     student = distill(copy.deepcopy(model), ctx.teacher, ctx.data, config, device=ctx.device, log=ctx.log)
     s_params = sum(p.numel() for p in student.parameters())
     t_params = sum(p.numel() for p in ctx.teacher.parameters())
-    notes = [f"{config.describe()}: student {s_params:,} params learned from the unoptimized teacher ({t_params:,} params)"]
+    what = config.describe()
+    if ctx.data.task == "embedding":  # temperature and alpha do not apply there
+        what = f"distill(epochs={config.epochs}) of embeddings (loss 1 - cosine to the teacher's)"
+    notes = [f"{what}: student {s_params:,} params learned from the unoptimized teacher ({t_params:,} params)"]
     return StepOutput(model=student, notes=notes)

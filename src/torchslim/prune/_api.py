@@ -17,7 +17,7 @@ from torchslim.prune._config import (
     MagnitudePruneConfig,
     parse_prune_config,
 )
-from torchslim.prune._layers import RunContext, example_batch
+from torchslim.prune._layers import RunContext, check_finetune_teacher, example_batch
 from torchslim.prune._magnitude import prune_unstructured
 
 # Adding a method = a config class + a handler line here; prune() itself never changes.
@@ -48,6 +48,8 @@ def prune(
     (default: a real batch of ``data``, or the zoo model's own example inputs).
     """
     config = parse_prune_config(config)
+    if config.finetune_epochs > 0 and data is not None:
+        check_finetune_teacher(data, teacher)  # before any pruning work, not after the first round
     device = torch.device(device)
     pruned = copy.deepcopy(model).to(device).eval()
     if teacher is not None:

@@ -8,11 +8,12 @@ ratio, or one global ranking), the schedule, and what is never pruned (the class
 outputs, user-named modules). Channels are physically removed: the result is an
 ordinary, smaller ``nn.Module`` of the same classes.
 
-Attention: modules with ``q``/``k``/``v`` Linear projections and a ``heads`` count (the
-zoo's ``SelfAttention``) are registered with their head count, so Torch-Pruning removes
-whole heads consistently from q, k and v (``prune_heads``) — or, with heads kept, the same
-number of dimensions from every head. The module's ``heads`` attribute is updated after
-each step so its reshape to ``(b, t, heads, -1)`` stays right.
+Attention: the zoo's ``SelfAttention`` (q/k/v + ``heads``) and Hugging Face self-attention
+(query/key/value + ``num_attention_heads``) are registered with their head counts, so
+Torch-Pruning removes whole heads consistently from q, k, v and the output projection's
+inputs (``prune_heads``, the default) — or, with heads kept, the same number of dimensions
+from every head. Their reshape attributes are updated after each step (``_attention.py``).
+A Hugging Face model keeps its hidden size: only heads and FFN neurons shrink.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ import torch.nn.functional as F
 
 from torchslim.data import as_args, loader, to_device
 from torchslim.errors import ConfigError, UnsupportedError
+from torchslim.prune._attention import (
+    attention_modules,
+    check_widths_kept,
+    head_ratio_for_step,
+    hidden_width_layers,
+    kept_widths,
+)
 from torchslim.prune._config import ChannelPruneConfig
 from torchslim.prune._layers import (
     RunContext,
@@ -42,6 +50,9 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
 
     if config.importance == "taylor" and ctx.data is None:
         raise ConfigError("prune.importance: taylor scores channels with gradients of the loss and needs data=; use l1 or l2 without data.")
+    if config.importance == "taylor" and ctx.data.task != "classification":
+        raise ConfigError(f"prune.importance: taylor scores channels with gradients of the classification loss, and "
+                          f"{ctx.data.spec!r} is {ctx.data.task} data without labels; use l1 or l2.")
     if config.finetune_epochs > 0 and ctx.data is None:
         raise ConfigError("prune.finetune_epochs > 0 needs training data: pass data= (or finetune_epochs: 0).")
     layers = prunable_layers(model)
@@ -51,8 +62,10 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
     check_module_names(model, list(config.layer_ratios), "prune.layer_ratios", allowed=layers)
     modules = dict(model.named_modules())
     keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
-    attention = _attention_modules(model)
-    num_heads = {proj: att.heads for att in attention for proj in (att.q, att.k, att.v)}
+    attention = attention_modules(model)
+    num_heads = {proj: att.heads for att in attention for proj in att.projections}
+    hidden = hidden_width_layers(model, attention)
+    widths = kept_widths(model, hidden)
     with warnings.catch_warnings():
         # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
         # position embedding); it prunes their last dimension, which is the right one here.
@@ -65,26 +78,37 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             pruning_ratio=config.ratio,
             pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
             iterative_steps=config.iterations,
-            ignored_layers=[modules[n] for n in keep],
+            ignored_layers=[modules[n] for n in keep] + hidden,
             round_to=config.round_to,
             num_heads=num_heads,
             prune_num_heads=bool(num_heads) and config.prune_heads,
             prune_head_dims=not config.prune_heads,
             head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
         )
-    before = _param_count(model)
+    before, heads_before = _param_count(model), sum(att.heads for att in attention)
     expected_shape = _output_shape(model, ctx.example_inputs)
     for round_index in range(1, config.iterations + 1):
         if config.importance == "taylor":
             _accumulate_gradients(model, ctx, batches=config.taylor_batches)
+        if config.prune_heads and config.scope == "uniform":
+            for att in attention:  # Torch-Pruning reads it per q/k/v projection at this step
+                ratio = head_ratio_for_step(att, config.ratio, config.iterations, round_index)
+                pruner.head_pruning_ratio_dict.update({p: [ratio] * (config.iterations + 1) for p in att.projections})
         _guarded(model, pruner.step)
         model.zero_grad(set_to_none=True)
         for att in attention:
-            att.heads = pruner.num_heads.get(att.q, att.heads)
+            heads = pruner.num_heads.get(att.projections[0], att.heads)
+            if heads < 1:  # only the global ranking can do this; uniform keeps at least one head
+                name = next(n for n, m in model.named_modules() if m is att.module)
+                raise UnsupportedError(f"prune: the global ranking removed every attention head of {name!r} at ratio "
+                                       f"{config.ratio}. Use a lower ratio, scope: uniform, or prune_heads: false.")
+            att.sync(heads)
         _check_still_runs(model, ctx.example_inputs, expected_shape)
+        check_widths_kept(model, widths)
         if ctx.data is not None:
             recalibrate_batchnorm(model, ctx.data, device=ctx.device, batches=config.recalibrate_batches)
-        ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,})")
+        heads = f", {sum(att.heads for att in attention)} attention heads (from {heads_before})" if attention else ""
+        ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,}){heads}")
         if config.finetune_epochs > 0:
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
                      seed=ctx.seed, teacher=ctx.teacher, log=ctx.log)
@@ -134,16 +158,6 @@ def _importance(name: str):
     if name == "taylor":
         return tp.importance.TaylorImportance()
     return tp.importance.MagnitudeImportance(p=1 if name == "l1" else 2)
-
-
-def _attention_modules(model: nn.Module) -> list[nn.Module]:
-    """Modules shaped like the zoo's SelfAttention: q, k, v Linear projections and ``heads``."""
-    found = []
-    for m in model.modules():
-        projections = [getattr(m, n, None) for n in ("q", "k", "v")]
-        if all(isinstance(p, nn.Linear) for p in projections) and isinstance(getattr(m, "heads", None), int):
-            found.append(m)
-    return found
 
 
 def _accumulate_gradients(model: nn.Module, ctx, *, batches: int) -> None:

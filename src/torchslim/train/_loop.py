@@ -60,16 +60,24 @@ def fit(
 
     ``loss_fn(outputs, targets, inputs)`` replaces cross-entropy (distillation passes one that
     calls its teacher); ``teacher`` is held frozen in eval mode on ``device``; ``hooks`` see a
-    ``TrainState`` after every step/epoch. With ``out_dir``, resumable checkpoints, the best
-    weights and ``metrics.jsonl`` are written there (rank 0 only) and ``resume=True``
-    continues from its checkpoint. Under torchrun the run is DDP across all processes.
+    ``TrainState`` after every step/epoch. Embedding data (no labels) needs both: ``loss_fn``
+    is the only training signal (its targets are placeholders), and the best epoch is the one
+    with the highest validation fidelity, the mean cosine similarity of the model's outputs to
+    the teacher's (``FitResult.best_val_accuracy`` then holds it, logged as ``val_fidelity``).
+    With ``out_dir``, resumable checkpoints, the best weights and ``metrics.jsonl`` are
+    written there (rank 0 only) and ``resume=True`` continues from its checkpoint. Under torchrun the run is DDP across all processes.
     Returns ``FitResult``; the model is left in eval mode with the best weights.
     """
     from torchslim.device import resolve_device
 
     config = config or TrainConfig()
-    if data.task != "classification":
-        raise TrainingError(f"Data {data.spec!r} is a {data.task} task: torchslim trains classifiers only (embedding models are used as given).")
+    if data.task != "classification" and loss_fn is None:
+        raise TrainingError(f"Data {data.spec!r} is a {data.task} task without labels: plain training fits classifiers only "
+                            "(embedding models are used as given). To train one toward a reference model's outputs, "
+                            "use torchslim.distill, or fit(..., loss_fn=..., teacher=...).")
+    if data.task != "classification" and teacher is None:
+        raise TrainingError(f"Data {data.spec!r} is a {data.task} task without labels: fit needs teacher= besides loss_fn, "
+                            "the reference model whose validation outputs pick the best epoch (fidelity).")
     if resume and out_dir is None:
         raise TrainingError("resume=True needs the out dir of the run to continue (--out DIR).")
     dist_info, device = setup_distributed(resolve_device(device))
@@ -111,6 +119,20 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
     # Compiling forward+loss lets inductor fuse the loss into the model's last kernels; the
     # backward is compiled with it (AOTAutograd). The first step pays the compile time.
     step_fn = torch.compile(forward_loss) if config.compile else forward_loss
+
+    # --- validation: accuracy, or for embeddings fidelity to the teacher's outputs -------------
+    # The teacher is frozen, so its validation outputs are computed once, not every epoch.
+    if data.task == "classification":
+        val_key = "val_accuracy"
+
+        def validate() -> float:
+            return evaluate(model, data.val, device=device, dist_info=dist_info)
+    else:
+        val_key = "val_fidelity"
+        reference = _predict_shard(teacher, data.val, device, dist_info)
+
+        def validate() -> float:
+            return evaluate_fidelity(model, data.val, reference, device=device, dist_info=dist_info)
 
     # --- data: every rank sees its own shard; the order depends only on (seed, epoch) ---------
     sampler = ResumableSampler(data.train, num_replicas=dist_info.world_size, rank=dist_info.rank, seed=config.seed)
@@ -177,7 +199,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
                 epoch_loss, epoch_steps = 0.0, 0
             window_start, window_samples = time.perf_counter(), 0
             for inputs, targets in loader(data.train, config.batch_size, sampler=sampler, device=device, seed=config.seed):
-                inputs, targets = to_device(inputs, device), targets.to(device)
+                inputs, targets = to_device(inputs, device), to_device(targets, device)
                 # This micro-batch's accumulation group; the epoch's last group may be short,
                 # and dividing by its real size keeps the gradient a mean, not a partial sum.
                 group_start = (micro // config.grad_accum_steps) * config.grad_accum_steps
@@ -192,7 +214,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
                     scaler.scale(loss / group_size).backward()
                 loss_sum += loss.detach().float()
                 micro += 1
-                window_samples += _batch_len(targets)
+                window_samples += _batch_len(targets, inputs)
                 metrics.advance({"loss": state.loss if state.loss is not None else float("nan"), "lr": current_lr(optimizer)})
                 if not last_in_group:
                     continue
@@ -240,11 +262,11 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
             # DDP broadcasts rank 0's buffers (BN running stats) at each forward, so after the
             # last one every rank holds its own update; make rank 0's authoritative everywhere.
             broadcast_buffers(model, dist_info)
-            val_acc = evaluate(model, data.val, device=device, dist_info=dist_info)
+            val_acc = validate()
             state.val_accuracy = val_acc
             mean_loss = all_reduce_sum([epoch_loss, float(epoch_steps)], device, dist_info)
             record = {"kind": "epoch", "epoch": epoch + 1, "step": state.step, "loss": mean_loss[0] / max(1.0, mean_loss[1]),
-                      "val_accuracy": val_acc, "lr": state.lr}
+                      val_key: val_acc, "lr": state.lr}
             state.history.append({k: v for k, v in record.items() if k != "kind"})
             hooks.epoch_end(state)
             improved = best_weights is None or val_acc > best_acc + config.early_stopping_min_delta
@@ -276,11 +298,9 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
 def evaluate(model: nn.Module, dataset, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
     """Top-1 accuracy over ``dataset``; under DDP each rank scores every world_size-th sample
     (no padding, so nothing is counted twice) and the counts are summed across ranks."""
-    from torch.utils.data import Subset
-
     from torchslim.bench._accuracy import predict
 
-    shard = Subset(dataset, range(dist_info.rank, len(dataset), dist_info.world_size)) if dist_info.enabled else dataset
+    shard = _shard(dataset, dist_info)
     set_mode(model, False)
     correct, total = 0.0, 0.0
     if len(shard):
@@ -288,6 +308,38 @@ def evaluate(model: nn.Module, dataset, *, device: torch.device, dist_info: Dist
         correct, total = float((logits.argmax(dim=-1) == targets).sum()), float(len(targets))
     correct, total = all_reduce_sum([correct, total], device, dist_info)
     return correct / max(total, 1.0)
+
+
+@torch.no_grad()
+def evaluate_fidelity(model: nn.Module, dataset, reference: torch.Tensor, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
+    """Mean cosine similarity of ``model``'s outputs to ``reference``, the reference model's
+    outputs on this rank's shard of ``dataset`` (``_predict_shard``); summed across ranks."""
+    set_mode(model, False)
+    total, count = 0.0, 0.0
+    if len(reference):
+        outputs = _predict_shard(model, dataset, device, dist_info, batch_size)
+        total = float(F.cosine_similarity(outputs.flatten(1), reference.flatten(1), dim=1).sum())
+        count = float(len(outputs))
+    total, count = all_reduce_sum([total, count], device, dist_info)
+    return total / max(count, 1.0)
+
+
+@torch.no_grad()
+def _predict_shard(model: nn.Module, dataset, device: torch.device, dist_info: DistInfo, batch_size: int = 256) -> torch.Tensor:
+    from torchslim.bench._accuracy import predict
+
+    shard = _shard(dataset, dist_info)
+    if not len(shard):
+        return torch.zeros(0)
+    set_mode(model, False)
+    return predict(model, shard, batch_size=batch_size, device=device)[0]
+
+
+def _shard(dataset, dist_info: DistInfo):
+    """Under DDP each rank scores every world_size-th sample (no padding, nothing counted twice)."""
+    from torch.utils.data import Subset
+
+    return Subset(dataset, range(dist_info.rank, len(dataset), dist_info.world_size)) if dist_info.enabled else dataset
 
 
 def _cross_entropy(label_smoothing: float) -> LossFn:
@@ -350,7 +402,9 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _batch_len(targets: torch.Tensor) -> int:
+def _batch_len(targets: Any, inputs: Any) -> int:
+    if not isinstance(targets, torch.Tensor):  # no targets (embedding data): count the inputs
+        targets = as_args(inputs)[0]
     return int(targets.shape[0]) if targets.ndim else 1
 
 

@@ -31,14 +31,14 @@ class TrainState:
     loss: float | None = None  # mean training loss of the last optimizer step
     lr: float = 0.0  # the LR the last optimizer step used
     grad_norm: float | None = None  # pre-clip global norm, when clipping is on
-    val_accuracy: float | None = None  # the last validation accuracy (set at epoch end)
+    val_accuracy: float | None = None  # the last validation accuracy, or fidelity for embedding data (set at epoch end)
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
 
 
 @dataclass
 class FitResult:
-    best_val_accuracy: float
+    best_val_accuracy: float  # fidelity to the teacher for embedding data
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     steps: int = 0  # optimizer steps taken in total (resumed runs count the earlier ones)

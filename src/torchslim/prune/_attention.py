@@ -1,0 +1,121 @@
+"""Attention modules that channel pruning knows how to shrink by whole heads.
+
+Torch-Pruning couples q, k, v and the output projection's inputs into one group; what it
+cannot know is the attribute a module reshapes with. Two shapes are recognized:
+
+- the zoo's ``SelfAttention``: ``q``/``k``/``v`` Linears and ``heads`` (it reshapes to
+  ``(b, t, heads, -1)``);
+- Hugging Face self-attention (BERT, RoBERTa, MiniLM, ...): ``query``/``key``/``value``
+  Linears and ``num_attention_heads``; transformers 5 reshapes to ``(b, t, -1,
+  attention_head_size)`` and keeps ``all_head_size`` beside it.
+
+After every pruner step ``sync`` writes the new head count and head size back, so the module
+still runs. The softmax ``scaling`` (1/sqrt(original head size)) of HF modules is left as it
+is: removing whole heads does not change the head size, and with head *dims* pruned the kept
+dimensions are the largest terms of the same dot products, which the trained scale fits.
+
+Hugging Face models also keep their hidden size (the residual stream): it is the embedding's
+width for encoders and ``config.hidden_size`` for everything around them. Every module coupled
+to it (LayerNorms, the output projections' outputs, q/k/v's inputs) is in one Torch-Pruning
+group together with the token embedding's width, so naming the ``nn.Embedding`` layers in
+``ignored_layers`` makes that whole group unprunable, while the head groups (q/k/v outputs +
+the attention output projection's inputs) and FFN groups (first FFN Linear's outputs + the
+second's inputs) stay prunable. ``check_widths_kept`` verifies it after each step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from torchslim.errors import UnsupportedError
+
+
+@dataclass
+class Attention:
+    """One recognized attention module and its q, k, v projections."""
+
+    module: nn.Module
+    projections: tuple[nn.Linear, nn.Linear, nn.Linear]
+    hugging_face: bool
+    initial_heads: int
+
+    @property
+    def heads(self) -> int:
+        return int(self.module.num_attention_heads if self.hugging_face else self.module.heads)
+
+    def sync(self, heads: int) -> None:
+        """Make the module's reshape attributes match its (pruned) projections."""
+        width = self.projections[0].out_features
+        if self.hugging_face:
+            self.module.num_attention_heads = heads
+            self.module.attention_head_size = width // heads
+            self.module.all_head_size = width
+        else:
+            self.module.heads = heads
+
+
+def attention_modules(model: nn.Module) -> list[Attention]:
+    """Every zoo-style or Hugging Face-style self-attention module of ``model``."""
+    found = []
+    for m in model.modules():
+        for names, attribute, hugging_face in ((("q", "k", "v"), "heads", False),
+                                                (("query", "key", "value"), "num_attention_heads", True)):
+            projections = tuple(getattr(m, n, None) for n in names)
+            heads = getattr(m, attribute, None)
+            if all(isinstance(p, nn.Linear) for p in projections) and isinstance(heads, int):
+                if hugging_face and not isinstance(getattr(m, "attention_head_size", None), int):
+                    continue
+                found.append(Attention(m, projections, hugging_face, heads))
+    return found
+
+
+def hidden_width_layers(model: nn.Module, attention: list[Attention]) -> list[nn.Module]:
+    """Layers to ignore so that a Hugging Face model's hidden size is never pruned: its
+    embeddings (see the module docstring for why that is enough). None for other models."""
+    if not any(a.hugging_face for a in attention):
+        return []
+    return [m for m in model.modules() if isinstance(m, nn.Embedding)]
+
+
+def head_ratio_for_step(attention: Attention, ratio: float, iterations: int, step: int) -> float:
+    """The head-pruning ratio to hand Torch-Pruning for ``step`` (1-based) of ``iterations``
+    so that ``ceil(ratio x initial heads)`` heads are gone after the last step, never all.
+
+    Torch-Pruning 1.6 removes ``ceil(r_s x heads_now)`` heads at step s, with r_s the
+    *cumulative* scheduled ratio: over several steps that compounds (ratio 0.5 in two steps
+    removes 3 of 12 heads, then 5 of the 9 left: 67%), and a ratio near 1 removes every head.
+    The returned ratio makes its ceil land exactly on this step's share.
+    """
+    h0 = attention.initial_heads
+    # 1e-9: 0.7 * 10 is 7.000000000000001 in floating point and must not round up to 8
+    target_removed = min(h0 - 1, math.ceil(ratio * step / iterations * h0 - 1e-9))
+    remove = target_removed - (h0 - attention.heads)
+    return (remove - 0.5) / attention.heads if remove > 0 else 0.0
+
+
+def kept_widths(model: nn.Module, layers: list[nn.Module]) -> dict[str, int]:
+    """Name -> width of ``layers`` (the embeddings) and, with any given, of every LayerNorm:
+    the widths of the hidden size that pruning must leave as they are."""
+    if not layers:
+        return {}
+    names = {m: n for n, m in model.named_modules()}
+    widths = {names[m]: _width(m) for m in layers}
+    widths.update({n: _width(m) for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)})
+    return widths
+
+
+def check_widths_kept(model: nn.Module, expected: dict[str, int]) -> None:
+    """UnsupportedError if pruning changed a width that had to stay (the hidden size)."""
+    modules = dict(model.named_modules())
+    changed = {n: (w, _width(modules[n])) for n, w in expected.items() if _width(modules[n]) != w}
+    if changed:
+        sample = ", ".join(f"{n}: {a} -> {b}" for n, (a, b) in list(changed.items())[:4])
+        raise UnsupportedError(f"Channel pruning changed the model's hidden width ({sample}); it must stay. "
+                               "List the layers that write the residual stream under prune.ignore.")
+
+
+def _width(m: nn.Module) -> int:
+    return int(m.embedding_dim) if isinstance(m, nn.Embedding) else int(m.normalized_shape[-1])
