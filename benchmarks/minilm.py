@@ -1,7 +1,8 @@
 """all-MiniLM-L6-v2 on CPU: torchslim's best artifact against the tools a user would pick instead.
 
 Measured in ONE process and interleaved (each round runs every variant at every batch size in
-turn), so machine drift and neighbours hit every variant alike. Inputs are real test sentences
+turn), so machine drift and neighbours hit every variant alike; every timed call starts after a
+50 ms pause, so no variant pays for the previous one's spinning worker threads. Inputs are real test sentences
 from src/torchslim/hf/sentences.txt, padded to 128 tokens; batch 1 x 128 and batch 32 x 128.
 
     fp32 eager               the wrapped transformers model as loaded
@@ -10,7 +11,8 @@ from src/torchslim/hf/sentences.txt, padded to 128 tokens; batch 1 x 128 and bat
                              tool, called directly (not through torchslim)
     torch.ao dynamic int8    torch.ao.quantization.quantize_dynamic, its default (per-tensor) qconfig
     torchslim ...            torchslim_candidates() below: bf16, int8 dynamic and static on the
-                             compile runtime, ONNX Runtime static int8, all built with the verbs
+                             compile runtime, ONNX Runtime dynamic and static int8 (what optimize's
+                             onnx-int8 candidates build), all built with the library's verbs
 
 Fidelity = mean cosine similarity of each variant's embeddings to fp32 eager over the held-out
 test sentences. "torchslim best" = the fastest torchslim candidate at batch 1 with fidelity
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
 BATCH_SIZES = (1, 32)
+PAUSE_S = 0.05  # idle time before every timed call (see the timing loop)
 
 
 def torchslim_candidates(model: torch.nn.Module, example: tuple[torch.Tensor, ...], data, folder: Path) -> dict:
@@ -66,6 +69,9 @@ def torchslim_candidates(model: torch.nn.Module, example: tuple[torch.Tensor, ..
             torchslim.quantize(copy.deepcopy(model), torchslim.StaticInt8Config(calibration_batches=16),
                                example_inputs=example, data=data),
             folder / "int8-static.pt2", example, runtime="compile", task="embedding", input_names=names),
+        "torchslim ort int8 dynamic": lambda: torchslim.export(
+            copy.deepcopy(model), folder / "ort-dynamic", example, format="onnx", quantize="dynamic",
+            input_names=names, task="embedding"),
         "torchslim ort int8 static": lambda: torchslim.export(
             copy.deepcopy(model), folder / "ort-static", example, format="onnx", quantize="static",
             calibration=data, input_names=names, task="embedding"),
@@ -158,6 +164,11 @@ def main() -> None:
             for name, fn in variants.items():
                 for b in BATCH_SIZES:
                     for _ in range(args.repeats):
+                        # Let the previous call's worker threads stop spinning: torch's OpenMP
+                        # pool and ORT's pool each spin-wait after a call, and on 2 cores the
+                        # next variant's threads would fight them (ORT int8 measured 1.7x slower
+                        # right after torch calls than alone). Every call starts from idle.
+                        time.sleep(PAUSE_S)
                         t0 = time.perf_counter()
                         fn(*inputs[b])
                         times[(name, b)].append((time.perf_counter() - t0) * 1e3)
