@@ -20,6 +20,12 @@ logger = logging.getLogger("torchslim")
 logging.getLogger("torchao").addFilter(
     lambda record: not (record.getMessage().startswith("Failed to load") and ".so" in record.getMessage())
 )
+# torchao 0.18 registers two Enums with torch's pytree at import, which torch 2.13 answers with a
+# deprecation warning each ("... is an Enum subclass and is now natively supported"): torchao's
+# business, not the user's.
+logging.getLogger("torch.utils._pytree").addFilter(
+    lambda record: "is an Enum subclass" not in record.getMessage()
+)
 _console = Console(stderr=True)
 
 
