@@ -40,6 +40,12 @@ class CompiledModel(torch.nn.Module):
         return self
 
     def forward(self, *args):
+        if _dispatch_mode_active():
+            # A counting or tracing mode (the FLOP counter) sees the eager program. Compiling
+            # under it would trace a graph guarded on the mode, and every later call would
+            # recompile without freezing: measured, PT2E int8 MiniLM then ran 46.7 ms instead
+            # of 5.6 ms at batch 1 (int8 is fast only when frozen).
+            return self.module(*args)
         key = tuple((tuple(a.shape), a.dtype, a.device) if isinstance(a, torch.Tensor) else type(a) for a in args)
         with torch.no_grad():
             if key in self._seen:
@@ -56,6 +62,11 @@ class CompiledModel(torch.nn.Module):
                 out = self._compiled(*args)
             self._seen.add(key)
             return out
+
+
+def _dispatch_mode_active() -> bool:
+    length = getattr(torch._C, "_len_torch_dispatch_stack", None)
+    return bool(length and length() > 0)
 
 
 class CompileRuntime:
