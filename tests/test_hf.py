@@ -63,6 +63,21 @@ def test_text_data_splits_dtypes_and_shapes():
     assert load_text("text", SENTENCES, tokenizer=WordTokenizer(), seed=1).test.sentences != bundle.test.sentences
 
 
+def test_training_batches_are_cut_to_their_longest_sentence():
+    from torchslim.data._text import TokenizedText, trim_padding
+
+    ids = torch.tensor([[101, 7, 8, 102, 0, 0], [101, 9, 102, 0, 0, 0]])
+    mask = (ids != 0).long()
+    data = TokenizedText(ids, mask, torch.zeros(2, dtype=torch.long), ["a", "b"])
+    (cut_ids, cut_mask), targets = trim_padding([data[0], data[1]])
+    assert cut_ids.tolist() == [[101, 7, 8, 102], [101, 9, 102, 0]] and cut_mask.shape == (2, 4)
+    assert targets.tolist() == [0, 0]
+    left = torch.tensor([[0, 0, 101, 102]])  # left padding: the last column is used, nothing is cut
+    (kept, _), _ = trim_padding([((left[0], (left[0] != 0).long()), torch.tensor(0))])
+    assert kept.shape == (1, 4)
+    assert TokenizedText.training_collate is trim_padding  # what fit uses for text data
+
+
 def test_text_data_labels_make_a_classification_task(tmp_path):
     path = tmp_path / "labeled.txt"
     lines = [f"{i % 3}\tsentence number {i} about topic {i % 3}" for i in range(30)]

@@ -68,6 +68,7 @@ def loader(
     seed: int = 0,
     num_workers: int | None = None,
     sampler=None,
+    collate_fn=None,
 ) -> DataLoader:
     """A DataLoader set up for ``device``: pinned memory and workers only where they pay off.
 
@@ -89,4 +90,5 @@ def loader(
         pin_memory=is_cuda,
         generator=generator,
         persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from torchslim.data._bundle import DataBundle
 from torchslim.errors import DataError, SpecError
@@ -30,6 +30,21 @@ from torchslim.errors import DataError, SpecError
 DEFAULT_MAX_LENGTH = 128
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test
 _LABELED = re.compile(r"^(\d+)\t(.*\S.*)$")
+
+
+def trim_padding(batch: list):
+    """Collate text items, then cut the padding columns no sentence of the batch reaches.
+
+    For training only: sentences here average ~13 tokens padded to 128, so an encoder step on the
+    trimmed batch does ~8x less work for the same result (the attention mask already hides the
+    padding, and right padding leaves every real token's position unchanged). Measurement keeps
+    the fixed length: compiled and exported artifacts are built for it. Left-padded batches
+    (a real token in the last column) are left as they are.
+    """
+    (input_ids, attention_mask), targets = default_collate(batch)
+    used = attention_mask.any(dim=0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 1
+    return (input_ids[:, :length], attention_mask[:, :length]), targets
 
 
 class TokenizedText(Dataset):
@@ -47,6 +62,9 @@ class TokenizedText(Dataset):
 
     def __getitem__(self, index: int):
         return (self.input_ids[index], self.attention_mask[index]), self.targets[index]
+
+    # fit trains on batches trimmed to their longest sentence (see trim_padding)
+    training_collate = staticmethod(trim_padding)
 
     def subset(self, indices: list[int]) -> TokenizedText:
         idx = torch.as_tensor(indices, dtype=torch.long)
