@@ -275,3 +275,18 @@ def test_select_best_ties_by_size_and_ignores_failures():
     assert select_best([cand("big", 1.0, 900), cand("small-slow", 1.5, 300)]) == "big"
     assert select_best([cand("fast-out", 0.1, 1, within=False), cand("f", 0.1, 1, status="failed"), cand("ok", 2.0, 9)]) == "ok"
     assert select_best([cand("out", 0.1, 1, within=False)]) is None
+
+
+def test_honesty_notes_call_a_byte_level_size_difference_not_smaller():
+    from torchslim.bench import Metrics
+    from torchslim.pipeline._select import honesty_notes
+
+    def metrics(size: int, p50: float) -> Metrics:
+        return Metrics(accuracy=0.9, size_bytes=size, params=1, macs=None,
+                       latency_ms={"1": {"p50": p50, "p95": p50, "cv": 0.0}}, throughput_per_s=1.0,
+                       peak_memory_bytes=1, runtime="eager")
+
+    base = metrics(100_000, 1.0)
+    assert any("not smaller" in n for n in honesty_notes(base, metrics(99_990, 0.5)))  # same model, renamed
+    assert honesty_notes(base, metrics(50_000, 0.5)) == []  # 2x smaller and 2x faster: nothing to confess
+    assert honesty_notes(base, metrics(50_000, 1.02)) == ["no speed-up at batch 1 over the baseline (x0.98)"]
