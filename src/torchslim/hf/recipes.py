@@ -28,8 +28,8 @@ METHODS: dict[str, dict[str, Any]] = {
                  "gives 0.950 (the issue saw 0.89 on other text) and its per-channel qconfig 0.977. "
                  "On an AVX2-only CPU (no VNNI) torchao int8 has no fast kernel, eager or compiled: "
                  "1382 ms vs 69 ms fp32 at batch 1 (1 thread) with compile + freezing. With VNNI "
-                 "(Zen 5) and compile + freezing: 9.0 ms vs 31.1 ms fp32 eager (3.4x), 0.79x ORT "
-                 "dynamic int8 at batch 1, 0.97x at batch 32.",
+                 "(Zen 5) and compile + freezing: 8.62 ms vs 30.30 ms fp32 eager (3.5x), 0.87x ORT "
+                 "dynamic int8 at batch 1, 0.88x at batch 32 (benchmarks/results/minilm.json).",
     },
     "dynamic-torch.ao": {
         "status": "poor",
@@ -50,9 +50,9 @@ METHODS: dict[str, dict[str, Any]] = {
         "fidelity": 0.9894,
         "notes": "Works once the model has no dead Linear+Tanh pooler (torchslim.hf loads encoders with "
                  "add_pooling_layer=False): with it, torchao 0.18's _annotate_linear_unary raised "
-                 "IndexError (a fused partition without output nodes). 1.41x fp32 eager at batch 1 here, "
-                 "but per-tensor static activations cost ~1 point of fidelity (0.9894 with 16 "
-                 "calibration sentences): just outside a 1-point budget. Dynamic (is_dynamic=True): "
+                 "IndexError (a fused partition without output nodes). Per-tensor static activations cost "
+                 "~1 point of fidelity: 0.9894 and 1.41x fp32 eager at batch 1 on the AVX2 CPU; "
+                 "0.9927 and 3.39x (8.94 ms; 1.08x ORT int8 at batch 32) on Zen 5 with VNNI. Dynamic (is_dynamic=True): "
                  "0.9909, 1.11x. Export with a dynamic batch Dim, or batch 1 is baked in.",
     },
     "bf16": {
@@ -61,7 +61,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "config": {"dtype": "bfloat16", "compile": True, "freezing": True},
         "fidelity": 0.99996,
         "notes": "Fidelity 0.99995 eager, 0.99996 compiled. Fast only on CPUs with AVX512-BF16 or AMX: "
-                 "on Zen 5 (AVX512-BF16, no AMX) compiled 11.4 ms vs 31.1 ms fp32 eager (2.7x); on an "
+                 "on Zen 5 (AVX512-BF16, no AMX) compiled 10.65 ms vs 30.30 ms fp32 eager (2.85x); on an "
                  "AVX2-only CPU it is emulated and ran at 0.49x fp32 eager.",
     },
     "weight-only": {

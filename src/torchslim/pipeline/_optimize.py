@@ -169,9 +169,9 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
             metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
                                  reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
         baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics,
-                             notes=[contention.note()] if contention.note() else [])
-        if contention.note():
-            say(f"baseline: warning: {contention.note()}")
+                             notes=[busy] if (busy := contention.note()) else [])
+        if busy:
+            say(f"baseline: warning: {busy}")
 
     report = Report(torchslim_version=torchslim.__version__, environment=environment(dev), model=model_name, data=data_name,
                     task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": max_accuracy_drop},

@@ -130,9 +130,9 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
             reference=setup.reference, params=params, macs=macs,
             progress=lambda msg: say(f"{label} {plan.name}: measuring {msg}"),
         )
-    if contention.note():
-        notes.append(contention.note())
-        say(f"{label} {plan.name}: warning: {contention.note()}")
+    if busy := contention.note():
+        notes.append(busy)
+        say(f"{label} {plan.name}: warning: {busy}")
     return artifact, metrics, notes
 
 
