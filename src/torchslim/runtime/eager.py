@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from torchslim.errors import ArtifactError
+from torchslim.runtime._pt2 import load_exported_program
 
 
 class EagerRuntime:
@@ -18,9 +19,6 @@ class EagerRuntime:
         from torchslim.quantize._ops import register_ops_for
 
         register_ops_for(path)  # quantized graphs call torchao / quantized_decomposed ops
-        try:
-            program = torch.export.load(str(path))
-        except Exception as e:
-            raise ArtifactError(f"Cannot load {str(path)!r} as an exported program ({type(e).__name__}: {e}).") from None
+        program = load_exported_program(path)
         module = program.module()
         return module.to(device) if torch.device(device).type != "cpu" else module
