@@ -21,7 +21,8 @@ import torch
 
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import count_macs, count_params, measure, set_threads
-from torchslim.share import ShareConfig, deep_compress, tslim_info
+from torchslim.pipeline.deep_compression import deep_compress
+from torchslim.share import ShareConfig, tslim_info
 from torchslim.specs import resolve
 
 # Per-layer final density of the pruned stage, as in the paper (LeNet-300-100: 8 % / 9 % / 26 %).

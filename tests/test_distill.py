@@ -21,10 +21,10 @@ from torchslim.distill import (
     make_kd_loss,
     run_step,
     validate_step,
-    widen_student,
 )
+from torchslim.prune import widen_student
 from torchslim.errors import ConfigError, TrainingError
-from torchslim.pipeline.context import StepContext
+from torchslim.core.step import StepContext
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import create_model
 

@@ -105,7 +105,7 @@ def test_onnx_int8_accuracy_within_one_point(name, method, trained, fp32_exports
 
 def test_export_static_step_end_to_end(trained, tmp_path):
     """The recipe step: writes into the work dir, names its runtime, model passes through."""
-    from torchslim.pipeline.context import StepContext
+    from torchslim.core.step import StepContext
 
     model, bundle = trained("digits-cnn")
     config = validate_step({"format": "onnx", "quantize": "static", "calibration_batches": 4})

@@ -91,7 +91,7 @@ def test_bad_options_raise_config_error(options, field):
 
 def test_step_contract(tmp_path):
     from torchslim.data import load_data
-    from torchslim.pipeline.context import StepContext
+    from torchslim.core.step import StepContext
 
     data = load_data("digits")
     model = create_model("digits-mlp").eval()

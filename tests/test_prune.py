@@ -11,7 +11,7 @@ import torch.nn.utils.prune as torch_prune
 
 from torchslim.data import load_data
 from torchslim.errors import ConfigError
-from torchslim.pipeline.context import StepContext
+from torchslim.core.step import StepContext
 from torchslim.prune import (
     ChannelPruneConfig,
     GlobalPruneConfig,

@@ -174,7 +174,7 @@ def test_calibration_data_of_the_wrong_shape():
 
 
 def test_run_step_records_the_fast_runtime(tmp_path):
-    from torchslim.pipeline.context import StepContext
+    from torchslim.core.step import StepContext
 
     model, bundle = trained("digits-mlp")
     ctx = StepContext(data=bundle, device=torch.device("cpu"), teacher=model, work_dir=tmp_path,

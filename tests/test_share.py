@@ -13,15 +13,14 @@ from torchslim.share import (
     ShareConfig,
     bits_per_weight,
     distinct_values,
-    magnitude_prune,
     run_encode_step,
     run_step,
     share,
-    sparsity,
     stage_bits,
     validate_encode_step,
     validate_step,
 )
+from torchslim.pipeline.deep_compression import magnitude_prune, sparsity
 from torchslim.share._kmeans import kmeans_1d
 from torchslim.zoo import create_model
 
@@ -84,7 +83,7 @@ def test_encode_step_options():
 
 def test_share_and_encode_steps_write_a_tslim(tmp_path):
     from torchslim.data import load_data
-    from torchslim.pipeline.context import StepContext
+    from torchslim.core.step import StepContext
 
     data = load_data("digits")
     model = create_model("digits-mlp").eval()

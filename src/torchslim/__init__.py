@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from torchslim import _log  # noqa: F401  (first: quiets torchao's CUDA-extension noise before it loads)
+from torchslim._version import __version__
 from torchslim.artifacts import load
 from torchslim.bench import Metrics, benchmark
 from torchslim.distill import DistillConfig, distill
@@ -79,3 +78,21 @@ __all__ = [
     "save_tslim",
     "share",
 ]
+
+
+def _load_plugins() -> None:
+    """Import the modules named in TORCHSLIM_PLUGINS (comma-separated): a plug-in registers its
+    techniques, runtimes and writers in ``torchslim.core.registry`` when imported, in this
+    process and in the fresh processes measurement starts."""
+    import importlib
+    import os
+
+    for name in filter(None, (n.strip() for n in os.environ.get("TORCHSLIM_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"TORCHSLIM_PLUGINS names {name!r}, which does not import ({e}). "
+                              "Fix the module name or unset TORCHSLIM_PLUGINS.") from None
+
+
+_load_plugins()

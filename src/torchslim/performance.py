@@ -74,7 +74,7 @@ class Performance:
     def model_quantization(self, method: str = "dynamic") -> nn.Module:
         """A quantized copy of the model (dynamic int8 by default) via torchslim's quantize step;
         the model held by this object is left as it is."""
-        from torchslim.pipeline.context import StepContext
+        from torchslim.core.step import StepContext
         from torchslim.quantize import run_step, validate_step
 
         config = validate_step({"method": method})

@@ -7,12 +7,12 @@ bytes on disk, parameters, MACs, latency per batch size, throughput, peak memory
 
 from __future__ import annotations
 
-from torchslim.bench._accuracy import accuracy, fidelity, predict
 from torchslim.bench._contention import CpuContention
 from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._measure import Metrics, measure, set_threads
 from torchslim.bench._memory import peak_memory
 from torchslim.bench._timing import LatencyStats, time_callable
+from torchslim.data import accuracy, fidelity, predict
 
 __all__ = [
     "CpuContention",

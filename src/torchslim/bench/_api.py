@@ -28,7 +28,7 @@ def benchmark(
     ``model`` is a MODEL spec, a module, or the path of an artifact torchslim wrote; a spec or
     module is first saved as an artifact for ``runtime`` (size on disk is always real bytes).
     """
-    from torchslim.artifacts import load, read_manifest
+    from torchslim.artifacts import load, read_manifest, save_for_runtime
     from torchslim.data import load_data
     from torchslim.device import resolve_device
     from torchslim.specs import resolve
@@ -63,7 +63,7 @@ def benchmark(
     run_on = runtime or "eager"
     example = tuple(t.to(dev) for t in bundle.example_inputs(2))
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-") as tmp:
-        artifact = _save_for_runtime(module, Path(tmp), example, run_on, bundle.task, input_names)
+        artifact = save_for_runtime(module, Path(tmp), example, run_on, task=bundle.task, input_names=input_names)
         fn = load(artifact, runtime=run_on, device=dev)
         reference = module if bundle.task == "embedding" else None
         from torchslim.bench._counting import count_macs, count_params
@@ -71,16 +71,3 @@ def benchmark(
         return measure(fn, bundle, artifact=artifact, runtime=run_on, batch_sizes=batch_sizes, device=dev,
                        reference=reference, params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in example)),
                        progress=say)
-
-
-def _save_for_runtime(module: nn.Module, folder: Path, example: tuple, runtime: str, task: str,
-                      input_names: list[str] | None = None) -> Path:
-    from torchslim.artifacts import save_exported
-
-    if runtime in ("eager", "compile"):
-        return save_exported(module, folder / "model.pt2", example, runtime=runtime, task=task, input_names=input_names)
-    try:
-        from torchslim.export import export
-    except ImportError:
-        raise ConfigError(f"Runtime {runtime!r} is not available in this version of torchslim.") from None
-    return export(module, folder, example, runtime=runtime, task=task, input_names=input_names)

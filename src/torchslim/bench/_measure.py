@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from torchslim.bench._accuracy import accuracy, fidelity
 from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._memory import peak_memory
 from torchslim.bench._timing import time_callable
 from torchslim.data import DataBundle
+from torchslim.data._evaluate import accuracy, fidelity
 
 
 class Latency(BaseModel):

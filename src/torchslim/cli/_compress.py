@@ -127,7 +127,8 @@ def share_cmd(
     from torchslim._log import say
     from torchslim.artifacts import save_exported
     from torchslim.errors import ConfigError
-    from torchslim.share import deep_compress, tslim_info, validate_step
+    from torchslim.pipeline.deep_compression import deep_compress
+    from torchslim.share import tslim_info, validate_step
 
     config = validate_step({"bits": bits, "finetune_epochs": centroid_epochs})
     if not 0 <= prune_ratio < 1:

@@ -101,8 +101,9 @@ def distill_cmd(
     from torchslim.artifacts import save_exported
     from torchslim.bench import set_threads
     from torchslim.device import resolve_device
-    from torchslim.distill import check_compatible, distill, parse_distill_config, widen_student
+    from torchslim.distill import check_compatible, distill, parse_distill_config
     from torchslim.errors import ConfigError
+    from torchslim.prune import widen_student
     from torchslim.specs import resolve
 
     config = parse_distill_config({"epochs": epochs, "temperature": temperature, "alpha": alpha, "lr": lr, "seed": seed})

@@ -1,6 +1,7 @@
 """Knowledge distillation: a small student learns from a large teacher's soft outputs.
 
-    from torchslim.distill import distill, DistillConfig, widen_student
+    from torchslim.distill import distill, DistillConfig
+    from torchslim.prune import widen_student
     student = widen_student(teacher, 0.5)            # same architecture, half the widths, fresh weights
     distill(student, teacher, data, DistillConfig(epochs=10, temperature=4.0, alpha=0.7))
 
@@ -10,10 +11,11 @@ Also the recovery step after pruning or factorization (recipe ``distill:`` step,
 
 from __future__ import annotations
 
-from torchslim.distill._api import check_compatible, distill, widen_student
+from torchslim.core.registry import TECHNIQUES, Technique
+from torchslim.distill._api import check_compatible, distill
 from torchslim.distill._config import DistillConfig, parse_distill_config
-from torchslim.distill._loss import embedding_loss, kd_loss, make_kd_loss
 from torchslim.distill._step import run_step, validate_step
+from torchslim.train import embedding_loss, kd_loss, make_kd_loss
 
 __all__ = [
     "DistillConfig",
@@ -25,5 +27,6 @@ __all__ = [
     "parse_distill_config",
     "run_step",
     "validate_step",
-    "widen_student",
 ]
+
+TECHNIQUES.register("distill", Technique("distill", validate_step, run_step, "knowledge distillation from the unoptimized model"))

@@ -6,9 +6,9 @@ import copy
 
 import torch.nn as nn
 
+from torchslim.core.step import StepContext, StepOutput
 from torchslim.distill._api import distill
 from torchslim.distill._config import DistillConfig, parse_distill_config
-from torchslim.pipeline.context import StepContext, StepOutput
 
 
 def validate_step(options: dict | None) -> DistillConfig:

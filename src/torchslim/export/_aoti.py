@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
-from torchslim.artifacts import Manifest, input_specs, write_manifest
+from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
 

@@ -27,6 +27,39 @@ RUNTIME_TO_FORMAT = {runtime: fmt for fmt, (runtime, _) in FORMATS.items()}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+# format -> (quantize methods it takes, precisions it takes)
+_ALLOWED = {
+    "onnx": ({"none", "dynamic", "static"}, {"fp32", "int8"}),
+    "pt2": ({"none"}, {"fp32"}),
+    "tensorrt": ({"none", "static"}, {"fp32", "fp16", "int8"}),
+}
+
+
+def check_combination(format: str, quantize: str, precision: str | None) -> tuple[str, str]:
+    """Validate (format, quantize, precision) and fill what follows from the others; returns
+    (quantize, precision). int8 ONNX comes from a quantize method; int8 TensorRT is static QDQ."""
+    methods, precisions = _ALLOWED[format]
+    if quantize not in {"none", "dynamic", "static"}:
+        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static.")
+    if precision is not None and precision not in {"fp32", "fp16", "int8"}:
+        raise ConfigError(f"precision {precision!r}: use fp32, fp16 or int8.")
+    if format == "tensorrt" and (quantize == "static" or precision == "int8"):
+        quantize, precision = "static", "int8"
+    if precision is None:
+        precision = "int8" if quantize != "none" else "fp32"
+    if quantize not in methods:
+        hint = {"pt2": "quantize the model first with a quantize step (it compiles the quantized model)",
+                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16"}[format]
+        raise ConfigError(f"Export format {format!r} does not take quantize {quantize!r}: {hint}.")
+    if precision not in precisions:
+        raise ConfigError(f"Export format {format!r} does not take precision {precision!r} "
+                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt.")
+    if format == "onnx" and (precision == "int8") != (quantize != "none"):
+        raise ConfigError("For ONNX, int8 precision comes from quantize: dynamic or static (and a quantized "
+                          f"model is int8); got quantize {quantize!r} with precision {precision!r}.")
+    return quantize, precision
+
+
 def resolve_format(format: str | None, runtime: str | None) -> str:
     """The export format asked for by ``format`` or by the ``runtime`` that should run it."""
     if format == "aoti":

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
-from torchslim.artifacts import Manifest, input_specs, write_manifest
+from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
 
@@ -83,7 +83,7 @@ def quantize_onnx(
     """ORT int8 quantization (``"dynamic"`` or ``"static"``) of an fp32 ONNX artifact torchslim
     wrote, into a new artifact at ``out``. Parity is judged against the fp32 ONNX model on
     ``example_inputs`` (default: the first calibration batch, else the manifest's examples)."""
-    from torchslim.artifacts import read_manifest
+    from torchslim.core.manifest import read_manifest
     from torchslim.export._ort_quant import onnx_signature
     from torchslim.runtime.onnxrt import OnnxModel, make_session
 

@@ -12,42 +12,10 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
+from torchslim.export._common import check_combination
 
 if TYPE_CHECKING:  # the pipeline imports techniques, not the other way round
-    from torchslim.pipeline.context import StepContext, StepOutput
-
-# format -> (quantize methods it takes, precisions it takes)
-_ALLOWED = {
-    "onnx": ({"none", "dynamic", "static"}, {"fp32", "int8"}),
-    "pt2": ({"none"}, {"fp32"}),
-    "tensorrt": ({"none", "static"}, {"fp32", "fp16", "int8"}),
-}
-
-
-def check_combination(format: str, quantize: str, precision: str | None) -> tuple[str, str]:
-    """Validate (format, quantize, precision) and fill what follows from the others; returns
-    (quantize, precision). int8 ONNX comes from a quantize method; int8 TensorRT is static QDQ."""
-    methods, precisions = _ALLOWED[format]
-    if quantize not in {"none", "dynamic", "static"}:
-        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static.")
-    if precision is not None and precision not in {"fp32", "fp16", "int8"}:
-        raise ConfigError(f"precision {precision!r}: use fp32, fp16 or int8.")
-    if format == "tensorrt" and (quantize == "static" or precision == "int8"):
-        quantize, precision = "static", "int8"
-    if precision is None:
-        precision = "int8" if quantize != "none" else "fp32"
-    if quantize not in methods:
-        hint = {"pt2": "quantize the model first with a quantize step (it compiles the quantized model)",
-                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16"}[format]
-        raise ConfigError(f"Export format {format!r} does not take quantize {quantize!r}: {hint}.")
-    if precision not in precisions:
-        raise ConfigError(f"Export format {format!r} does not take precision {precision!r} "
-                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt.")
-    if format == "onnx" and (precision == "int8") != (quantize != "none"):
-        raise ConfigError("For ONNX, int8 precision comes from quantize: dynamic or static (and a quantized "
-                          f"model is int8); got quantize {quantize!r} with precision {precision!r}.")
-    return quantize, precision
-
+    from torchslim.core.step import StepContext, StepOutput
 
 class ExportStepConfig(BaseModel):
     """Options of the ``export`` step."""
@@ -88,9 +56,9 @@ def validate_step(options: dict[str, Any] | str | None) -> ExportStepConfig:
 
 
 def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> StepOutput:
-    from torchslim.export import export
+    from torchslim.core.step import StepOutput
+    from torchslim.export._api import export
     from torchslim.export._common import FORMATS
-    from torchslim.pipeline.context import StepOutput
 
     path = export(
         model, ctx.work_dir, ctx.example_inputs, format=config.format, task=ctx.data.task,
@@ -99,7 +67,7 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
         calibration_batches=config.calibration_batches, precision=config.precision,
         steps=[config.describe()], log=ctx.log,
     )
-    from torchslim.artifacts import read_manifest
+    from torchslim.core.manifest import read_manifest
 
     parity = read_manifest(path).extra.get("parity", {})
     note = (f"{config.describe()}: outputs vs the PyTorch model on the example batch: max |diff| "

@@ -10,6 +10,7 @@ least ``min_saving`` of the MACs are left as they are. The result is an ordinary
 
 from __future__ import annotations
 
+from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.factorize._factorize import (
     FactorizeConfig,
     LayerPlan,
@@ -25,7 +26,7 @@ def validate_step(options: dict | None) -> FactorizeConfig:
 
 
 def run_step(model, config: FactorizeConfig, ctx):
-    from torchslim.pipeline.context import StepOutput
+    from torchslim.core.step import StepOutput
 
     layers = [p for p in plan(model, config) if p.factorized]
     result = factorize(model, config, data=ctx.data, device=ctx.device, log=ctx.log)
@@ -45,3 +46,5 @@ __all__ = [
     "run_step",
     "validate_step",
 ]
+
+TECHNIQUES.register("factorize", Technique("factorize", validate_step, run_step, "low-rank factorization of Linear/Conv layers"))

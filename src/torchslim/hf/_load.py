@@ -63,10 +63,10 @@ def load_hf(spec: str, *, weights: str | Path | None = None, attention: str = DE
     """Load a local transformers encoder or sequence classifier, offline, wrapped so that it
     takes ``(input_ids, attention_mask)`` and returns a normalized embedding or logits.
 
-    Returns a ``torchslim.specs.ModelHandle`` whose ``hf`` is an ``HFInfo``.
+    Returns a ``torchslim.core.model.ModelHandle`` whose ``hf`` is an ``HFInfo``.
     """
+    from torchslim.core.model import ModelHandle, load_weights
     from torchslim.hf._wrap import SentenceEmbedder, SequenceClassifier
-    from torchslim.specs import ModelHandle, load_weights
 
     model_dir = resolve_model_dir(spec)
     _check_dir(spec, model_dir)

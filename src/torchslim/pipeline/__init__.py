@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from torchslim.core.step import StepContext, StepOutput
 from torchslim.pipeline._optimize import optimize, write_html
 from torchslim.pipeline._recipe import (
     LoadedRecipe,
@@ -17,7 +18,6 @@ from torchslim.pipeline._recipe import (
 )
 from torchslim.pipeline._select import select_best
 from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
-from torchslim.pipeline.context import StepContext, StepOutput
 
 __all__ = [
     "STEP_TABLE",

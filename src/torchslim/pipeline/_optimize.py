@@ -19,9 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-import torchslim
 from torchslim._io import atomic_write
 from torchslim._log import log_to_file, say
+from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
 from torchslim.data import DataBundle, load_data
@@ -173,7 +173,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
         if busy:
             say(f"baseline: warning: {busy}")
 
-    report = Report(torchslim_version=torchslim.__version__, environment=environment(dev), model=model_name, data=data_name,
+    report = Report(torchslim_version=__version__, environment=environment(dev), model=model_name, data=data_name,
                     task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": max_accuracy_drop},
                     baseline=baseline, candidates=[], best=None, recipe=loaded.name)
     report._run_dir = str(run_dir)

@@ -21,13 +21,13 @@ import torch
 import torch.nn as nn
 
 from torchslim._log import say
-from torchslim.artifacts import load, manifest_path, read_manifest, save_exported
+from torchslim.artifacts import load, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
+from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
 from torchslim.pipeline._recipe import PlannedCandidate
 from torchslim.pipeline._select import honesty_notes, is_within_budget
-from torchslim.pipeline.context import StepContext, StepOutput
 from torchslim.report import Candidate
 
 logger = logging.getLogger("torchslim")
@@ -137,14 +137,8 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
 
 
 def _save(model: nn.Module, work_dir: Path, runtime: str, plan: PlannedCandidate, setup: SearchSetup) -> Path:
-    if runtime in ("eager", "compile"):
-        return save_exported(model, work_dir / "model.pt2", setup.example_inputs, runtime=runtime,
-                             task=setup.data.task, steps=plan.step_strings(), input_names=setup.input_names)
-    from torchslim.bench._api import (
-        _save_for_runtime,  # the one place that knows how to export per runtime
-    )
-
-    return _save_for_runtime(model, work_dir, setup.example_inputs, runtime, setup.data.task, setup.input_names)
+    return save_for_runtime(model, work_dir, setup.example_inputs, runtime, task=setup.data.task,
+                            input_names=setup.input_names, steps=plan.step_strings())
 
 
 def _inside_run_dir(artifact: Path, work_dir: Path, run_dir: Path) -> Path:

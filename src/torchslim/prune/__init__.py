@@ -14,6 +14,7 @@ each layer's accuracy drop under pruning or int8 and yields per-layer ratios and
 
 from __future__ import annotations
 
+from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.prune._api import prune
 from torchslim.prune._channel import channel_counts
 from torchslim.prune._config import (
@@ -34,8 +35,10 @@ from torchslim.prune._sensitivity import (
     skip_list_from_sensitivity,
 )
 from torchslim.prune._step import UNSTRUCTURED_NOTE, run_step, validate_step
+from torchslim.prune._student import widen_student
 
 __all__ = [
+    "widen_student",
     "PRUNE_METHODS",
     "UNSTRUCTURED_NOTE",
     "ChannelPruneConfig",
@@ -57,3 +60,5 @@ __all__ = [
     "validate_step",
     "zero_fraction",
 ]
+
+TECHNIQUES.register("prune", Technique("prune", validate_step, run_step, "magnitude, global and structured channel pruning"))

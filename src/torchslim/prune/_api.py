@@ -17,8 +17,9 @@ from torchslim.prune._config import (
     MagnitudePruneConfig,
     parse_prune_config,
 )
-from torchslim.prune._layers import RunContext, check_finetune_teacher, example_batch
+from torchslim.prune._layers import RunContext, example_batch
 from torchslim.prune._magnitude import prune_unstructured
+from torchslim.train import check_finetune_teacher
 
 # Adding a method = a config class + a handler line here; prune() itself never changes.
 _HANDLERS: dict[type, Callable[[nn.Module, Any, RunContext], nn.Module]] = {

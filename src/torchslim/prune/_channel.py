@@ -37,11 +37,11 @@ from torchslim.prune._config import ChannelPruneConfig
 from torchslim.prune._layers import (
     RunContext,
     check_module_names,
-    finetune,
     output_layer_names,
     prunable_layers,
     recalibrate_batchnorm,
 )
+from torchslim.train import finetune
 
 
 def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Module:

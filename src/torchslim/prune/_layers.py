@@ -123,44 +123,6 @@ def recalibrate_batchnorm(model: nn.Module, data: DataBundle, *, device="cpu", b
     return len(norms)
 
 
-def finetune(
-    model: nn.Module,
-    data: DataBundle,
-    *,
-    epochs: int,
-    lr: float,
-    device,
-    seed: int = 0,
-    teacher: nn.Module | None = None,
-    log: Callable[[str], None] | None = None,
-) -> None:
-    """A few epochs on the train split; with a ``teacher``, by knowledge distillation.
-
-    Embedding data has no labels, so there it needs the ``teacher`` (the unpruned model):
-    the student relearns the teacher's embeddings and the best epoch is picked by fidelity.
-    """
-    from torchslim.train import TrainConfig, fit
-
-    check_finetune_teacher(data, teacher)
-    loss_fn = None
-    if teacher is not None:
-        from torchslim.distill import DistillConfig, make_kd_loss
-
-        loss_fn = make_kd_loss(teacher, DistillConfig(epochs=epochs, lr=lr), task=data.task)
-    fit(model, data, TrainConfig(epochs=epochs, lr=lr, seed=seed), device=device, loss_fn=loss_fn, log=log,
-        teacher=teacher if data.task != "classification" else None)
-
-
-def check_finetune_teacher(data: DataBundle, teacher: nn.Module | None) -> None:
-    """ConfigError when fine-tuning has nothing to learn from: unlabeled data and no teacher."""
-    if data.task != "classification" and teacher is None:
-        raise ConfigError(
-            f"prune.finetune_epochs: {data.spec!r} is {data.task} data without labels, so fine-tuning after "
-            "pruning learns from a teacher: pass teacher=<the unpruned model> to prune() (the recipe's prune "
-            "step does), or set finetune_epochs: 0 and follow with a distill step."
-        )
-
-
 def zero_fraction(model: nn.Module, names: Iterable[str] | None = None) -> float:
     """Measured fraction of exactly-zero weights over ``names`` (default: all Linear/Conv)."""
     layers = prunable_layers(model)

@@ -19,7 +19,8 @@ import torch.nn.utils.prune as torch_prune
 
 from torchslim.errors import ConfigError
 from torchslim.prune._config import GlobalPruneConfig, MagnitudePruneConfig
-from torchslim.prune._layers import check_module_names, finetune, prunable_layers
+from torchslim.prune._layers import check_module_names, prunable_layers
+from torchslim.train import finetune
 
 
 def prune_unstructured(model: nn.Module, config: MagnitudePruneConfig | GlobalPruneConfig, ctx) -> nn.Module:

@@ -116,7 +116,7 @@ def sensitivity(
 
 def _scorer(model: nn.Module, data: DataBundle, dataset, device) -> Callable[[nn.Module], float]:
     """Accuracy on ``dataset``; for embedding data, fidelity to ``model``'s own outputs."""
-    from torchslim.bench import accuracy, fidelity, predict
+    from torchslim.data import accuracy, fidelity, predict
 
     if data.task == "embedding":
         reference, _ = predict(model, dataset, device=device)

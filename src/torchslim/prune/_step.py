@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from torchslim.pipeline.context import StepContext, StepOutput
+from torchslim.core.step import StepContext, StepOutput
 from torchslim.prune._api import prune
 from torchslim.prune._attention import attention_modules
 from torchslim.prune._config import ChannelPruneConfig, parse_prune_config

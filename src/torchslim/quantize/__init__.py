@@ -11,6 +11,7 @@ weights; CUDA only), ``bf16`` / ``fp16`` (casts). See docs/quantization.md.
 
 from __future__ import annotations
 
+from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.quantize._api import quantize
 from torchslim.quantize._config import (
     METHODS,
@@ -40,3 +41,5 @@ __all__ = [
     "run_step",
     "validate_step",
 ]
+
+TECHNIQUES.register("quantize", Technique("quantize", validate_step, run_step, "quantization: dynamic/static int8, QAT, weight-only, casts"))

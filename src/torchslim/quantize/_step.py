@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from torchslim.pipeline.context import StepContext, StepOutput
+from torchslim.core.step import StepContext, StepOutput
 from torchslim.quantize._api import quantize
 from torchslim.quantize._config import QuantizeConfig, parse_config
 

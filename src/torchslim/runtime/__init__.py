@@ -1,28 +1,37 @@
 """Runtimes: one protocol, one module per runtime.
 
 A runtime turns an artifact (file + manifest) into a callable that takes the original
-model's inputs. The table maps names to ``module:class`` and is imported lazily, so an
+model's inputs. Runtimes are entries of ``torchslim.core.registry.RUNTIMES``; the built-in
+ones are registered here with factories that import their module on first use, so an
 optional backend (onnxruntime, tensorrt) costs nothing until it is used.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from torchslim.errors import ConfigError
+from torchslim.core.registry import RUNTIMES, RuntimeEntry
 
-_RUNTIMES = {
-    "eager": "torchslim.runtime.eager:EagerRuntime",
-    "compile": "torchslim.runtime.compiled:CompileRuntime",
-    "aoti": "torchslim.runtime.aoti:AOTIRuntime",
-    "onnxruntime": "torchslim.runtime.onnxrt:OnnxRuntime",
-    "tensorrt": "torchslim.runtime.tensorrt:TensorRTRuntime",
-    "tslim": "torchslim.runtime.tslim:TslimRuntime",
-}
+
+def _lazy(module: str, cls: str) -> Callable[[], Any]:
+    """A factory importing this package's runtime module only when the runtime is first used."""
+    return lambda: getattr(importlib.import_module(f"torchslim.runtime.{module}"), cls)()
+
+
+for _name, _formats, _module, _cls in (
+    ("eager", ("exported",), "eager", "EagerRuntime"),
+    ("compile", ("exported",), "compiled", "CompileRuntime"),
+    ("aoti", ("aoti",), "aoti", "AOTIRuntime"),
+    ("onnxruntime", ("onnx",), "onnxrt", "OnnxRuntime"),
+    ("tensorrt", ("tensorrt", "onnx"), "tensorrt", "TensorRTRuntime"),
+    ("tslim", ("tslim",), "tslim", "TslimRuntime"),
+):
+    RUNTIMES.register(_name, RuntimeEntry(_name, _formats, _lazy(_module, _cls)))
 
 
 class Runtime(Protocol):
@@ -34,20 +43,11 @@ class Runtime(Protocol):
 
 
 def list_runtimes() -> list[str]:
-    return list(_RUNTIMES)
+    return RUNTIMES.names()
 
 
 def get_runtime(name: str) -> Runtime:
-    if name not in _RUNTIMES:
-        raise ConfigError(f"Unknown runtime {name!r}. Known runtimes: {', '.join(_RUNTIMES)}.")
-    module_name, _, cls_name = _RUNTIMES[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("torchslim"):
-            raise ConfigError(f"Runtime {name!r} is not available in this version of torchslim.") from None
-        raise
-    return getattr(module, cls_name)()
+    return RUNTIMES.get(name).factory()
 
 
-__all__ = ["Runtime", "get_runtime", "list_runtimes"]
+__all__ = ["RUNTIMES", "Runtime", "RuntimeEntry", "get_runtime", "list_runtimes"]

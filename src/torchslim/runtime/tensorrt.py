@@ -34,7 +34,7 @@ class TensorRTModel:
     """``model(*inputs)`` -> a CUDA tensor (a tuple when the engine has several outputs)."""
 
     def __init__(self, engine_bytes: bytes, device: str | torch.device = "cuda") -> None:
-        from torchslim.export._tensorrt import require_tensorrt
+        from torchslim.runtime._tensorrt_engine import require_tensorrt
 
         trt = require_tensorrt()
         self._trt = trt
@@ -80,7 +80,7 @@ class TensorRTRuntime:
     name = "tensorrt"
 
     def load(self, path: Path, manifest, *, device="cuda") -> TensorRTModel:
-        from torchslim.export._tensorrt import build_engine, require_tensorrt
+        from torchslim.runtime._tensorrt_engine import build_engine, require_tensorrt
 
         require_tensorrt()
         if manifest.format == "tensorrt":

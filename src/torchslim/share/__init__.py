@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.errors import config_error_from_pydantic
 from torchslim.share._format import TslimContents, read_tslim
 from torchslim.share._share import (
@@ -22,8 +23,6 @@ from torchslim.share._share import (
     shareable_tensors,
     validate_config,
 )
-from torchslim.share._sparsify import magnitude_prune, sparsity
-from torchslim.share._stages import StageRow, deep_compress
 from torchslim.share._tslim import (
     StageBits,
     bits_per_weight,
@@ -51,7 +50,7 @@ def validate_step(options: dict | None) -> ShareConfig:
 
 
 def run_step(model, config: ShareConfig, ctx):
-    from torchslim.pipeline.context import StepOutput
+    from torchslim.core.step import StepOutput
 
     shared = share(model, config, data=ctx.data if config.finetune_epochs else None, device=ctx.device)
     counts = distinct_values(shared, config.include_bias)
@@ -71,7 +70,7 @@ def validate_encode_step(options: str | dict | None) -> EncodeConfig:
 
 
 def run_encode_step(model, config: EncodeConfig, ctx):
-    from torchslim.pipeline.context import StepOutput
+    from torchslim.core.step import StepOutput
 
     path = save_tslim(model, ctx.work_dir / "model.tslim", example_inputs=ctx.example_inputs,
                       task=ctx.data.task, raw_precision=config.raw_precision, input_names=ctx.input_names)
@@ -87,10 +86,6 @@ __all__ = [
     "EncodeConfig",
     "ShareConfig",
     "StageBits",
-    "StageRow",
-    "deep_compress",
-    "magnitude_prune",
-    "sparsity",
     "TslimContents",
     "bits_per_weight",
     "distinct_values",
@@ -106,3 +101,6 @@ __all__ = [
     "validate_encode_step",
     "validate_step",
 ]
+
+TECHNIQUES.register("share", Technique("share", validate_step, run_step, "k-means weight sharing"))
+TECHNIQUES.register("encode", Technique("encode", validate_encode_step, run_encode_step, "Huffman coding into a .tslim file"))

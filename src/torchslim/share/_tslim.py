@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write_bytes
-from torchslim.artifacts import Manifest, export_program, input_specs, write_manifest
+from torchslim.core.export import export_program
+from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ConfigError
 from torchslim.share import _codec
 from torchslim.share._format import encode_program, read_tslim, rebuild_program

@@ -12,8 +12,27 @@ and ``torchslim.train.init``. See docs/training.md.
 
 from __future__ import annotations
 
+from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.train._config import TrainConfig, load_train_config
+from torchslim.train._finetune import (
+    FinetuneConfig,
+    check_finetune_teacher,
+    finetune,
+    run_step,
+    validate_step,
+)
+from torchslim.train._kd import embedding_loss, kd_loss, make_kd_loss
 from torchslim.train._loop import evaluate, fit
 from torchslim.train._state import FitResult, TrainState
 
-__all__ = ["FitResult", "TrainConfig", "TrainState", "evaluate", "fit", "load_train_config"]
+__all__ = [
+    "FinetuneConfig",
+    "run_step",
+    "validate_step",
+    "check_finetune_teacher",
+    "embedding_loss",
+    "finetune",
+    "kd_loss",
+    "make_kd_loss","FitResult", "TrainConfig", "TrainState", "evaluate", "fit", "load_train_config"]
+
+TECHNIQUES.register("finetune", Technique("finetune", validate_step, run_step, "training from the current weights, early stopping on validation"))

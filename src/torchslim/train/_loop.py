@@ -305,7 +305,7 @@ def _fit(model, data, config: TrainConfig, device: torch.device, dist_info: Dist
 def evaluate(model: nn.Module, dataset, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
     """Top-1 accuracy over ``dataset``; under DDP each rank scores every world_size-th sample
     (no padding, so nothing is counted twice) and the counts are summed across ranks."""
-    from torchslim.bench._accuracy import predict
+    from torchslim.data._evaluate import predict
 
     shard = _shard(dataset, dist_info)
     set_mode(model, False)
@@ -333,7 +333,7 @@ def evaluate_fidelity(model: nn.Module, dataset, reference: torch.Tensor, *, dev
 
 @torch.no_grad()
 def _predict_shard(model: nn.Module, dataset, device: torch.device, dist_info: DistInfo, batch_size: int = 256) -> torch.Tensor:
-    from torchslim.bench._accuracy import predict
+    from torchslim.data._evaluate import predict
 
     shard = _shard(dataset, dist_info)
     if not len(shard):

@@ -1,4 +1,7 @@
-"""Deep compression stage by stage, each stage written to disk and measured.
+"""Deep Compression stage by stage (prune -> share -> Huffman), each stage written to disk
+and measured. It composes three techniques (``torchslim.prune``, ``torchslim.share`` and
+its .tslim encoder), so it lives above them, in the pipeline layer.
+
 
     fp32      the dense state_dict (torch.save): the size everything is compared with
     pruned    magnitude-pruned, written as .tslim with fixed-width codes (sparse gaps + fp32 values)
@@ -18,9 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim.share._share import ShareConfig, share
-from torchslim.share._sparsify import magnitude_prune
-from torchslim.share._tslim import load_tslim, save_tslim, tslim_info
+from torchslim.data import accuracy
+from torchslim.errors import ConfigError
+from torchslim.prune import MagnitudePruneConfig, prune, zero_fraction
+from torchslim.share import ShareConfig, load_tslim, save_tslim, share, tslim_info
 
 
 @dataclass
@@ -52,8 +56,6 @@ def deep_compress(
 ) -> tuple[list[StageRow], Path, nn.Module]:
     """Prune (optional) -> share -> Huffman; returns the stage table, the .tslim path and the
     model loaded back from it."""
-    from torchslim.bench import accuracy
-
     out_dir = Path(out_dir)
     stage_dir = out_dir / "stages"
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -85,3 +87,35 @@ def deep_compress(
     loaded = load_tslim(final, device=device)
     add("huffman", current, final, acc_model=loaded)
     return rows, final, loaded
+
+
+def magnitude_prune(
+    model: nn.Module,
+    ratio: float | dict[str, float],
+    *,
+    data=None,
+    finetune_epochs: int = 0,
+    steps: int = 1,
+    lr: float = 3e-3,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> nn.Module:
+    """A copy of ``model`` with the smallest ``ratio`` of each Linear/Conv weight set to zero
+    (``ratio`` may map layer names to their own ratio), fine-tuned ``finetune_epochs`` per step."""
+    per_layer = ratio if isinstance(ratio, dict) else {}
+    base = 0.0 if per_layer else ratio
+    if per_layer and not any(per_layer.values()) or not per_layer and not base:
+        raise ConfigError("magnitude prune: every ratio is 0, so it would change nothing.")
+    config = MagnitudePruneConfig(ratio=base, layer_ratios=per_layer, iterations=steps,
+                                  finetune_epochs=finetune_epochs, finetune_lr=lr)
+    pruned = prune(model, config, data=data, device=device, seed=seed)
+    with torch.no_grad():
+        for module in pruned.modules():
+            if isinstance(getattr(module, "weight", None), torch.Tensor):
+                module.weight.add_(0.0)  # weight * mask leaves -0.0; -0.0 + 0.0 is +0.0
+    return pruned
+
+
+def sparsity(model: nn.Module) -> float:
+    """Share of exactly-zero values among the Linear/Conv weights."""
+    return zero_fraction(model)

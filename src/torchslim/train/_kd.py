@@ -69,7 +69,8 @@ def embedding_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torc
     return (1.0 - cosine).mean()
 
 
-def make_kd_loss(teacher: nn.Module, config, task: str = "classification") -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
+def make_kd_loss(teacher: nn.Module, config=None, task: str = "classification", *, temperature: float = 4.0,
+                 alpha: float = 0.7) -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
     """``loss_fn(outputs, targets, inputs)`` for ``torchslim.train.fit``: the teacher sees the
     same inputs, in eval mode and under no_grad (it costs one extra forward, no backward).
 
@@ -77,6 +78,8 @@ def make_kd_loss(teacher: nn.Module, config, task: str = "classification") -> Ca
     "embedding" gives ``embedding_loss`` (the targets are placeholders and are ignored;
     temperature and alpha do not apply).
     """
+    if config is not None:  # a DistillConfig (or anything with temperature and alpha)
+        temperature, alpha = config.temperature, config.alpha
     teacher.eval()
     if task == "embedding":
 
@@ -94,7 +97,7 @@ def make_kd_loss(teacher: nn.Module, config, task: str = "classification") -> Ca
             outputs = outputs[0]
         if isinstance(teacher_out, (tuple, list)):
             teacher_out = teacher_out[0]
-        return kd_loss(outputs, teacher_out, targets, temperature=config.temperature, alpha=config.alpha)
+        return kd_loss(outputs, teacher_out, targets, temperature=temperature, alpha=alpha)
 
     return loss_fn
 

@@ -16,16 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from torchslim.data import DataBundle
-
 
 @dataclass
 class StepContext:
-    data: DataBundle  # train split for any training/calibration; test split is never touched
+    data: Any  # a torchslim.data.DataBundle; train split for any training/calibration; test split is never touched
     device: torch.device
     teacher: nn.Module  # the unoptimized model (distillation's default teacher), read-only
     work_dir: Path  # where this candidate may write files (its artifact goes here too)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from torchslim.data import as_args, loader, to_device
+from torchslim.data._bundle import as_args, loader, to_device
 
 
 @torch.no_grad()

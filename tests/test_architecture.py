@@ -1,0 +1,90 @@
+"""The architecture holds: import contracts kept, and the registries are the one place to add
+a technique or a runtime (a fake of each runs through optimize and load with nothing else edited)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import torchslim
+from torchslim.core.registry import RUNTIMES, TECHNIQUES, WRITERS
+from torchslim.data import load_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept():
+    """Layers (no upward import, lazy ones included) and independent techniques: import-linter."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip("import-linter is not installed (it is a dev dependency: make install)")
+    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "0 broken" in proc.stdout
+
+
+def test_no_import_cycles_between_modules():
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("torchslim", include_external_packages=False)
+    cycles = [m for m in graph.modules
+              for imported in graph.find_modules_directly_imported_by(m)
+              if graph.chain_exists(importer=imported, imported=m)]
+    assert cycles == []
+
+
+def test_every_registered_step_validates_its_defaults_or_says_why():
+    from torchslim.errors import ConfigError
+
+    for name in TECHNIQUES.names():
+        entry = TECHNIQUES.get(name)
+        try:
+            entry.validate(None)
+        except ConfigError as e:  # a step whose options are required must say which
+            assert e.message
+
+
+def test_every_runtime_names_a_format_and_builds_or_explains():
+    from torchslim.errors import UnsupportedError
+
+    for name in RUNTIMES.names():
+        entry = RUNTIMES.get(name)
+        assert entry.formats
+        try:
+            runtime = entry.factory()
+        except (UnsupportedError, ImportError):
+            continue
+        assert callable(runtime.load)
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch):
+    """Registered the way a user's plug-in is: named in TORCHSLIM_PLUGINS, so the measurement's
+    fresh processes (the memory probe) load it too."""
+    import importlib
+
+    monkeypatch.setenv("TORCHSLIM_PLUGINS", "tests.fixtures.fake_plugin")
+    monkeypatch.chdir(ROOT)
+    importlib.import_module("tests.fixtures.fake_plugin")
+    yield
+    TECHNIQUES.unregister("halve")
+    RUNTIMES.unregister("fake-runtime")
+    WRITERS.unregister("fake-runtime")
+    sys.modules.pop("tests.fixtures.fake_plugin", None)
+
+
+def test_a_registered_technique_and_runtime_run_through_optimize_and_load(fake_plugins, tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    recipe = {"candidates": [{"name": "halved", "steps": [{"halve": {}}]}]}
+    report = torchslim.optimize(model, load_data("digits"), recipe=recipe, out=tmp_path / "run", device="cpu",
+                                batch_sizes=(1,), html=False)
+    cand = report.candidate("halved")
+    assert cand.status == "ok", cand.error
+    assert cand.metrics.runtime == "fake-runtime" and "fake technique ran" in cand.notes
+    loaded = torchslim.load(tmp_path / "run" / cand.artifact)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.allclose(loaded(x), model(x), atol=1e-5)
