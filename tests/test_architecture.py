@@ -84,7 +84,7 @@ def test_a_registered_technique_and_runtime_run_through_optimize_and_load(fake_p
                                 batch_sizes=(1,), html=False)
     cand = report.candidate("halved")
     assert cand.status == "ok", cand.error
-    assert cand.metrics.runtime == "fake-runtime" and "fake technique ran" in cand.notes
+    assert cand.metrics.runtime == "fake-runtime" and "fake technique ran" in cand.note_texts("technique")
     loaded = torchslim.load(tmp_path / "run" / cand.artifact)
     x = torch.randn(3, 1, 8, 8)
     assert torch.allclose(loaded(x), model(x), atol=1e-5)

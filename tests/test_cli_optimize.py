@@ -121,7 +121,7 @@ def test_unseen_factory_model_end_to_end_then_report_and_resume(capsys, tmp_path
     assert by["on-tensorrt"].status == "failed" and by["on-tensorrt"].error
     assert report.best == "same-eager"
     # the unchanged model is never reported as a gain: its size says so whatever the timing noise
-    assert any("not smaller" in n for n in by["same-eager"].notes)
+    assert any("not smaller" in n for n in by["same-eager"].note_texts("not_smaller"))
     assert "notice:" in (out / "run.log").read_text()  # the "trained first" notice is logged
     html = (out / "report.html").read_text()
     assert 'id="candidates"' in html and "http://" not in html

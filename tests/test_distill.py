@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from torchslim.cli import run
+from torchslim.core.step import StepContext
 from torchslim.data import DataBundle, load_data
 from torchslim.distill import (
     DistillConfig,
@@ -22,9 +23,8 @@ from torchslim.distill import (
     run_step,
     validate_step,
 )
-from torchslim.prune import widen_student
 from torchslim.errors import ConfigError, TrainingError
-from torchslim.core.step import StepContext
+from torchslim.prune import widen_student
 from torchslim.train import TrainConfig, fit
 from torchslim.zoo import create_model
 

@@ -18,6 +18,7 @@ from torchslim.factorize import (
     run_step,
     validate_step,
 )
+from torchslim.report import load_report
 from torchslim.zoo import create_model
 
 
@@ -90,8 +91,8 @@ def test_bad_options_raise_config_error(options, field):
 
 
 def test_step_contract(tmp_path):
-    from torchslim.data import load_data
     from torchslim.core.step import StepContext
+    from torchslim.data import load_data
 
     data = load_data("digits")
     model = create_model("digits-mlp").eval()
@@ -111,5 +112,7 @@ def test_cli_factorize_writes_artifact(tmp_path, capsys):
     out = tmp_path / "run"
     assert run(["factorize", "--model", "digits-mlp", "--rank-ratio", "0.25", "--finetune-epochs", "1",
                 "--out", str(out), "--device", "cpu", "--batch-sizes", "1"]) == 0
-    assert (out / "factorized.pt2").exists() and (out / "factorize.json").exists()
-    assert "factorized" in capsys.readouterr().out
+    cand = load_report(out).candidate("factorize")
+    assert cand.status == "ok" and (out / cand.artifact).exists() and (out / "report.json").exists()
+    assert any("factorized" in n for n in cand.note_texts("technique"))
+    assert "factorize" in capsys.readouterr().out

@@ -122,8 +122,8 @@ def test_failure_is_recorded_and_best_is_fastest_within_budget(trained, tmp_path
     assert by["fastest-broken"].status == "ok" and not by["fastest-broken"].within_budget
     assert by["slow-ok"].within_budget and by["fast-ok"].within_budget
     assert report.best == "fast-ok"  # not the first within budget, not the fastest outside it
-    assert "scaled by 2.0" in by["fast-ok"].notes
-    assert any(n.startswith("no speed-up at batch 1") for n in by["slow-ok"].notes)
+    assert "scaled by 2.0" in by["fast-ok"].note_texts("technique")
+    assert any(n.startswith("no speed-up at batch 1") for n in by["slow-ok"].note_texts("no_speedup"))
     run_dir = Path(report.run_dir)
     saved = json.loads((run_dir / "report.json").read_text())
     assert saved["best"] == "fast-ok" and saved["candidates"][1]["status"] == "failed"
@@ -238,7 +238,7 @@ def test_sensitivity_and_refine_run_a_second_stage(trained, tmp_path):
     if sensitive:
         assert names[3] == "p.keep-1-sensitive" and ("p.keep-1-sensitive", 0.5, tuple(sensitive)) in CALLS
     assert report.candidate("p.ratio-0.3").steps == ["prune(ratio=0.3)"]
-    assert "masked/unstructured sparsity: dense kernels" in report.candidate("p").notes
+    assert "masked/unstructured sparsity: dense kernels" in report.candidate("p").note_texts()
     assert 'id="plot-sensitivity"' in (tmp_path / "run" / "report.html").read_text()
 
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
+from torchslim.core.step import StepContext
 from torchslim.data import load_data
 from torchslim.errors import ConfigError
-from torchslim.core.step import StepContext
 from torchslim.prune import (
     ChannelPruneConfig,
     GlobalPruneConfig,

@@ -1,12 +1,11 @@
-"""``torchslim prune``: real artifacts, measured side by side; bad input exits 2."""
+"""``torchslim prune``: a one-candidate recipe with real artifacts, measured; bad input exits 2."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from torchslim.cli import run
+from torchslim.report import load_report
 
 
 @pytest.mark.parametrize(
@@ -21,7 +20,7 @@ from torchslim.cli import run
 )
 def test_bad_options_exit_2_before_any_work(args, tmp_path):
     assert run(["prune", "--model", "digits-mlp", *args, "--out", str(tmp_path)]) == 2
-    assert not (tmp_path / "pruned.pt2").exists()
+    assert not (tmp_path / "report.json").exists()
 
 
 @pytest.mark.slow
@@ -34,12 +33,14 @@ def test_global_prune_writes_sparse_file_and_honest_notes(tmp_path):
     code = run(["prune", "--model", "digits-mlp", "--method", "global", "--ratio", "0.9",
                 "--batch-sizes", "1", "--out", str(tmp_path)])
     assert code == 0
-    summary = json.loads((tmp_path / "prune.json").read_text())
-    dense, sparse = summary["files_bytes"]["original.pt2"], summary["files_bytes"]["pruned.tslim"]
+    report = load_report(tmp_path)
+    cand = report.candidate("prune-global")
+    assert cand.steps == ["prune(method=global, ratio=0.9)", "encode(huffman)"] or cand.steps[-1].startswith("encode")
+    assert cand.artifact.endswith(".tslim") and cand.metrics.runtime == "tslim"
+    dense, sparse = report.baseline.metrics.size_bytes, cand.metrics.size_bytes
+    assert sparse == (tmp_path / cand.artifact).stat().st_size  # the measured artifact is the sparse one
     assert sparse < 0.3 * dense
-    assert summary["metrics"]["pruned"]["size_bytes"] == sparse  # the measured artifact is the sparse one
-    assert summary["metrics"]["pruned"]["nonzero_params"] < 0.11 * summary["metrics"]["original"]["params"]
-    assert "90.0%" in summary["notes"][0] and "dense" in summary["notes"][1]
+    assert any("90.0%" in n for n in cand.note_texts()) and any("dense" in n for n in cand.note_texts())
 
 
 @pytest.mark.slow
@@ -47,8 +48,8 @@ def test_channel_prune_artifact_is_smaller(tmp_path):
     code = run(["prune", "--model", "digits-mlp", "--method", "channel", "--ratio", "0.5",
                 "--batch-sizes", "1", "--out", str(tmp_path)])
     assert code == 0
-    summary = json.loads((tmp_path / "prune.json").read_text())
-    original, pruned = summary["metrics"]["original"], summary["metrics"]["pruned"]
-    assert pruned["params"] < 0.5 * original["params"]
-    assert pruned["size_bytes"] < 0.6 * original["size_bytes"]
-    assert pruned["macs"] < 0.5 * original["macs"]
+    report = load_report(tmp_path)
+    original, pruned = report.baseline.metrics, report.candidate("prune-channel").metrics
+    assert pruned.params < 0.5 * original.params
+    assert pruned.size_bytes < 0.6 * original.size_bytes
+    assert pruned.macs < 0.5 * original.macs

@@ -1,4 +1,4 @@
-"""``torchslim quantize``: writes the artifact, prints fp32 vs quantized; bad input exits 2."""
+"""``torchslim quantize``: a one-candidate recipe (report.json, artifact, table); bad input exits 2."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from tests._quant_fixtures import trained
 from torchslim.artifacts import read_manifest
 from torchslim.cli import run
+from torchslim.report import load_report
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -20,11 +21,14 @@ def test_quantize_writes_and_measures(tmp_path, capsys):
     code = run(["quantize", "--model", "digits-mlp", "--method", "dynamic", "--runtime", "eager",
                 "--batch-sizes", "1", "--out", str(out)])
     assert code == 0
-    manifest = read_manifest(out / "dynamic.pt2")
+    report = load_report(out)  # a one-candidate recipe: the same report.json as optimize
+    cand = report.candidate("quantize-dynamic")
+    assert cand.status == "ok" and cand.metrics.runtime == "eager"
+    manifest = read_manifest(out / cand.artifact)
     assert manifest.runtime == "eager" and manifest.steps == ["quantize(method=dynamic)"]
-    assert (out / "baseline.pt2").stat().st_size > (out / "dynamic.pt2").stat().st_size
+    assert (out / "baseline.pt2").stat().st_size > (out / cand.artifact).stat().st_size
     printed = capsys.readouterr().out
-    assert "fp32" in printed and "dynamic" in printed and "p50 b=1" in printed
+    assert "baseline" in printed and "quantize-dynamic" in printed and "b=1" in printed
 
 
 @pytest.mark.parametrize(

@@ -66,13 +66,14 @@ def test_table_warns_when_measurements_were_taken_on_a_busy_machine():
     from rich.console import Console
 
     from torchslim.bench._contention import BUSY_NOTE_PREFIX
+    from torchslim.core.notes import Note
     from torchslim.report import render_table
 
     report = _report()
     out = io.StringIO()
     render_table(report, console=Console(file=out, width=200))
     assert "unreliable" not in out.getvalue()
-    report.baseline.notes.append(f"{BUSY_NOTE_PREFIX} 1.2 of 2 cores: its latencies are unreliable")
+    report.baseline.notes.append(Note(kind="busy_machine", text=f"{BUSY_NOTE_PREFIX} 1.2 of 2 cores: unreliable"))
     out = io.StringIO()
     render_table(report, console=Console(file=out, width=200))
     assert "warning: baseline measured while other processes used the CPU" in out.getvalue()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from torchslim.cli import run
 from torchslim.errors import ConfigError
+from torchslim.pipeline.deep_compression import magnitude_prune, sparsity
+from torchslim.report import load_report
 from torchslim.share import (
     ShareConfig,
     bits_per_weight,
@@ -20,7 +20,6 @@ from torchslim.share import (
     validate_encode_step,
     validate_step,
 )
-from torchslim.pipeline.deep_compression import magnitude_prune, sparsity
 from torchslim.share._kmeans import kmeans_1d
 from torchslim.zoo import create_model
 
@@ -82,8 +81,8 @@ def test_encode_step_options():
 
 
 def test_share_and_encode_steps_write_a_tslim(tmp_path):
-    from torchslim.data import load_data
     from torchslim.core.step import StepContext
+    from torchslim.data import load_data
 
     data = load_data("digits")
     model = create_model("digits-mlp").eval()
@@ -107,17 +106,18 @@ def test_cli_rejects_bad_values_with_exit_2(args, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_share_writes_tslim_and_stage_table(tmp_path, capsys):
+def test_cli_share_writes_tslim_through_the_pipeline(tmp_path, capsys):
     out = tmp_path / "run"
     code = run(["share", "--model", "lenet-300-100", "--bits", "4", "--prune-ratio", "0.8", "--out", str(out),
                 "--device", "cpu", "--batch-sizes", "1"])
     assert code == 0
-    text = capsys.readouterr().out
-    for stage in ("fp32", "pruned", "shared", "huffman"):
-        assert stage in text
-    tslim = Path(out / "model.tslim")
-    assert tslim.exists() and tslim.stat().st_size * 10 < (out / "stages" / "fp32_state_dict.pt").stat().st_size
-    assert (out / "share.json").exists() and (out / "model.tslim.json").exists()
+    assert "share-4bit" in capsys.readouterr().out
+    report = load_report(out)
+    cand = report.candidate("share-4bit")
+    assert [s.split("(")[0] for s in cand.steps] == ["prune", "share", "encode"]
+    tslim = out / cand.artifact
+    assert tslim.suffix == ".tslim" and (out / (cand.artifact + ".json")).exists()
+    assert tslim.stat().st_size * 10 < report.baseline.metrics.size_bytes
 
 
 def test_share_folds_torch_pruning_masks():

@@ -13,7 +13,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from torchslim.cli import _bench, _compress, _export, _optimize, _prune, _quantize, _report, _train
+from torchslim.cli import (
+    _bench,
+    _compress,
+    _export,
+    _optimize,
+    _prune,
+    _quantize,
+    _report,
+    _technique,
+    _train,
+)
 from torchslim.errors import TorchslimError
 
 app = typer.Typer(
@@ -23,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _module in (_optimize, _bench, _train, _quantize, _prune, _compress, _export, _report):
+for _module in (_optimize, _bench, _train, _quantize, _prune, _compress, _technique, _export, _report):
     _module.register(app)
 
 err = Console(stderr=True)

@@ -24,6 +24,7 @@ from torchslim._log import log_to_file, say
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
+from torchslim.core.notes import Note
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
@@ -169,7 +170,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
             metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
                                  reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
         baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics,
-                             notes=[busy] if (busy := contention.note()) else [])
+                             notes=[Note(kind="busy_machine", text=busy)] if (busy := contention.note()) else [])
         if busy:
             say(f"baseline: warning: {busy}")
 

@@ -17,10 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from torchslim.core.registry import RUNTIMES
 from torchslim.errors import ConfigError, TorchslimError
 from torchslim.pipeline._steps import Step, resolve_step
-
-RuntimeName = Literal["eager", "compile", "aoti", "onnxruntime", "tensorrt"]
 
 
 class CandidateSpec(BaseModel):
@@ -31,9 +30,16 @@ class CandidateSpec(BaseModel):
                       description="unique; also the folder name under candidates/")
     steps: list[dict[str, Any] | str] = Field(default_factory=list,
                                               description="one-key mappings {technique: options}; [] = the baseline on `runtime`")
-    runtime: RuntimeName | None = Field(None, description="measure on this runtime (default: what the last step says, else eager)")
+    runtime: str | None = Field(None, description="measure on this runtime (default: what the last step says, else eager)")
     devices: list[Literal["cpu", "cuda"]] | None = Field(None, description="run only on these device types")
     description: str | None = None
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, runtime: str | None) -> str | None:
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; known runtimes: {', '.join(RUNTIMES.names())}")
+        return runtime
 
     @field_validator("steps")
     @classmethod

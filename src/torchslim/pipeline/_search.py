@@ -23,6 +23,7 @@ import torch.nn as nn
 from torchslim._log import say
 from torchslim.artifacts import load, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
+from torchslim.core.notes import Note
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
@@ -102,14 +103,14 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
                       log=lambda msg: say(f"{label} {plan.name}: {msg}"), input_names=setup.input_names)
     model = copy.deepcopy(setup.baseline_model)
     output = StepOutput(model=model)
-    notes: list[str] = []
+    notes: list[Note] = []
     for j, step in enumerate(plan.steps, start=1):
         say(f"{label} {plan.name}: step {j}/{len(plan.steps)} {step.describe()}")
         output = step.step.run(model, step.config, ctx)
         if not isinstance(output, StepOutput):
             raise TypeError(f"step {step.name!r} returned {type(output).__name__}, not a StepOutput")
         model = output.model
-        notes += [n for n in output.notes if n not in notes]
+        notes += [Note(kind="technique", text=n) for n in output.notes if n not in [x.text for x in notes]]
     if isinstance(model, nn.Module):
         model.eval()
     say(f"{label} {plan.name}: saving the artifact")
@@ -131,7 +132,7 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
             progress=lambda msg: say(f"{label} {plan.name}: measuring {msg}"),
         )
     if busy := contention.note():
-        notes.append(busy)
+        notes.append(Note(kind="busy_machine", text=busy))
         say(f"{label} {plan.name}: warning: {busy}")
     return artifact, metrics, notes
 

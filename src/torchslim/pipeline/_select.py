@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from torchslim.bench import Metrics
+from torchslim.core.notes import Note
 from torchslim.report import Candidate
 
 TIE_TOLERANCE = 0.02  # relative p50 difference below which two candidates are equally fast
@@ -62,7 +63,7 @@ def select_best(candidates: Iterable[Candidate]) -> str | None:
     return ranked[0].name if ranked else None
 
 
-def honesty_notes(baseline: Metrics, metrics: Metrics) -> list[str]:
+def honesty_notes(baseline: Metrics, metrics: Metrics) -> list[Note]:
     """Say plainly where an optimization gave no speed-up or no size gain."""
     notes = []
     for key in sorted(metrics.latency_ms, key=int):
@@ -70,9 +71,9 @@ def honesty_notes(baseline: Metrics, metrics: Metrics) -> list[str]:
             continue
         speedup = baseline.latency_ms[key].p50 / metrics.latency_ms[key].p50
         if speedup <= 1.0:
-            notes.append(f"no speed-up at batch {key} over the baseline (x{speedup:.2f})")
+            notes.append(Note(kind="no_speedup", text=f"no speed-up at batch {key} over the baseline (x{speedup:.2f})"))
         elif speedup < NOISE_SPEEDUP:
-            notes.append(f"no clear speed-up at batch {key} over the baseline (x{speedup:.2f}, within timing noise)")
+            notes.append(Note(kind="no_speedup", text=f"no clear speed-up at batch {key} over the baseline (x{speedup:.2f}, within timing noise)"))
     if metrics.size_bytes and metrics.size_bytes * NOISE_SHRINK > baseline.size_bytes:
-        notes.append(f"not smaller on disk than the baseline (x{baseline.size_bytes / metrics.size_bytes:.2f})")
+        notes.append(Note(kind="not_smaller", text=f"not smaller on disk than the baseline (x{baseline.size_bytes / metrics.size_bytes:.2f})"))
     return notes

@@ -46,63 +46,14 @@ from torchslim.train import finetune
 
 def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Module:
     """Prune ``model`` in place (the caller passes a copy) and return it."""
-    import torch_pruning as tp
-
-    if config.importance == "taylor" and ctx.data is None:
-        raise ConfigError("prune.importance: taylor scores channels with gradients of the loss and needs data=; use l1 or l2 without data.")
-    if config.importance == "taylor" and ctx.data.task != "classification":
-        raise ConfigError(f"prune.importance: taylor scores channels with gradients of the classification loss, and "
-                          f"{ctx.data.spec!r} is {ctx.data.task} data without labels; use l1 or l2.")
-    if config.finetune_epochs > 0 and ctx.data is None:
-        raise ConfigError("prune.finetune_epochs > 0 needs training data: pass data= (or finetune_epochs: 0).")
-    layers = prunable_layers(model)
-    if not layers:
-        raise ConfigError(f"prune: {type(model).__name__} has no Linear or Conv layers, so it has no channels to prune.")
-    check_module_names(model, config.ignore, "prune.ignore")
-    check_module_names(model, list(config.layer_ratios), "prune.layer_ratios", allowed=layers)
-    modules = dict(model.named_modules())
-    keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
+    _check_inputs(model, config, ctx)
     attention = attention_modules(model)
-    num_heads = {proj: att.heads for att in attention for proj in att.projections}
-    hidden = hidden_width_layers(model, attention)
-    widths = kept_widths(model, hidden)
-    with warnings.catch_warnings():
-        # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
-        # position embedding); it prunes their last dimension, which is the right one here.
-        warnings.simplefilter("ignore", UserWarning)
-        pruner = _guarded(model, tp.pruner.BasePruner,
-            model,
-            ctx.example_inputs,
-            importance=_importance(config.importance),
-            global_pruning=config.scope == "global",
-            pruning_ratio=config.ratio,
-            pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
-            iterative_steps=config.iterations,
-            ignored_layers=[modules[n] for n in keep] + hidden,
-            round_to=config.round_to,
-            num_heads=num_heads,
-            prune_num_heads=bool(num_heads) and config.prune_heads,
-            prune_head_dims=not config.prune_heads,
-            head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
-        )
+    widths = kept_widths(model, hidden_width_layers(model, attention))
+    pruner = _make_pruner(model, config, ctx, attention)
     before, heads_before = _param_count(model), sum(att.heads for att in attention)
     expected_shape = _output_shape(model, ctx.example_inputs)
     for round_index in range(1, config.iterations + 1):
-        if config.importance == "taylor":
-            _accumulate_gradients(model, ctx, batches=config.taylor_batches)
-        if config.prune_heads and config.scope == "uniform":
-            for att in attention:  # Torch-Pruning reads it per q/k/v projection at this step
-                ratio = head_ratio_for_step(att, config.ratio, config.iterations, round_index)
-                pruner.head_pruning_ratio_dict.update({p: [ratio] * (config.iterations + 1) for p in att.projections})
-        _guarded(model, pruner.step)
-        model.zero_grad(set_to_none=True)
-        for att in attention:
-            heads = pruner.num_heads.get(att.projections[0], att.heads)
-            if heads < 1:  # only the global ranking can do this; uniform keeps at least one head
-                name = next(n for n, m in model.named_modules() if m is att.module)
-                raise UnsupportedError(f"prune: the global ranking removed every attention head of {name!r} at ratio "
-                                       f"{config.ratio}. Use a lower ratio, scope: uniform, or prune_heads: false.")
-            att.sync(heads)
+        _prune_round(model, config, ctx, pruner, attention, round_index)
         _check_still_runs(model, ctx.example_inputs, expected_shape)
         check_widths_kept(model, widths)
         if ctx.data is not None:
@@ -118,6 +69,68 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             f"prunable group is ignored or coupled to the classifier (ignore={config.ignore}). Ignore fewer layers."
         )
     return model.eval()
+
+
+def _check_inputs(model: nn.Module, config: ChannelPruneConfig, ctx) -> None:
+    if config.importance == "taylor" and ctx.data is None:
+        raise ConfigError("prune.importance: taylor scores channels with gradients of the loss and needs data=; use l1 or l2 without data.")
+    if config.importance == "taylor" and ctx.data.task != "classification":
+        raise ConfigError(f"prune.importance: taylor scores channels with gradients of the classification loss, and "
+                          f"{ctx.data.spec!r} is {ctx.data.task} data without labels; use l1 or l2.")
+    if config.finetune_epochs > 0 and ctx.data is None:
+        raise ConfigError("prune.finetune_epochs > 0 needs training data: pass data= (or finetune_epochs: 0).")
+    layers = prunable_layers(model)
+    if not layers:
+        raise ConfigError(f"prune: {type(model).__name__} has no Linear or Conv layers, so it has no channels to prune.")
+    check_module_names(model, config.ignore, "prune.ignore")
+    check_module_names(model, list(config.layer_ratios), "prune.layer_ratios", allowed=layers)
+
+
+def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
+    """Torch-Pruning's pruner: the classifier, ignored layers and the residual width are kept."""
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
+    num_heads = {proj: att.heads for att in attention for proj in att.projections}
+    hidden = hidden_width_layers(model, attention)
+    with warnings.catch_warnings():
+        # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
+        # position embedding); it prunes their last dimension, which is the right one here.
+        warnings.simplefilter("ignore", UserWarning)
+        return _guarded(model, tp.pruner.BasePruner,
+            model,
+            ctx.example_inputs,
+            importance=_importance(config.importance),
+            global_pruning=config.scope == "global",
+            pruning_ratio=config.ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
+            iterative_steps=config.iterations,
+            ignored_layers=[modules[n] for n in keep] + hidden,
+            round_to=config.round_to,
+            num_heads=num_heads,
+            prune_num_heads=bool(num_heads) and config.prune_heads,
+            prune_head_dims=not config.prune_heads,
+            head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
+        )
+
+
+def _prune_round(model: nn.Module, config: ChannelPruneConfig, ctx, pruner, attention, round_index: int) -> None:
+    if config.importance == "taylor":
+        _accumulate_gradients(model, ctx, batches=config.taylor_batches)
+    if config.prune_heads and config.scope == "uniform":
+        for att in attention:  # Torch-Pruning reads it per q/k/v projection at this step
+            ratio = head_ratio_for_step(att, config.ratio, config.iterations, round_index)
+            pruner.head_pruning_ratio_dict.update({p: [ratio] * (config.iterations + 1) for p in att.projections})
+    _guarded(model, pruner.step)
+    model.zero_grad(set_to_none=True)
+    for att in attention:
+        heads = pruner.num_heads.get(att.projections[0], att.heads)
+        if heads < 1:  # only the global ranking can do this; uniform keeps at least one head
+            name = next(n for n, m in model.named_modules() if m is att.module)
+            raise UnsupportedError(f"prune: the global ranking removed every attention head of {name!r} at ratio "
+                                   f"{config.ratio}. Use a lower ratio, scope: uniform, or prune_heads: false.")
+        att.sync(heads)
 
 
 def _guarded(model: nn.Module, call, *args, **kwargs):

@@ -60,7 +60,7 @@ def _row(c: Candidate, report: Report, keys: list[str], is_baseline: bool = Fals
         cells += [f"<td>{m.throughput_per_s:,.0f}</td>", f"<td>{m.peak_memory_bytes / 2**20:.1f}</td>", f'<td class="l">{escape(m.runtime)}</td>']
     within = "-" if is_baseline else ('<span class="yes">yes</span>' if c.within_budget else '<span class="no">no</span>')
     cells.append(f"<td>{within}</td>")
-    notes = [escape(n) for n in c.notes] + ([escape(c.error)] if c.error and m is not None else [])
+    notes = [escape(n) for n in c.note_texts()] + ([escape(c.error)] if c.error and m is not None else [])
     cells.append(f'<td class="l">{"<br>".join(notes)}</td>')
     classes = " ".join(x for x in ["best" if c.name == report.best else "", c.status, "baseline" if is_baseline else ""] if x)
     return f'<tr class="{classes}" data-name="{escape(c.name)}">' + "".join(cells) + "</tr>"
@@ -85,16 +85,8 @@ def _kv_table(pairs: list[tuple[str, object]], table_id: str) -> str:
 
 
 def _no_speedup_notes(report: Report) -> list[str]:
-    """One line for every measured candidate that is not faster than the baseline at some batch size."""
-    out = []
-    for c in report.candidates:
-        if c.status != "ok" or c.metrics is None:
-            continue
-        slow = [(k, s) for k in sorted(c.metrics.latency_ms, key=int) if (s := _speedup(c, report.baseline, k)) is not None and s <= 1.0]
-        if slow:
-            parts = ", ".join(f"batch {k}: x{s:.2f}" for k, s in slow)
-            out.append(f"{c.name} gave no speed-up over the baseline ({parts}).")
-    return out
+    """The measured no-speed-up notes of every candidate, one line each."""
+    return [f"{c.name}: {n}" for c in report.candidates for n in c.note_texts("no_speedup")]
 
 
 def _summary(report: Report) -> str:
@@ -148,11 +140,11 @@ def render_html(report: Report) -> str:
     slow = _no_speedup_notes(report)
     parts.append('<h2>Notes</h2><ul class="notes" id="notes">')
     parts += [f'<li class="no-speedup">{escape(n)}</li>' for n in slow]
-    parts += [f'<li class="busy">baseline: {escape(n)}</li>' for n in report.baseline.notes]
+    parts += [f'<li class="busy">baseline: {escape(n)}</li>' for n in report.baseline.note_texts()]
     for c in report.candidates:
         if c.status != "ok":
             parts.append(f'<li class="{escape(c.status)}">{escape(c.name)} {escape(c.status)}: {escape(c.error or "")}</li>')
-        parts += [f"<li>{escape(c.name)}: {escape(n)}</li>" for n in c.notes if not n.startswith("no speed-up")]
+        parts += [f"<li>{escape(c.name)}: {escape(n)}</li>" for n in c.note_texts("technique", "not_smaller", "busy_machine", "warning")]
     if not slow and all(c.status == "ok" for c in report.candidates):
         parts.append("<li>every candidate was faster than the baseline at every batch size measured.</li>")
     parts.append("</ul></body></html>")

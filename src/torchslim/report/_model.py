@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from torchslim.bench import Metrics
+from torchslim.core.notes import Note
 
 
 class Candidate(BaseModel):
@@ -20,9 +21,20 @@ class Candidate(BaseModel):
     within_budget: bool = False
     artifact: str | None = None  # relative to the run directory
     metrics: Metrics | None = None
-    notes: list[str] = Field(default_factory=list)  # e.g. "no speed-up over the baseline"
+    notes: list[Note] = Field(default_factory=list)  # each with its kind (torchslim.core.notes)
     duration_s: float | None = None  # wall time of its steps + measurement
     refined_from: str | None = None  # set for second-stage variants of another candidate
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _plain_strings_are_technique_notes(cls, notes):
+        # A step's notes are plain strings (what the technique did); so were every note of
+        # reports written before notes had kinds.
+        return [{"kind": "technique", "text": n} if isinstance(n, str) else n for n in notes or []]
+
+    def note_texts(self, *kinds: str) -> list[str]:
+        """The notes' texts, only those of ``kinds`` when given."""
+        return [n.text for n in self.notes if not kinds or n.kind in kinds]
 
 
 class Report(BaseModel):

@@ -5,7 +5,6 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from torchslim.bench._contention import BUSY_NOTE_PREFIX
 from torchslim.report._model import Candidate, Report
 
 
@@ -75,10 +74,9 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         table.add_row(*row, style=style)
     console.print(table)
     for c in report.candidates:
-        for note in c.notes:
-            if note.startswith(("no speed-up", "no clear speed-up")):
-                console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
-    busy = [c.name for c in [base, *report.candidates] if any(n.startswith(BUSY_NOTE_PREFIX) for n in c.notes)]
+        for note in c.note_texts("no_speedup"):
+            console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
+    busy = [c.name for c in [base, *report.candidates] if c.note_texts("busy_machine")]
     if busy:
         console.print(f"[yellow]warning: {', '.join(busy)} measured while other processes used the CPU: their latencies "
                       "and speed-ups are unreliable; re-run on an idle machine[/]", highlight=False)

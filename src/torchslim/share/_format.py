@@ -116,20 +116,7 @@ def _refuse(path: Path, why: str) -> ArtifactError:
                          "short or altered after it was written.")
 
 
-def read_tslim(path: str | Path) -> TslimContents:
-    """Validate and decode a .tslim file; raises ArtifactError on any defect."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"Artifact {str(path)!r} does not exist.")
-    data = path.read_bytes()
-    if len(data) < _PREAMBLE.size:
-        raise _refuse(path, f"truncated ({len(data)} bytes, shorter than the {_PREAMBLE.size}-byte preamble)")
-    magic, version, header_len, header_crc = _PREAMBLE.unpack_from(data)
-    if magic != MAGIC:
-        raise _refuse(path, f"wrong magic {magic!r} (expected {MAGIC!r})")
-    if version != VERSION:
-        raise ArtifactError(f"{str(path)!r} is .tslim format version {version}; this torchslim reads "
-                            f"version {VERSION}. Use the torchslim release that wrote it, or re-create the file.")
+def _header_and_payload(path: Path, data: bytes, version: int, header_len: int, header_crc: int) -> tuple[dict, bytes]:
     start = _PREAMBLE.size
     if len(data) < start + header_len:
         raise _refuse(path, "truncated inside the header")
@@ -145,6 +132,24 @@ def read_tslim(path: str | Path) -> TslimContents:
     if len(payload) != payload_length:
         what = "truncated" if len(payload) < payload_length else "trailing bytes after the payload"
         raise _refuse(path, f"{what} (payload is {len(payload)} bytes, header says {payload_length})")
+    return header, payload
+
+
+def read_tslim(path: str | Path) -> TslimContents:
+    """Validate and decode a .tslim file; raises ArtifactError on any defect."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"Artifact {str(path)!r} does not exist.")
+    data = path.read_bytes()
+    if len(data) < _PREAMBLE.size:
+        raise _refuse(path, f"truncated ({len(data)} bytes, shorter than the {_PREAMBLE.size}-byte preamble)")
+    magic, version, header_len, header_crc = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise _refuse(path, f"wrong magic {magic!r} (expected {MAGIC!r})")
+    if version != VERSION:
+        raise ArtifactError(f"{str(path)!r} is .tslim format version {version}; this torchslim reads "
+                            f"version {VERSION}. Use the torchslim release that wrote it, or re-create the file.")
+    header, payload = _header_and_payload(path, data, version, header_len, header_crc)
 
     def section(entry: dict, label: str) -> bytes:
         blob = payload[entry["offset"]:entry["offset"] + entry["length"]]
