@@ -1,17 +1,21 @@
 """Choosing the best candidate (SPEC.md section 5) and the honest notes beside each number.
 
-best = the fastest candidate (batch-1 p50, or the smallest batch measured) whose accuracy
-drop is within budget; ties by size on disk. Two p50s closer than ``TIE_TOLERANCE`` are a
+best = the winner of the chosen objective (``rank``) among the candidates whose accuracy drop
+is within budget and that break no hard constraint. For latency: the fastest at batch 1 (or
+the smallest batch measured); ties by size on disk. Two p50s closer than ``TIE_TOLERANCE`` are a
 tie: timing on a shared CPU varies by a few percent between runs, so preferring a 1% faster
 but 3x larger artifact would be picking noise over a real gain.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from torchslim.bench import Metrics
 from torchslim.core.notes import Note
+from torchslim.errors import ConfigError
 from torchslim.report import Candidate
 
 TIE_TOLERANCE = 0.02  # relative p50 difference below which two candidates are equally fast
@@ -39,28 +43,109 @@ def is_within_budget(baseline: Metrics, metrics: Metrics, max_accuracy_drop: flo
     return accuracy_drop_points(baseline, metrics) <= max_accuracy_drop + 1e-9
 
 
-def eligible(candidates: Iterable[Candidate]) -> list[Candidate]:
-    return [c for c in candidates if c.status == "ok" and c.within_budget and c.metrics is not None]
+OBJECTIVES = ("latency", "throughput", "size", "balanced")
 
 
-def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Eligible candidates, best first: speed classes (within TIE_TOLERANCE of the fastest
-    remaining), inside a class the smallest artifact, then the lower p50."""
-    remaining = sorted(eligible(candidates), key=lambda c: primary_latency(c.metrics))
+@dataclass(frozen=True)
+class Constraints:
+    """Hard limits: a candidate that breaks one is not eligible, whatever the objective."""
+
+    max_latency_ms: float | None = None  # batch-1 (smallest batch measured) p50
+    max_size_mb: float | None = None  # bytes on disk / 1e6
+
+    def violations(self, metrics: Metrics) -> list[str]:
+        out = []
+        if self.max_latency_ms is not None and primary_latency(metrics) > self.max_latency_ms:
+            out.append(f"p50 at batch {primary_batch(metrics)} is {primary_latency(metrics):.3f} ms, over "
+                       f"--max-latency-ms {self.max_latency_ms:g}")
+        if self.max_size_mb is not None and metrics.size_bytes / 1e6 > self.max_size_mb:
+            out.append(f"{metrics.size_bytes / 1e6:.3f} MB on disk, over --max-size-mb {self.max_size_mb:g}")
+        return out
+
+
+def eligible(candidates: Iterable[Candidate], constraints: Constraints | None = None) -> list[Candidate]:
+    constraints = constraints or Constraints()
+    return [c for c in candidates if c.status == "ok" and c.within_budget and c.metrics is not None
+            and not constraints.violations(c.metrics)]
+
+
+def largest_batch(metrics: Metrics) -> str:
+    return max(metrics.latency_ms, key=int)
+
+
+def _per_sample_ms(metrics: Metrics) -> float:
+    key = largest_batch(metrics)
+    return metrics.latency_ms[key].p50 / int(key)
+
+
+def _tie_ranked(candidates: list[Candidate], speed, tiebreak) -> list[Candidate]:
+    """Best first by ``speed`` (lower is better) in classes within TIE_TOLERANCE of the best
+    remaining; inside a class by ``tiebreak`` (lower is better)."""
+    remaining = sorted(candidates, key=speed)
     ranked: list[Candidate] = []
     while remaining:
-        fastest = primary_latency(remaining[0].metrics)
-        tied = [c for c in remaining if primary_latency(c.metrics) <= fastest * (1 + TIE_TOLERANCE)]
-        tied.sort(key=lambda c: (c.metrics.size_bytes, primary_latency(c.metrics)))
+        best = speed(remaining[0])
+        tied = [c for c in remaining if speed(c) <= best * (1 + TIE_TOLERANCE)]
+        tied.sort(key=lambda c: (tiebreak(c), speed(c)))
         ranked.append(tied[0])
         remaining.remove(tied[0])
     return ranked
 
 
-def select_best(candidates: Iterable[Candidate]) -> str | None:
-    """Name of the best candidate within budget, or None when none is."""
-    ranked = rank(candidates)
+def balanced_score(baseline: Metrics, metrics: Metrics) -> float:
+    """The geometric mean of the batch-1 speed-up and the size ratio against the baseline:
+    scale-free (2x faster and 2x smaller scores 2.0, like 4x faster at the same size)."""
+    speedup = primary_latency(baseline) / primary_latency(metrics)
+    shrink = baseline.size_bytes / max(metrics.size_bytes, 1)
+    return math.sqrt(speedup * shrink)
+
+
+def rank(candidates: Iterable[Candidate], objective: str = "latency", *, baseline: Metrics | None = None,
+         constraints: Constraints | None = None) -> list[Candidate]:
+    """Eligible candidates, best first for ``objective``:
+
+    latency     batch-1 p50 (speed classes within TIE_TOLERANCE, then the smallest file)
+    throughput  per-sample time at the largest batch measured (then the smallest file)
+    size        bytes on disk (then the lower batch-1 p50)
+    balanced    ``balanced_score`` against the baseline, highest first
+    """
+    pool = eligible(candidates, constraints)
+    if objective == "latency":
+        return _tie_ranked(pool, lambda c: primary_latency(c.metrics), lambda c: c.metrics.size_bytes)
+    if objective == "throughput":
+        return _tie_ranked(pool, lambda c: _per_sample_ms(c.metrics), lambda c: c.metrics.size_bytes)
+    if objective == "size":
+        return sorted(pool, key=lambda c: (c.metrics.size_bytes, primary_latency(c.metrics)))
+    if objective == "balanced":
+        if baseline is None:
+            raise ValueError("the balanced objective scores candidates against the baseline's metrics")
+        return sorted(pool, key=lambda c: -balanced_score(baseline, c.metrics))
+    raise ConfigError(f"Unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}.")
+
+
+def select_best(candidates: Iterable[Candidate], objective: str = "latency", *, baseline: Metrics | None = None,
+                constraints: Constraints | None = None) -> str | None:
+    """Name of the best candidate within budget (and constraints) for ``objective``, or None."""
+    ranked = rank(candidates, objective, baseline=baseline, constraints=constraints)
     return ranked[0].name if ranked else None
+
+
+def winners(candidates: list[Candidate], baseline: Metrics, constraints: Constraints | None = None) -> dict[str, str | None]:
+    """The best within budget for every objective, whichever was chosen."""
+    return {o: select_best(candidates, o, baseline=baseline, constraints=constraints) for o in OBJECTIVES}
+
+
+def pareto_front(candidates: Iterable[Candidate]) -> list[str]:
+    """Measured candidates no other beats on accuracy, batch-1 latency and size all at once."""
+    measured = [c for c in candidates if c.status == "ok" and c.metrics is not None]
+
+    def point(c: Candidate) -> tuple[float, float, float]:
+        return (-c.metrics.accuracy, primary_latency(c.metrics), float(c.metrics.size_bytes))
+
+    def dominates(a, b) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    return [c.name for c in measured if not any(dominates(point(o), point(c)) for o in measured if o is not c)]
 
 
 def honesty_notes(baseline: Metrics, metrics: Metrics) -> list[Note]:

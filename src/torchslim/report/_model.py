@@ -50,6 +50,10 @@ class Report(BaseModel):
     baseline: Candidate
     candidates: list[Candidate] = Field(default_factory=list)
     best: str | None = None
+    objective: Literal["latency", "throughput", "size", "balanced"] = "latency"
+    constraints: dict = Field(default_factory=dict)  # {"max_latency_ms": x, "max_size_mb": y} when given
+    winners: dict[str, str | None] = Field(default_factory=dict)  # the best within budget per objective
+    pareto: list[str] = Field(default_factory=list)  # candidates on the accuracy/latency/size front
     recipe: str | None = None  # the recipe's built-in name or file path
     sensitivity: dict | None = None  # per-layer sensitivity, when the recipe asked for it
     _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
