@@ -30,7 +30,12 @@ from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
-from torchslim.pipeline._resume import check_same_run, interrupted, verified_artifact
+from torchslim.pipeline._resume import (
+    check_model_and_data,
+    check_same_run,
+    interrupted,
+    verified_artifact,
+)
 from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
 from torchslim.pipeline._select import is_within_budget, select_best
 from torchslim.pipeline._sensitivity import layer_sensitivity
@@ -104,6 +109,7 @@ def optimize(
     of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes)
+    check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
     loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work

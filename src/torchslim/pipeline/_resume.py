@@ -1,4 +1,5 @@
-"""What ``optimize --resume`` checks before it reuses anything from a run directory.
+"""What ``optimize`` checks before it starts (the Python API's argument types) and, with
+``--resume``, before it reuses anything from a run directory.
 
 A resumed run must be the same run: another model, data set or recipe is refused in words
 (before any weights of the old run are loaded into the new model). A reused measurement is
@@ -16,8 +17,19 @@ import torch.nn as nn
 from torchslim._log import say
 from torchslim.artifacts import read_manifest
 from torchslim.data import DataBundle
-from torchslim.errors import ArtifactError, ConfigError
+from torchslim.data._specs import DATA_SPEC_HELP
+from torchslim.errors import ArtifactError, ConfigError, SpecError
 from torchslim.report import Report
+from torchslim.specs import MODEL_SPEC_HELP
+
+
+def check_model_and_data(model, data) -> None:
+    """The Python API's types, named before any work (a wrong one is not an AttributeError later)."""
+    if not isinstance(model, (str, nn.Module)):
+        raise SpecError(f"model must be a MODEL spec string or an nn.Module, got {type(model).__name__}. "
+                        f"{MODEL_SPEC_HELP}")
+    if not isinstance(data, (str, DataBundle)):
+        raise SpecError(f"data must be a DATA spec string or a DataBundle, got {type(data).__name__}. {DATA_SPEC_HELP}")
 
 
 def check_same_run(previous: Report, model, data, recipe: str | None, run_dir: Path) -> None:
