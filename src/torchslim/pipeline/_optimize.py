@@ -24,6 +24,7 @@ from torchslim._io import atomic_write
 from torchslim._log import log_to_file, say
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
+from torchslim.core.model_check import check_classifier
 from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
@@ -147,6 +148,9 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
     if isinstance(model, nn.Module):
         bundle = data if isinstance(data, DataBundle) else load_data(data, seed=seed)
         module = copy.deepcopy(model).to(dev).eval()
+        if bundle.task == "classification":
+            check_classifier(module, tuple(t.to(dev) for t in bundle.example_inputs(2, split="train")),
+                             num_classes=bundle.num_classes)
         if saved.is_file():
             module.load_state_dict(torch.load(saved, map_location=dev, weights_only=True))
         return ModelHandle(module, f"python:{type(model).__name__}"), bundle, f"python:{type(model).__name__}", bundle.spec
