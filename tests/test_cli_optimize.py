@@ -85,7 +85,7 @@ def test_out_dir_holding_another_run_is_refused(capsys, tmp_path):
     (used / "candidates").mkdir(parents=True)
     recipe = _write(tmp_path, "r.yaml", "candidates: [{name: a, steps: []}]\n")
     assert run(["optimize", "--recipe", recipe, "--out", str(used)]) == 2
-    assert "already holds a torchslim run" in _err(capsys)
+    assert "already holds files that are not a torchslim optimize run (candidates)" in _err(capsys)
 
 
 def test_report_of_a_missing_run_exits_2(capsys, tmp_path):

@@ -18,6 +18,7 @@ import torch
 from torchslim.artifacts import load, manifest_path, save_exported
 from torchslim.bench._memory import peak_memory
 from torchslim.cli import run
+from torchslim.core.integrity import file_digests
 from torchslim.errors import ArtifactError
 
 
@@ -41,7 +42,10 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:
         for info in zin.infolist():
             inner = "/".join(info.filename.split("/")[1:])
             zout.writestr(info.filename, edit(inner, zin.read(info.filename)))
-    manifest_path(dst).write_text(manifest_path(src).read_text())
+    # An attacker edits the manifest too: its digest matches the hostile file.
+    manifest = json.loads(manifest_path(src).read_text())
+    manifest["sha256"] = file_digests(dst)
+    manifest_path(dst).write_text(json.dumps(manifest))
     return dst
 
 
@@ -114,8 +118,11 @@ def test_a_flipped_bit_is_refused(clean_artifact, tmp_path):
     data[offset] ^= 0x40
     broken = tmp_path / "broken.pt2"
     broken.write_bytes(bytes(data))
-    manifest_path(broken).write_text(manifest_path(clean_artifact).read_text())
-    with pytest.raises(ArtifactError, match="CRC"):
+    # A manifest from before digests: the zip's own CRCs still catch the flip.
+    manifest = json.loads(manifest_path(clean_artifact).read_text())
+    del manifest["sha256"]
+    manifest_path(broken).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="CRC"), pytest.warns(UserWarning, match="before torchslim recorded digests"):
         load(broken)
 
 

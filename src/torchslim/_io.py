@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader never sees half a file, a kill never leaves one."""
+"""Atomic file writes: a reader never sees half a file, a kill never leaves one.
+
+Files get the mode a plain ``open`` would give (0666 less the umask), not ``mkstemp``'s 0600;
+a write the disk refuses (full, read-only, ...) is a ``StorageError`` naming the path.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    try:  # Linux reports it without changing it; os.umask can only read it by setting it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)``, fsync, then rename over ``path``."""
-    path = Path(path)
+    from torchslim.core.storage import storage_error
+
+    try:
+        return _atomic_write(Path(path), write)
+    except Exception as e:
+        error = storage_error(e, path)
+        if error is None:
+            raise
+        raise error from e
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp name keeps the real suffix: some writers (torch.export.save) check it.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -18,6 +46,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

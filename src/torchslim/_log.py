@@ -35,8 +35,33 @@ def say(msg: str) -> None:
         _console.log(msg)
 
 
+class _RunLogHandler(logging.FileHandler):
+    """A run.log that stops, with one line on stderr, at the first write the disk refuses,
+    instead of printing a "--- Logging error ---" traceback for every later message."""
+
+    failed: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if self.failed is None:
+            self.failed = sys.exc_info()[1]
+            print(f"torchslim: cannot write {self.baseFilename} ({self.failed}); the log stops here.",
+                  file=sys.stderr)
+
+
 def log_to_file(path: str | Path) -> logging.Handler:
-    handler = logging.FileHandler(path)
+    from torchslim.core.storage import storage_error
+
+    try:
+        handler = _RunLogHandler(path)
+    except OSError as e:
+        error = storage_error(e, path)
+        if error is None:
+            raise
+        raise error from e
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -7,7 +7,10 @@
     ├── ArtifactError         a file torchslim cannot read: missing, corrupt, wrong version
     ├── UnsupportedError      a method this device/backend cannot run (int4 on CPU, TensorRT without CUDA)
     ├── ExportError           a model the exporter refuses, with the exporter's reason
-    └── TrainingError         training that cannot go on (NaN loss, resume with no checkpoint)
+    ├── TrainingError         training that cannot go on (NaN loss, resume with no checkpoint)
+    ├── StorageError          a write the disk refused: full, read-only, no permission, not a folder
+    ├── RunDirError           (a ConfigError) an --out directory that is not ours, or in use by another run
+    └── ModelError            the user's model fails on its own (forward raises, wrong arity, no outputs)
 
 Anything else escaping the library is a bug: the CLI exits 1 for it.
 """
@@ -48,6 +51,18 @@ class ExportError(TorchslimError):
 
 
 class TrainingError(TorchslimError):
+    pass
+
+
+class StorageError(TorchslimError):
+    pass
+
+
+class RunDirError(ConfigError):
+    pass
+
+
+class ModelError(TorchslimError):
     pass
 
 

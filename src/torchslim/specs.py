@@ -97,6 +97,11 @@ def build_model(spec: str, data: DataBundle) -> nn.Module:
             f"MODEL spec {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module. "
             "The factory must return the model instance."
         )
+    if data.task == "classification":
+        from torchslim.core.model_check import check_classifier
+
+        check_classifier(model, data.example_inputs(2, split="train"), num_classes=data.num_classes,
+                         what=f"MODEL {spec!r}")
     return model
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from torchslim.bench._measure import Metrics, measure, set_threads
-from torchslim.errors import ConfigError
+from torchslim.errors import ArtifactError, ConfigError, SpecError
 
 
 def benchmark(
@@ -33,6 +33,10 @@ def benchmark(
     from torchslim.device import resolve_device
     from torchslim.specs import resolve
 
+    if not isinstance(model, (str, Path, nn.Module)):
+        raise SpecError(f"model must be a MODEL spec, an artifact path or an nn.Module, got {type(model).__name__}.")
+    if not isinstance(data, str):
+        raise SpecError(f"data must be a DATA spec string (e.g. 'digits', 'npz:FILE'), got {type(data).__name__} {data!r}.")
     dev = resolve_device(device)
     set_threads()
     say = progress or (lambda _m: None)
@@ -41,6 +45,7 @@ def benchmark(
         manifest = read_manifest(path)
         run_on = runtime or manifest.runtime
         bundle = load_data(data, seed=seed)
+        check_artifact_fits_data(path, manifest, bundle)
         fn = load(path, runtime=run_on, device=dev)
         reference = None
         if bundle.task == "embedding":
@@ -52,6 +57,10 @@ def benchmark(
     if isinstance(model, nn.Module):
         bundle = load_data(data, seed=seed)
         module = model.to(dev).eval()
+        if bundle.task == "classification":
+            from torchslim.core.model_check import check_classifier
+
+            check_classifier(module, tuple(t.to(dev) for t in bundle.example_inputs(2)), num_classes=bundle.num_classes)
     else:
         if isinstance(model, Path) or str(model).endswith((".pt2", ".onnx", ".tslim", ".engine")):
             from torchslim.errors import ArtifactError
@@ -71,3 +80,17 @@ def benchmark(
         return measure(fn, bundle, artifact=artifact, runtime=run_on, batch_sizes=batch_sizes, device=dev,
                        reference=reference, params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in example)),
                        progress=say)
+
+
+def check_artifact_fits_data(path: Path, manifest, bundle) -> None:
+    """An artifact measured on data of another shape fails as bad input here, not after seconds of
+    timing as a shape guard deep inside a runtime."""
+    if len(manifest.inputs) != 1 or bundle.input_shape is None:
+        return  # token models: per-input shapes vary by design
+    takes, gives = list(manifest.inputs[0].shape[1:]), list(bundle.input_shape)
+    if takes != gives:
+        raise ArtifactError(
+            f"Artifact {str(path)!r} takes inputs shaped [batch, {', '.join(map(str, takes))}] (its manifest says so) "
+            f"but data {bundle.spec!r} gives samples shaped {gives}. Benchmark it on the data it was built for; "
+            "if the manifest was edited, restore it."
+        )

@@ -4,6 +4,7 @@ takes, so ``torchslim.load`` can rebuild a callable with no other context."""
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 
 from torchslim._io import atomic_write_text
+from torchslim.core.integrity import file_digests, verify_digests
+from torchslim.core.manifest_check import check_manifest_fields
 from torchslim.errors import ArtifactError
 
 FORMAT_VERSION = 1
@@ -39,6 +42,7 @@ class Manifest:
     steps: list[str] = field(default_factory=list)  # what produced it, e.g. "quantize(method=static)"
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    sha256: dict[str, str] | None = None  # file name -> digest, filled by write_manifest
 
     def example_inputs(self, batch_size: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
         return tuple(spec.example(batch_size, device) for spec in self.inputs)
@@ -49,6 +53,7 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
+        check_manifest_fields(raw)  # a wrong type or shape is named here, not as a crash in a runtime
         raw["inputs"] = [InputSpec(**i) for i in raw.get("inputs", [])]
         return cls(**raw)
 
@@ -66,7 +71,10 @@ def manifest_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_manifest(path: str | Path, manifest: Manifest) -> None:
+def write_manifest(path: str | Path, manifest: Manifest, side_files: list[str] = ()) -> None:
+    """Write ``path``'s manifest with the SHA-256 of the artifact (and ``side_files``, named
+    relative to its folder) as it is on disk now: call it after the artifact is written."""
+    manifest.sha256 = file_digests(path, side_files)
     atomic_write_text(manifest_path(path), manifest.to_json())
 
 
@@ -88,4 +96,9 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ArtifactError(
             f"Artifact {str(path)!r} was written by a newer torchslim (format {manifest.format_version}); upgrade torchslim."
         )
+    if manifest.sha256 is None:
+        warnings.warn(f"{str(path)!r} was written before torchslim recorded digests: its bytes cannot be "
+                      "verified. Re-create it to get a checked artifact.", stacklevel=2)
+    else:
+        verify_digests(path, manifest.sha256)
     return manifest

@@ -27,9 +27,13 @@ class ImageFolderDataset(Dataset):
         from PIL import Image
 
         path, label = self.items[i]
-        with Image.open(path) as im:
-            im = im.convert(self.mode).resize(self.size)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        try:
+            with Image.open(path) as im:
+                im = im.convert(self.mode).resize(self.size)
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise DataError(f"imagefolder: cannot read the image {str(path)!r} ({type(e).__name__}: {e}). "
+                            "Remove or replace the file and run again.") from None
         if arr.ndim == 2:
             arr = arr[None]
         else:
@@ -53,9 +57,13 @@ def load_imagefolder(spec: str, root: Path, seed: int) -> DataBundle:
     ]
     if len(items) < 3:
         raise DataError(f"{spec}: found {len(items)} images; need at least 3 (train, validation, test).")
-    with Image.open(items[0][0]) as im0:
-        size = im0.size
-        mode = "L" if im0.mode in ("L", "1", "I", "I;16") else "RGB"
+    try:
+        with Image.open(items[0][0]) as im0:
+            size = im0.size
+            mode = "L" if im0.mode in ("L", "1", "I", "I;16") else "RGB"
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{spec}: cannot read the image {str(items[0][0])!r} ({type(e).__name__}: {e}). "
+                        "Remove or replace the file and run again.") from None
     perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
     n_test = max(1, int(0.2 * len(items)))
     n_val = max(1, int(0.1 * len(items)))

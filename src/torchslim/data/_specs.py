@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from torchslim.data._bundle import DataBundle
+from torchslim.data._checks import check_arrays, check_tensors
 from torchslim.errors import DataError, SpecError
 
 DATA_SPEC_HELP = (
@@ -53,6 +54,7 @@ def split_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset,
 
 
 def _classification_bundle(spec: str, train: Dataset, val: Dataset, test: Dataset) -> DataBundle:
+    check_tensors(spec, train)
     labels = _labels(train)
     num_classes = int(labels.max().item()) + 1 if labels.numel() else 0
     if num_classes < 2:
@@ -83,6 +85,7 @@ def _load_npz(spec: str, path: Path, seed: int) -> DataBundle:
             f"{spec}: the archive lacks {', '.join(missing)} (it has: {', '.join(arrays) or 'nothing'}). "
             "An npz data file needs x_train, y_train, x_val, y_val and optionally x_test, y_test."
         )
+    check_arrays(spec, arrays)
 
     def pair(x_key: str, y_key: str) -> TensorDataset:
         x, y = arrays[x_key], arrays[y_key]

@@ -24,12 +24,20 @@ from torchslim._log import log_to_file, say
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
+from torchslim.core.model_check import check_classifier
 from torchslim.core.notes import Note
+from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
+from torchslim.pipeline._resume import (
+    check_model_and_data,
+    check_same_run,
+    interrupted,
+    verified_artifact,
+)
 from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
 from torchslim.pipeline._select import is_within_budget, select_best
 from torchslim.pipeline._sensitivity import layer_sensitivity
@@ -58,26 +66,24 @@ def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_si
         raise ConfigError(f"batch sizes must be whole numbers >= 1, got {list(batch_sizes)}.")
 
 
-def prepare_run_dir(out: str | Path | None, resume: bool) -> tuple[Path, Report | None]:
-    """The run directory and, with ``resume``, the report of the run it already holds.
+OPTIMIZE_RUN = RunKind("optimize", results=("report.json",), entries=frozenset(
+    {"report.json", "report.html", "run.log", "candidates", "baseline.pt2", "baseline.pt2.json", BASELINE_WEIGHTS}))
 
-    A directory holding another run is never overwritten silently: without ``resume`` it is refused.
+
+def prepare_run_dir(out: str | Path | None, resume: bool) -> tuple[RunDir, Report | None]:
+    """The claimed (locked) run directory and, with ``resume``, the report of the run it holds.
+
+    A directory holding anything but a run of ours is never written to (see ``core.rundir``).
     """
-    run_dir = Path(out) if out else new_run_dir()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {str(run_dir)!r} is a file, not a directory. Choose a new --out directory.")
-    used = run_dir.is_dir() and any((run_dir / n).exists() for n in ("report.json", "run.log", "candidates"))
-    if used and not resume:
-        raise ConfigError(f"--out {str(run_dir)!r} already holds a torchslim run. Pass --resume to continue it, "
-                          "or choose a new --out directory (nothing was overwritten).")
+    run = claim_run_dir(out if out else new_run_dir(), OPTIMIZE_RUN, resume=resume)
     previous = None
-    if resume and (run_dir / "report.json").is_file():
+    if resume and (run.path / "report.json").is_file():
         try:
-            previous = load_report(run_dir)
+            previous = load_report(run.path)
         except ArtifactError as e:
-            raise ConfigError(f"Cannot resume {str(run_dir)!r}: {e.message} Choose a new --out directory.") from None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, previous
+            run.release()
+            raise ConfigError(f"Cannot resume {str(run.path)!r}: {e.message} Choose a new --out directory.") from None
+    return run, previous
 
 
 def optimize(
@@ -105,19 +111,35 @@ def optimize(
     of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes)
+    check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
     loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
-    run_dir, previous = prepare_run_dir(out, resume)
-    handler = log_to_file(run_dir / "run.log")
+    run, previous = prepare_run_dir(out, resume)
+    run_dir = run.path
+    handler = None
     try:
-        return _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
-                    dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
-                    step_table=step_table, measure_fn=measure_fn, html=html)
-    except KeyboardInterrupt:
-        say(f"interrupted: measured candidates are in {run_dir / 'report.json'}; continue with --out {run_dir} --resume")
+        if previous is not None:
+            check_same_run(previous, model, data, loaded.name, run_dir)
+        handler = log_to_file(run_dir / "run.log")
+        report = _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
+                      dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
+                      step_table=step_table, measure_fn=measure_fn, html=html)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) and run.has_result():
+            interrupted(f"interrupted: measured candidates are in {run_dir / 'report.json'}; "
+                        f"continue with --out {run_dir} --resume")
+        _close(handler)
+        run.abandon()  # before the first result: leave --out as it was found
         raise
     finally:
+        _close(handler)
+        run.release()
+    return report
+
+
+def _close(handler: logging.Handler | None) -> None:
+    if handler is not None:
         logging.getLogger("torchslim").removeHandler(handler)
         handler.close()
 
@@ -127,6 +149,9 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
     if isinstance(model, nn.Module):
         bundle = data if isinstance(data, DataBundle) else load_data(data, seed=seed)
         module = copy.deepcopy(model).to(dev).eval()
+        if bundle.task == "classification":
+            check_classifier(module, tuple(t.to(dev) for t in bundle.example_inputs(2, split="train")),
+                             num_classes=bundle.num_classes)
         if saved.is_file():
             module.load_state_dict(torch.load(saved, map_location=dev, weights_only=True))
         return ModelHandle(module, f"python:{type(model).__name__}"), bundle, f"python:{type(model).__name__}", bundle.spec
@@ -144,9 +169,6 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     set_threads()
     torch.manual_seed(seed)
     handle, bundle, model_name, data_name = _resolve(model, data, weights, dev, seed, run_dir)
-    if previous is not None and (previous.model, previous.data) != (model_name, data_name):
-        raise ConfigError(f"Cannot resume {str(run_dir)!r}: it optimized {previous.model} on {previous.data}, not "
-                          f"{model_name} on {data_name}. Choose a new --out directory.")
     baseline_model = handle.model.to(dev).eval()
     weights_path = run_dir / BASELINE_WEIGHTS
     if not weights_path.exists():
@@ -158,7 +180,8 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     if bundle.task == "embedding":
         reference, _ = predict(baseline_model, bundle.test, device=dev)
 
-    if previous is not None and previous.baseline.status == "ok" and (run_dir / (previous.baseline.artifact or "")).is_file():
+    if (previous is not None and previous.baseline.status == "ok"
+            and verified_artifact(run_dir, previous.baseline.artifact, "resume: baseline")):
         say("resume: reusing the measured baseline")
         baseline = previous.baseline
     else:
@@ -213,6 +236,8 @@ def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report
     for i, plan in enumerate(plans, start=1):
         label = f"{prefix}[{i}/{len(plans)}]"
         old = done.get(plan.name)
+        if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
+            old = None
         if old is not None and old.steps == plan.step_strings():
             say(f"{label} {plan.name}: already measured in this run directory; kept")
             if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's

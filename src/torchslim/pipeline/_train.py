@@ -16,9 +16,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from torchslim.core.rundir import RunKind, claim_run_dir
 from torchslim.errors import TrainingError
 from torchslim.train._config import TrainConfig
 from torchslim.train._state import FitResult
+
+TRAIN_RUN = RunKind("train", results=("checkpoint.pt", "model.pt2"), entries=frozenset(
+    {"checkpoint.pt", "model.pt2", "model.pt2.json", "model.safetensors", "best.safetensors", "metrics.jsonl",
+     "tensorboard"}))
 
 
 @dataclass
@@ -43,14 +48,30 @@ def train_from_specs(
     log: Callable[[str], None] | None = None,
     progress: bool = False,
 ) -> TrainRun:
-    from torchslim.data import load_data
-    from torchslim.specs import build_model
     from torchslim.train._distributed import launched_by_torchrun
-    from torchslim.train._loop import evaluate, fit
 
     out_dir = Path(out_dir)
     if model_spec.strip().startswith("hf:"):
         raise TrainingError(f"MODEL {model_spec!r}: Hugging Face models are used as given (embedding task); torchslim train trains classifiers from a zoo name or a factory.")
+    is_main = not launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0
+    run = claim_run_dir(out_dir, TRAIN_RUN, resume=resume) if is_main else None  # rank 0 speaks for the run
+    try:
+        trained = _train(model_spec, data_spec, config, out_dir, resume=resume, device=device, weights=weights,
+                         log=log, progress=progress, is_main=is_main)
+    except BaseException:
+        if run is not None:
+            run.abandon()  # before the first checkpoint: leave --out as it was found
+        raise
+    if run is not None:
+        run.release()
+    return trained
+
+
+def _train(model_spec, data_spec, config, out_dir: Path, *, resume, device, weights, log, progress, is_main) -> TrainRun:
+    from torchslim.data import load_data
+    from torchslim.specs import build_model
+    from torchslim.train._loop import evaluate, fit
+
     data = load_data(data_spec, seed=config.seed)
     torch.manual_seed(config.seed)  # the model's initial weights depend on the seed alone
     model = build_model(model_spec, data)
@@ -58,11 +79,8 @@ def train_from_specs(
         from torchslim.specs import load_weights
 
         load_weights(model, weights)
-    if not resume and (out_dir / "checkpoint.pt").exists() and log:
-        log(f"notice: {out_dir} holds a checkpoint; starting afresh and overwriting it (use --resume to continue it).")
     result = fit(model, data, config, device=device, log=log, out_dir=out_dir, resume=resume, progress=progress)
 
-    is_main = not launched_by_torchrun() or int(os.environ.get("RANK", "0")) == 0
     if not is_main:
         return TrainRun(model, result, out_dir, None, None, None)
     from safetensors.torch import save_file

@@ -1,0 +1,157 @@
+"""Run directories: never write into what is not ours, one run at a time, no poisoned ``--out``.
+
+A run (``optimize``, ``train``) claims its ``--out`` directory with ``claim_run_dir``:
+
+- it may be new, empty, or hold a run of the same kind: one with a result (``report.json``,
+  ``checkpoint.pt``) only with ``resume``; one that never got a result (killed at its start)
+  is restartable;
+- anything else (the user's own files, even named like ours; a run of another kind) is refused,
+  naming what is there, before a byte is written;
+- ``.torchslim-run`` marks the directory as ours (the kind, the pid) and carries an advisory
+  ``fcntl`` lock for the whole run: a second process is refused, naming the holder's pid;
+- a run that fails before its first result calls ``abandon()``: every entry it created is
+  removed (and the directory, if it made it), so the corrected command with the same ``--out``
+  works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchslim.errors import RunDirError
+
+MARKER = ".torchslim-run"
+
+
+@dataclass(frozen=True)
+class RunKind:
+    name: str  # "optimize", "train"
+    results: tuple[str, ...]  # entries that mean "this run has a result": resume, don't overwrite
+    entries: frozenset[str]  # every entry this kind of run writes (for directories from before the marker)
+
+
+@dataclass
+class RunDir:
+    path: Path
+    kind: RunKind
+    created: bool  # the directory itself was made by this claim
+    before: frozenset[str]  # entries present at claim time
+    _lock: object = field(repr=False, default=None)
+
+    def has_result(self) -> bool:
+        return any((self.path / name).exists() for name in self.kind.results)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def abandon(self) -> None:
+        """After a failure: with no result yet, remove what this run created; always unlock."""
+        try:
+            if not self.has_result() and self.path.is_dir():
+                for entry in os.listdir(self.path):
+                    if entry not in self.before and entry != MARKER:
+                        target = self.path / entry
+                        if target.is_dir() and not target.is_symlink():
+                            shutil.rmtree(target, ignore_errors=True)
+                        else:
+                            target.unlink(missing_ok=True)
+                if MARKER not in self.before:
+                    (self.path / MARKER).unlink(missing_ok=True)
+                if self.created:
+                    try:
+                        self.path.rmdir()
+                    except OSError:
+                        pass
+        finally:
+            self.release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.abandon()
+
+
+def _is_temp(entry: str) -> bool:  # atomic_write's temp files, left by a kill -9
+    return entry.startswith(".") and ".tmp" in entry
+
+
+def _names(entries: set[str], limit: int = 5) -> str:
+    shown = sorted(entries)[:limit]
+    return ", ".join(shown) + (f" and {len(entries) - limit} more" if len(entries) > limit else "")
+
+
+def _read_marker(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text() or "{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def claim_run_dir(path: str | Path, kind: RunKind, *, resume: bool, option: str = "--out") -> RunDir:
+    """Check ``path`` against the rules above, lock it and mark it ours; raises ``RunDirError``
+    (nothing changed) when it is not ours to write or another run holds it."""
+    from torchslim.core.storage import storage_error
+
+    path = Path(path)
+    where = f"{option} {str(path)!r}"
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{where} is a file, not a directory. Choose a new {option} directory.")
+    before = frozenset(os.listdir(path)) if path.is_dir() else frozenset()
+    contents = {e for e in before if e != MARKER and not _is_temp(e)}
+    marker = _read_marker(path / MARKER) if MARKER in before else None
+    # Without the marker, only a run from before it (a result, nothing foreign) is ours: a user's
+    # own report.html or run.log is not, whatever its name.
+    legacy_run = any(r in contents for r in kind.results) and not contents - kind.entries
+    if marker is None and contents and not legacy_run:
+        foreign = (contents - kind.entries) or contents
+        raise RunDirError(
+            f"{where} already holds files that are not a torchslim {kind.name} run ({_names(foreign)}). "
+            f"torchslim {kind.name} writes only into a new or empty directory, or one holding its own run "
+            f"(continued with --resume); choose another {option} (nothing was changed)."
+        )
+    if marker is not None and marker.get("kind", kind.name) != kind.name:
+        raise RunDirError(f"{where} holds a torchslim {marker.get('kind')} run, not a {kind.name} run; "
+                          f"choose another {option} (nothing was changed).")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / MARKER, "a+")  # noqa: SIM115 (held for the whole run; closed in release)
+    except OSError as e:
+        error = storage_error(e, path)
+        if error is None:
+            raise
+        raise error from e
+    run = RunDir(path, kind, created, before, lock)
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        holder = _read_marker(path / MARKER).get("pid", "unknown")
+        raise RunDirError(f"{where} is in use by another torchslim run (process {holder}). Wait for it to "
+                          f"finish, or choose another {option}; two runs in one directory would overwrite "
+                          "each other's results.") from None
+    if run.has_result() and not resume:
+        run.release()
+        if MARKER not in before:
+            (path / MARKER).unlink(missing_ok=True)
+        found = [n for n in kind.results if (path / n).exists()]
+        raise RunDirError(f"{where} already holds a torchslim run ({kind.name}: {', '.join(found)}). Pass --resume "
+                          f"to continue it, or choose a new {option} directory (nothing was overwritten).")
+    lock.seek(0)
+    lock.truncate()
+    json.dump({"kind": kind.name, "pid": os.getpid()}, lock)
+    lock.flush()
+    return run

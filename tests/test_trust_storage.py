@@ -1,0 +1,109 @@
+"""A full disk or an unwritable path is a clear exit 2, never a crash, a log flood or half a file;
+files get the modes a plain open would give them."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+import pytest
+import torch.nn as nn
+
+import torchslim._io as io_module
+from tests.test_pipeline import FAKE_STEPS, fake_measure
+from torchslim._io import atomic_write, atomic_write_text
+from torchslim._log import log_to_file
+from torchslim.cli import run
+from torchslim.core import storage
+from torchslim.data import load_data
+from torchslim.errors import StorageError
+from torchslim.pipeline import optimize
+
+
+def _raise(code):
+    def write(_path):
+        raise OSError(code, os.strerror(code))
+
+    return write
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (errno.ENOSPC, "the disk is full"),
+    (errno.EROFS, "read-only"),
+    (errno.EACCES, "permission denied"),
+])
+def test_a_refused_write_is_a_storage_error_and_leaves_the_old_file(tmp_path, code, words):
+    target = tmp_path / "report.json"
+    target.write_text("the previous, complete report")
+    with pytest.raises(StorageError, match=words) as e:
+        atomic_write(target, _raise(code))
+    assert str(target) in e.value.message and "MiB free" in e.value.message
+    assert target.read_text() == "the previous, complete report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+def test_a_native_writer_failing_on_a_nearly_full_disk_is_named(tmp_path, monkeypatch):
+    def torch_save_like(_path):  # torch.save's C++ writer reports ENOSPC as a RuntimeError
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(storage, "free_space", lambda _p: 4096)
+    with pytest.raises(StorageError, match="almost full.*PytorchStreamWriter"):
+        atomic_write(tmp_path / "w.pt", torch_save_like)
+    monkeypatch.setattr(storage, "free_space", lambda _p: 100 << 30)
+    with pytest.raises(RuntimeError):  # with space to spare it is not the disk: a bug stays a bug
+        atomic_write(tmp_path / "w.pt", torch_save_like)
+
+
+def test_out_under_a_regular_file_exits_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert run(["optimize", "--out", str(tmp_path / "file" / "run")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "not a folder" in err and "Traceback" not in err
+
+
+def test_files_get_umask_modes_not_0600(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert io_module._umask() == old
+
+
+def test_a_full_disk_under_run_log_says_so_once(tmp_path, capsys):
+    handler = log_to_file(tmp_path / "run.log")
+    logger = logging.getLogger("torchslim")
+
+    def full(_text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    handler.stream.write = full
+    try:
+        for i in range(50):
+            logger.info("line %d", i)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    err = capsys.readouterr().err
+    assert err.count("cannot write") == 1 and "No space left" in err
+    assert "Logging error" not in err
+
+
+def test_a_full_disk_mid_optimize_is_bad_input_and_leaves_out_as_found(tmp_path, monkeypatch):
+    data = load_data("digits")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("baseline.pt2"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io_module.os, "replace", replace)
+    out = tmp_path / "run"
+    with pytest.raises(StorageError, match="baseline.pt2.*disk is full"):
+        optimize(model, data, recipe={"candidates": [{"name": "a", "steps": [{"scale": None}]}]},
+                 step_table=FAKE_STEPS, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,), out=out)
+    assert not out.exists()

@@ -1,0 +1,169 @@
+"""The user's own mistakes (model, data, paths) are bad input (exit 2, a cause and a fix), never
+"This is a torchslim bug"; the Python API raises the same typed errors."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import torchslim
+from tests.test_pipeline import FAKE_STEPS, INTERRUPT, fake_measure
+from torchslim.artifacts import save_exported
+from torchslim.cli import run
+from torchslim.data import load_data
+from torchslim.errors import ArtifactError, DataError, ModelError, SpecError
+from torchslim.specs import build_model
+
+FACTORIES = textwrap.dedent("""
+    import torch
+    import torch.nn as nn
+
+    class NoParams(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :10]
+
+    class Raises(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+        def forward(self, x):
+            return self.fc(x)  # x is [batch, 1, 8, 8]: shapes cannot be multiplied
+
+    class ThreeInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+        def forward(self, a, b, c):
+            return self.fc(a.flatten(1))
+
+    class ReturnsDict(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+        def forward(self, x):
+            return {"logits": self.fc(x.flatten(1))}
+
+    class TooFewClasses(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 3)
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+""")
+
+
+def _err(capsys) -> str:
+    return " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture(scope="module")
+def factories(tmp_path_factory):
+    path = tmp_path_factory.mktemp("f") / "models.py"
+    path.write_text(FACTORIES)
+    return path
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("NoParams", "has no parameters"),
+    ("Raises", "its forward raised RuntimeError"),
+    ("ThreeInputs", "its forward takes (a, b, c) but each sample of the data is 1 input"),
+    ("ReturnsDict", "returns a dict, not a tensor"),
+    ("TooFewClasses", "gives 3 class scores but the data has 10 classes"),
+])
+def test_a_broken_user_model_is_named(factories, digits, name, words):
+    with pytest.raises(ModelError) as e:
+        build_model(f"{factories}:{name}", digits)
+    assert words in e.value.message
+
+
+def test_the_cli_exits_2_for_a_broken_model(factories, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert run(["train", "--model", f"{factories}:Raises", "--epochs", "1", "--out", str(out)]) == 2
+    err = _err(capsys)
+    assert "its forward raised" in err and "torchslim bug" not in err
+    assert not out.exists()  # the failed start left nothing behind
+
+
+def test_the_python_api_raises_the_same_typed_errors(digits):
+    class NoParams(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :10]
+
+    with pytest.raises(ModelError, match="no parameters"):
+        torchslim.optimize(NoParams(), digits, recipe={"candidates": [{"name": "a", "steps": []}]},
+                           step_table=FAKE_STEPS)
+    with pytest.raises(SpecError, match="DATA spec string.*got int 123"):
+        torchslim.benchmark(nn.Linear(64, 10), data=123)
+    with pytest.raises(SpecError, match="got object"):
+        torchslim.benchmark(object())
+
+
+def _npz(tmp_path, **override):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.normal(size=(40, 6)).astype(np.float32), "y_train": np.arange(40) % 3,
+              "x_val": rng.normal(size=(20, 6)).astype(np.float32), "y_val": np.arange(20) % 3}
+    arrays.update(override)
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ({"y_train": np.array([-1] + [i % 3 for i in range(39)])}, "negative labels"),
+    ({"y_val": np.arange(20) % 5}, "y_val has label 4"),
+    ({"x_val": np.zeros((20, 7), dtype=np.float32)}, "x_val samples are shaped [7]"),
+    ({"x_train": np.full((40, 6), np.nan, dtype=np.float32)}, "your data has NaNs"),
+])
+def test_unusable_npz_data_is_named(tmp_path, capsys, override, words):
+    spec = _npz(tmp_path, **override)
+    with pytest.raises(DataError) as e:
+        load_data(spec)
+    assert words in e.value.message
+    assert run(["train", "--model", "digits-mlp", "--data", spec, "--epochs", "1", "--out", str(tmp_path / "o")]) == 2
+    assert words in _err(capsys)
+
+
+def test_good_npz_data_still_loads(tmp_path):
+    assert load_data(_npz(tmp_path)).num_classes == 3
+
+
+def test_an_unreadable_image_in_an_imagefolder_is_named(tmp_path):
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "dog" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(DataError, match="cannot read the image .*3.png"):  # at load or when read
+        bundle = load_data(f"imagefolder:{tmp_path}")
+        for split in (bundle.train, bundle.val, bundle.test):
+            for i in range(len(split)):
+                split[i]
+
+
+def test_an_artifact_benchmarked_on_data_of_another_shape_is_named(tmp_path, capsys):
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    path = save_exported(model, tmp_path / "m.pt2", (torch.randn(2, 6),))
+    with pytest.raises(ArtifactError, match=r"takes inputs shaped \[batch, 6\].*gives samples shaped \[1, 8, 8\]"):
+        torchslim.benchmark(path, data="digits")
+    assert run(["bench", "--model", str(path), "--batch-sizes", "1"]) == 2
+    assert "takes inputs shaped" in _err(capsys)
+
+
+def test_ctrl_c_prints_the_resume_hint_on_stderr(digits, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    recipe = {"candidates": [{"name": "a", "steps": [{"scale": None}]}, {"name": "b", "steps": [{"interrupt": None}]}]}
+    INTERRUPT["on"] = True
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            torchslim.optimize(model, digits, recipe=recipe, step_table=FAKE_STEPS, measure_fn=fake_measure({}),
+                               device="cpu", batch_sizes=(1,), out=tmp_path / "run")
+    finally:
+        INTERRUPT["on"] = False
+    assert f"continue with --out {tmp_path / 'run'} --resume" in capsys.readouterr().err
