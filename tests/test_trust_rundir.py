@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 import torch.nn as nn
-from torchslim.train._run import TRAIN_RUN, train_from_specs
+from torchslim.pipeline._train import TRAIN_RUN, train_from_specs
 
 from tests.test_pipeline import CALLS, FAKE_STEPS, fake_measure
 from torchslim.bench import accuracy

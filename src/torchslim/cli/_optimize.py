@@ -19,6 +19,9 @@ def optimize_cmd(
     recipe: Annotated[str, typer.Option(help="a built-in recipe NAME (see `torchslim recipes`) or a YAML FILE")] = "default",
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model (.pt or .safetensors)")] = None,
     max_accuracy_drop: Annotated[float, typer.Option(help="accuracy budget in percentage points")] = 1.0,
+    objective: Annotated[str | None, typer.Option(help="what best means: latency (default), throughput, size or balanced")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="candidates slower than this at batch 1 (p50) are not eligible")] = None,
+    max_size_mb: Annotated[float | None, typer.Option(help="candidates larger than this on disk (MB = 10^6 bytes) are not eligible")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     out: Annotated[str | None, typer.Option(help="run directory (default runs/<timestamp>)")] = None,
     time_budget: Annotated[float | None, typer.Option(help="seconds; no new candidate starts once it would be exceeded")] = None,
@@ -34,7 +37,8 @@ def optimize_cmd(
     if resume and not out:
         raise ConfigError("--resume needs --out DIR: the run directory to continue.")
     report = optimize(model, data, recipe=recipe, weights=weights, max_accuracy_drop=max_accuracy_drop, device=device,
-                      out=out, resume=resume, time_budget=time_budget, seed=seed, batch_sizes=parse_batch_sizes(batch_sizes))
+                      out=out, resume=resume, time_budget=time_budget, seed=seed, batch_sizes=parse_batch_sizes(batch_sizes),
+                      objective=objective, max_latency_ms=max_latency_ms, max_size_mb=max_size_mb)
     render_table(report)
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
 

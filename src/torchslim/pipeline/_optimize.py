@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,13 @@ from torchslim.pipeline._resume import (
     verified_artifact,
 )
 from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
-from torchslim.pipeline._select import is_within_budget, select_best
+from torchslim.pipeline._select import (
+    OBJECTIVES,
+    Constraints,
+    is_within_budget,
+    pareto_front,
+    winners,
+)
 from torchslim.pipeline._sensitivity import layer_sensitivity
 from torchslim.report import Candidate, Report, environment, load_report, write_report
 from torchslim.specs import ModelHandle, resolve
@@ -102,6 +109,9 @@ def optimize(
     step_table: Mapping[str, Any] | None = None,
     measure_fn: Callable = measure,
     html: bool = True,
+    objective: str = "latency",
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
 ) -> Report:
     """Run every candidate of ``recipe`` on ``model`` and keep the best within the budget.
 
@@ -109,12 +119,19 @@ def optimize(
     (or a DATA spec). ``max_accuracy_drop`` is in percentage points; ``time_budget`` (seconds)
     stops starting new candidates once it would be exceeded. ``step_table`` replaces the table
     of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
+    ``objective`` says what "best" means (latency, throughput, size, balanced; the recipe's
+    ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
+    (bytes on disk / 1e6) make candidates that break them ineligible.
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes)
     check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
     loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
+    opts = RunOptions(max_accuracy_drop=max_accuracy_drop, device=dev, time_budget=time_budget, seed=seed,
+                      batch_sizes=batch_sizes, step_table=step_table, measure_fn=measure_fn, html=html,
+                      objective=_check_objective(objective, loaded.spec.objective),
+                      constraints=Constraints.checked(max_latency_ms, max_size_mb))
     run, previous = prepare_run_dir(out, resume)
     run_dir = run.path
     handler = None
@@ -122,9 +139,7 @@ def optimize(
         if previous is not None:
             check_same_run(previous, model, data, loaded.name, run_dir)
         handler = log_to_file(run_dir / "run.log")
-        report = _run(model, data, loaded, run_dir, previous, weights=weights, max_accuracy_drop=max_accuracy_drop,
-                      dev=dev, time_budget=time_budget, seed=seed, batch_sizes=batch_sizes,
-                      step_table=step_table, measure_fn=measure_fn, html=html)
+        report = _run(model, data, loaded, run_dir, previous, weights, opts)
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) and run.has_result():
             interrupted(f"interrupted: measured candidates are in {run_dir / 'report.json'}; "
@@ -136,6 +151,13 @@ def optimize(
         _close(handler)
         run.release()
     return report
+
+
+def _check_objective(given: str | None, from_recipe: str | None) -> str:
+    objective = given if given not in (None, "") else (from_recipe or "latency")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--objective {objective!r}: use one of {', '.join(OBJECTIVES)}.")
+    return objective
 
 
 def _close(handler: logging.Handler | None) -> None:
@@ -163,12 +185,28 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
     return handle, bundle, model, data
 
 
-def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, *, weights, max_accuracy_drop,
-         dev, time_budget, seed, batch_sizes, step_table, measure_fn, html) -> Report:
+@dataclass(frozen=True)
+class RunOptions:
+    """How one ``optimize`` run measures and chooses (everything but the model, data and recipe)."""
+
+    max_accuracy_drop: float
+    device: torch.device
+    time_budget: float | None
+    seed: int
+    batch_sizes: list[int]
+    step_table: Mapping[str, Any] | None
+    measure_fn: Callable
+    html: bool
+    objective: str = "latency"
+    constraints: Constraints = Constraints()
+
+
+def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights, opts: RunOptions) -> Report:
     started = time.perf_counter()
+    dev = opts.device
     set_threads()
-    torch.manual_seed(seed)
-    handle, bundle, model_name, data_name = _resolve(model, data, weights, dev, seed, run_dir)
+    torch.manual_seed(opts.seed)
+    handle, bundle, model_name, data_name = _resolve(model, data, weights, dev, opts.seed, run_dir)
     baseline_model = handle.model.to(dev).eval()
     weights_path = run_dir / BASELINE_WEIGHTS
     if not weights_path.exists():
@@ -176,59 +214,81 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
         atomic_write(weights_path, lambda p: torch.save(state, p))
     example = tuple(t.to(dev) for t in bundle.example_inputs(2, split="train"))
     input_names = getattr(handle.hf, "input_names", None) if handle.hf is not None else None
-    reference = None
-    if bundle.task == "embedding":
-        reference, _ = predict(baseline_model, bundle.test, device=dev)
-
-    if (previous is not None and previous.baseline.status == "ok"
-            and verified_artifact(run_dir, previous.baseline.artifact, "resume: baseline")):
-        say("resume: reusing the measured baseline")
-        baseline = previous.baseline
-    else:
-        say("saving the baseline artifact")
-        artifact = save_exported(baseline_model, run_dir / "baseline.pt2", example, task=bundle.task, input_names=input_names)
-        say("measuring the baseline")
-        fn = load(artifact, device=dev)
-        with CpuContention() as contention:
-            metrics = measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=batch_sizes, device=dev,
-                                 reference=reference, params=None, macs=None, progress=lambda m: say(f"baseline: {m}"))
-        baseline = Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics,
-                             notes=[Note(kind="busy_machine", text=busy)] if (busy := contention.note()) else [])
-        if busy:
-            say(f"baseline: warning: {busy}")
-
+    reference = predict(baseline_model, bundle.test, device=dev)[0] if bundle.task == "embedding" else None
+    baseline = _baseline(baseline_model, bundle, run_dir, previous, example, input_names, reference, opts)
     report = Report(torchslim_version=__version__, environment=environment(dev), model=model_name, data=data_name,
-                    task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": max_accuracy_drop},
-                    baseline=baseline, candidates=[], best=None, recipe=loaded.name)
+                    task=bundle.task, metric=bundle.metric, budget={"max_accuracy_drop": opts.max_accuracy_drop},
+                    baseline=baseline, candidates=[], best=None, recipe=loaded.name, objective=opts.objective,
+                    constraints=opts.constraints.as_dict())
     report._run_dir = str(run_dir)
-    sens_spec = loaded.spec.sensitivity
-    if sens_spec is not None:
-        if previous is not None and previous.sensitivity:
-            report.sensitivity = previous.sensitivity
-        else:
-            say(f"sensitivity: pruning one layer at a time ({sens_spec.ratio:.0%}), scored on the validation split")
-            report.sensitivity = layer_sensitivity(baseline_model, bundle, ratio=sens_spec.ratio,
-                                                   max_layers=sens_spec.max_layers, device=dev)
+    report.sensitivity = _sensitivity(loaded, previous, baseline_model, bundle, dev)
     write_report(report, run_dir)
 
     setup = SearchSetup(run_dir=run_dir, data=bundle, baseline_model=baseline_model, baseline=baseline, device=dev,
-                        example_inputs=example, batch_sizes=batch_sizes, max_accuracy_drop=max_accuracy_drop, seed=seed,
-                        input_names=input_names, reference=reference, measure_fn=measure_fn)
+                        example_inputs=example, batch_sizes=opts.batch_sizes, max_accuracy_drop=opts.max_accuracy_drop,
+                        seed=opts.seed, input_names=input_names, reference=reference, measure_fn=opts.measure_fn)
     plans = [p for p in loaded.candidates if not p.devices or dev.type in p.devices]
     for p in loaded.candidates:
         if p not in plans:
             say(f"{p.name}: not planned, it runs only on {', '.join(p.devices)} (this run: {dev.type})")
     done = {c.name: c for c in (previous.candidates if previous else []) if c.status in ("ok", "failed")}
-    _run_stage(plans, setup, report, done, started, time_budget, "")
+    _run_stage(plans, setup, report, done, started, opts.time_budget, "")
     if loaded.spec.refine is not None:
-        refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity, step_table)
-        _run_stage(refined, setup, report, done, started, time_budget, "refine ")
-    report.best = select_best(report.candidates)
+        refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity,
+                               opts.step_table, opts.objective, baseline.metrics)
+        _run_stage(refined, setup, report, done, started, opts.time_budget, "refine ")
+    _choose(report, opts)
     write_report(report, run_dir)
-    say(f"best: {report.best}" if report.best else "no candidate is within the accuracy budget")
-    if html:
+    if opts.html:
         write_html(report, run_dir)
     return report
+
+
+def _baseline(baseline_model, bundle, run_dir: Path, previous: Report | None, example, input_names, reference,
+              opts: RunOptions) -> Candidate:
+    """The baseline's record: reused from the run being resumed when its artifact still verifies."""
+    if (previous is not None and previous.baseline.status == "ok"
+            and verified_artifact(run_dir, previous.baseline.artifact, "resume: baseline")):
+        say("resume: reusing the measured baseline")
+        return previous.baseline
+    say("saving the baseline artifact")
+    artifact = save_exported(baseline_model, run_dir / "baseline.pt2", example, task=bundle.task, input_names=input_names)
+    say("measuring the baseline")
+    fn = load(artifact, device=opts.device)
+    with CpuContention() as contention:
+        metrics = opts.measure_fn(fn, bundle, artifact=artifact, runtime="eager", batch_sizes=opts.batch_sizes,
+                                  device=opts.device, reference=reference, params=None, macs=None,
+                                  progress=lambda m: say(f"baseline: {m}"))
+    busy = contention.note()
+    if busy:
+        say(f"baseline: warning: {busy}")
+    return Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name, metrics=metrics,
+                     notes=[Note(kind="busy_machine", text=busy)] if busy else [])
+
+
+def _sensitivity(loaded: LoadedRecipe, previous: Report | None, model, bundle, dev) -> dict | None:
+    spec = loaded.spec.sensitivity
+    if spec is None:
+        return None
+    if previous is not None and previous.sensitivity:
+        return previous.sensitivity
+    say(f"sensitivity: pruning one layer at a time ({spec.ratio:.0%}), scored on the validation split")
+    return layer_sensitivity(model, bundle, ratio=spec.ratio, max_layers=spec.max_layers, device=dev)
+
+
+def _choose(report: Report, opts: RunOptions) -> None:
+    """best (the chosen objective's winner), every objective's winner, the Pareto front, and a
+    note on each candidate a hard constraint made ineligible."""
+    base = report.baseline.metrics
+    for c in report.candidates:
+        if c.status == "ok" and c.metrics is not None:
+            for why in opts.constraints.violations(c.metrics):
+                c.notes.append(Note(kind="warning", text=f"not eligible: {why}"))
+    report.winners = winners(report.candidates, base, opts.constraints)
+    report.best = report.winners[opts.objective]
+    report.pareto = pareto_front(report.candidates)
+    say(f"best ({opts.objective}): {report.best}" if report.best else
+        "no candidate is within the accuracy budget" + (" and the constraints" if opts.constraints.as_dict() else ""))
 
 
 def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report, done: dict[str, Candidate],

@@ -83,6 +83,8 @@ class RefineSpec(BaseModel):
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
+    objective: Literal["latency", "throughput", "size", "balanced"] | None = Field(
+        None, description="what best means for this recipe; --objective overrides it")
     candidates: list[CandidateSpec] = Field(min_length=1)
     sensitivity: SensitivitySpec | None = None
     refine: RefineSpec | None = None

@@ -28,10 +28,13 @@ def _tunable(plan: PlannedCandidate, skip_layers: list[str]) -> bool:
     return any(s.name in RATIO_KNOBS or (skip_layers and s.name in SKIP_KNOBS) for s in plan.steps)
 
 
-def choose_family(results: list[Candidate], plans: Mapping[str, PlannedCandidate], skip_layers: list[str]) -> str | None:
+def choose_family(results: list[Candidate], plans: Mapping[str, PlannedCandidate], skip_layers: list[str],
+                  objective: str = "latency", baseline=None) -> str | None:
+    """The candidate to refine around: the chosen objective's best tunable one, else the most
+    accurate tunable one outside the budget."""
     measured = [c for c in results if c.status == "ok" and c.metrics is not None and c.refined_from is None]
     over_budget = sorted((c for c in measured if not c.within_budget), key=lambda c: -c.metrics.accuracy)
-    for c in [*rank(measured), *over_budget]:
+    for c in [*rank(measured, objective, baseline=baseline), *over_budget]:
         if c.name in plans and _tunable(plans[c.name], skip_layers):
             return c.name
     return None
@@ -44,10 +47,11 @@ def _current(step, key: str) -> Any:
 
 
 def refine_plans(spec: RefineSpec, results: list[Candidate], plans: Mapping[str, PlannedCandidate],
-                 sensitivity: dict | None, step_table: Mapping[str, Any] | None) -> list[PlannedCandidate]:
+                 sensitivity: dict | None, step_table: Mapping[str, Any] | None, objective: str = "latency",
+                 baseline=None) -> list[PlannedCandidate]:
     """The second-stage candidates (possibly none), named ``<family>.ratio-0.6`` / ``<family>.keep-2-sensitive``."""
     skip_layers = most_sensitive(sensitivity, spec.skip_sensitive)
-    family = choose_family(results, plans, skip_layers)
+    family = choose_family(results, plans, skip_layers, objective, baseline)
     if family is None:
         say("refine: no measured candidate has a ratio to tune or layers to keep; no second stage")
         return []

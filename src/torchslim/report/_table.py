@@ -70,6 +70,9 @@ def render_table(report: Report, console: Console | None = None) -> Table:
             row = [c.name, c.status, (c.error or "")[:60]] + [""] * (4 + len(keys)) + ["no"]
         else:
             row = _row(c, base, metric, keys)
+        won = [o for o, name in report.winners.items() if name == c.name]
+        if won:
+            row[0] = f"{c.name} \\[best {'/'.join(won)}]"
         style = "bold green" if c.name == report.best else ("red" if c.status == "failed" else None)
         table.add_row(*row, style=style)
     console.print(table)
@@ -80,8 +83,11 @@ def render_table(report: Report, console: Console | None = None) -> Table:
     if busy:
         console.print(f"[yellow]warning: {', '.join(busy)} measured while other processes used the CPU: their latencies "
                       "and speed-ups are unreliable; re-run on an idle machine[/]", highlight=False)
+    if report.winners:
+        picks = ", ".join(f"{o}: {n or '-'}" for o, n in report.winners.items())
+        console.print(f"winners by objective: {picks}", highlight=False)
     if report.best:
-        console.print(f"[bold green]best:[/] {report.best}")
+        console.print(f"[bold green]best ({report.objective}):[/] {report.best}")
     else:
         console.print("[yellow]no candidate is within the accuracy budget[/]")
     return table
