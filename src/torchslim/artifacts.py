@@ -24,16 +24,25 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write, atomic_write_text
-from torchslim.errors import ArtifactError, ExportError
+from torchslim.core import export as core_export
+from torchslim.core.export import DynamicAxes, is_token_input, sequence_buckets
+from torchslim.errors import ArtifactError
 
 FORMAT_VERSION = 1
 
 
 @dataclass
 class InputSpec:
-    shape: list[int]  # an example shape; dim 0 is the batch, dynamic in every artifact
+    shape: list[int]  # an example shape; dim 0 is the batch
     dtype: str = "float32"
     name: str = "input"
+    # Axes that take any size in [min, max] (keys are axis numbers as strings, JSON's only
+    # key type), e.g. {"0": [1, 4096], "1": [1, 512]} for token ids. None: a manifest written
+    # before torchslim recorded it (the batch was dynamic, nothing else is known).
+    dynamic: dict[str, list[int]] | None = None
+    # The sequence lengths a runtime that compiles per shape (``compile``) pads a token input
+    # up to, shortest first; None for inputs without a dynamic sequence.
+    buckets: list[int] | None = None
 
     def example(self, batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
         shape = [batch_size, *self.shape[1:]]
@@ -41,6 +50,26 @@ class InputSpec:
         if dtype.is_floating_point:
             return torch.randn(shape, dtype=dtype, device=device)
         return torch.ones(shape, dtype=dtype, device=device)
+
+    def accepted(self) -> str:
+        """The shapes this input takes, e.g. ``int64[1..4096, 1..512]``."""
+        dims = []
+        for axis, size in enumerate(self.shape):
+            bounds = (self.dynamic or {}).get(str(axis)) or ([1, None] if axis == 0 and self.dynamic is None else None)
+            dims.append(f"{bounds[0]}..{bounds[1] or 'N'}" if bounds else str(size))
+        return f"{self.dtype}[{', '.join(dims)}]"
+
+    def accepts(self, t: torch.Tensor) -> bool:
+        if t.dim() != len(self.shape):
+            return False
+        for axis, (size, expected) in enumerate(zip(t.shape, self.shape, strict=True)):
+            bounds = (self.dynamic or {}).get(str(axis))
+            if bounds is not None:
+                if not bounds[0] <= size <= bounds[1]:
+                    return False
+            elif not (axis == 0 and self.dynamic is None) and size != expected:
+                return False
+        return True
 
 
 @dataclass
@@ -56,6 +85,21 @@ class Manifest:
     def example_inputs(self, batch_size: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
         return tuple(spec.example(batch_size, device) for spec in self.inputs)
 
+    def check_inputs(self, inputs: tuple, path: str | Path = "this artifact") -> None:
+        """Raise ArtifactError naming the accepted shapes unless ``inputs`` fit the manifest
+        (checked before the call: a program's own guard failure is an internal assertion)."""
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        if len(tensors) == len(inputs) == len(self.inputs) and all(
+            spec.accepts(t) for spec, t in zip(self.inputs, tensors, strict=True)
+        ):
+            return
+        got = ", ".join(f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}" if isinstance(t, torch.Tensor)
+                        else type(t).__name__ for t in inputs)
+        accepted = ", ".join(f"{spec.name}: {spec.accepted()}" for spec in self.inputs)
+        raise ArtifactError(f"{str(path)!r} cannot take inputs ({got}); it accepts ({accepted}), where a..b is any "
+                            "size from a to b. Pad or truncate token inputs to at most the longest length, or split "
+                            "the batch.")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
@@ -66,12 +110,21 @@ class Manifest:
         return cls(**raw)
 
 
-def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | None = None) -> list[InputSpec]:
+def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | None = None,
+                dynamic: list[DynamicAxes] | None = None) -> list[InputSpec]:
+    """One InputSpec per input; ``dynamic`` (from ``torchslim.core.export.dynamic_axes``) says
+    which axes take any size, and gives token inputs their compile buckets."""
     names = names or (["input"] if len(example_inputs) == 1 else [f"input_{i}" for i in range(len(example_inputs))])
-    return [
-        InputSpec(shape=list(t.shape), dtype=str(t.dtype).removeprefix("torch."), name=n)
-        for t, n in zip(example_inputs, names, strict=True)
-    ]
+    specs = []
+    for index, (t, n) in enumerate(zip(example_inputs, names, strict=True)):
+        axes = dynamic[index] if dynamic is not None else None
+        spec = InputSpec(shape=list(t.shape), dtype=str(t.dtype).removeprefix("torch."), name=n)
+        if axes is not None:
+            spec.dynamic = {str(axis): [low, high] for axis, (low, high) in sorted(axes.items())}
+            if is_token_input(t) and 1 in axes:
+                spec.buckets = sequence_buckets(axes[1][1])
+        specs.append(spec)
+    return specs
 
 
 def manifest_path(path: str | Path) -> Path:
@@ -104,25 +157,11 @@ def read_manifest(path: str | Path) -> Manifest:
     return manifest
 
 
-def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], *, dynamic_batch: bool = True):
-    """``torch.export`` with a dynamic batch dimension on every input."""
+def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export`` in eval mode with a dynamic batch (and sequence, for token inputs); see
+    ``torchslim.core.export``."""
     model.eval()
-    dynamic_shapes = None
-    if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        dynamic_shapes = tuple({0: batch} for _ in example_inputs)
-    # Export with a batch of at least 2: a batch of 1 gets specialized to a constant.
-    example_inputs = tuple(t if t.shape[0] > 1 else torch.cat([t, t]) for t in example_inputs)
-    try:
-        with torch.no_grad():
-            return torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
-    except Exception as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(
-            f"torch.export could not capture {type(model).__name__}: {first_line}. Models with "
-            "data-dependent Python control flow or non-tensor outputs cannot be exported; "
-            "rewrite that part with tensor ops or torch.cond."
-        ) from None
+    return core_export.export_program(model, example_inputs)
 
 
 def _drop_stack_traces(program: torch.export.ExportedProgram) -> None:
@@ -151,17 +190,23 @@ def save_exported(
     program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, example_inputs)
     _drop_stack_traces(program)
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
-    write_manifest(
-        path,
-        Manifest("exported", runtime, input_specs(example_inputs, input_names), task, steps or [], extra or {}),
-    )
+    extra = dict(extra or {})
+    extra["sequence_outputs"] = core_export.output_sequence_axes(program)
+    specs = input_specs(example_inputs, input_names, core_export.dynamic_axes(program))
+    write_manifest(path, Manifest("exported", runtime, specs, task, steps or [], extra))
     return path
 
 
-def load(path: str | Path, *, runtime: str | None = None, device: str | torch.device = "cpu"):
+def load(path: str | Path, *, runtime: str | None = None, device: str | torch.device = "cpu",
+         precompile: bool = False):
     """A callable for any artifact torchslim writes, on the runtime recorded with it
-    (or ``runtime``), taking the same inputs as the original model."""
+    (or ``runtime``), taking the same inputs as the original model. ``precompile``: a runtime
+    that compiles per shape (``compile``) compiles its sequence-length buckets now (batch 1)
+    rather than on the first request of each."""
     from torchslim.runtime import get_runtime
 
     manifest = read_manifest(path)
-    return get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
+    model = get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
+    if precompile and hasattr(model, "precompile"):
+        model.precompile()
+    return model

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from torchslim._io import atomic_write_bytes
 from torchslim.artifacts import Manifest, export_program, input_specs, write_manifest
+from torchslim.core.export import dynamic_axes
 from torchslim.errors import ConfigError
 from torchslim.share import _codec
 from torchslim.share._format import encode_program, read_tslim, rebuild_program
@@ -55,7 +56,7 @@ def save_tslim(
         "inputs": [[[max(2, t.shape[0]), *t.shape[1:]], _codec.dtype_name(t.dtype)] for t in example_cpu]})
     atomic_write_bytes(path, blob)
     info = tslim_info(path)
-    write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names), task, steps or [],
+    write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names, dynamic_axes(program)), task, steps or [],
                                   extra={k: info[k] for k in ("structure_bytes", "weight_bytes", "header_bytes")}))
     return path
 
