@@ -21,7 +21,7 @@ os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torc
 from torchslim import zoo  # noqa: E402
 from torchslim.artifacts import load, read_manifest  # noqa: E402
 from torchslim.bench import accuracy  # noqa: E402
-from torchslim.errors import ConfigError, DataError, ExportError  # noqa: E402
+from torchslim.errors import ArtifactError, ConfigError, DataError, ExportError  # noqa: E402
 from torchslim.export import export, onnx_param_count, quantize_onnx, run_step, validate_step  # noqa: E402
 
 ACCURACY_POINTS = 0.01
@@ -142,8 +142,11 @@ def test_token_inputs_get_dynamic_batch_and_sequence(tmp_path):
     assert [s.name for s in manifest.inputs] == ["input_ids", "attention_mask"]
     assert manifest.extra["dynamic_axes"] == {"input_ids": [0, 1], "attention_mask": [0, 1]}
     fn = load(path)
-    ids, mask = torch.randint(0, 50, (5, 20)), torch.randint(0, 2, (5, 20))
+    ids, mask = torch.randint(0, 50, (5, 7)), torch.randint(0, 2, (5, 7))
     assert _max_diff(fn, model, (ids, mask)) < 1e-4
+    # The model states no maximum length, so the example's (12) is the longest it accepts.
+    with pytest.raises(ArtifactError, match=r"1\.\.12"):
+        fn(torch.randint(0, 50, (5, 20)), torch.ones(5, 20, dtype=torch.int64))
 
 
 class DataDependent(torch.nn.Module):

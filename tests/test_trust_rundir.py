@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 import torch.nn as nn
-from torchslim.pipeline._train import TRAIN_RUN, train_from_specs
 
 from tests.test_pipeline import CALLS, FAKE_STEPS, fake_measure
 from torchslim.bench import accuracy
@@ -19,6 +18,7 @@ from torchslim.core.rundir import MARKER, claim_run_dir
 from torchslim.data import load_data
 from torchslim.errors import ConfigError, RunDirError, TorchslimError
 from torchslim.pipeline import optimize
+from torchslim.pipeline._train import TRAIN_RUN, train_from_specs
 from torchslim.train import TrainConfig, fit
 
 RECIPE = {"candidates": [{"name": "a", "steps": [{"scale": {"factor": 1.0}}]},

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
-from torchslim.core.export import export_program
+from torchslim.core import export as core_export
 from torchslim.core.manifest import (
     FORMAT_VERSION,
     InputSpec,
@@ -35,6 +35,13 @@ from torchslim.core.manifest import (
 from torchslim.core.registry import WRITERS
 from torchslim.export import writer_for  # noqa: F401  (registers the exporters' writers)
 from torchslim.runtime import get_runtime
+
+
+def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export`` in eval mode with a dynamic batch (and sequence, for token inputs); see
+    ``torchslim.core.export``."""
+    model.eval()
+    return core_export.export_program(model, example_inputs)
 
 
 def _drop_stack_traces(program: torch.export.ExportedProgram) -> None:
@@ -63,10 +70,10 @@ def save_exported(
     program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, example_inputs)
     _drop_stack_traces(program)
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
-    write_manifest(
-        path,
-        Manifest("exported", runtime, input_specs(example_inputs, input_names), task, steps or [], extra or {}),
-    )
+    extra = dict(extra or {})
+    extra["sequence_outputs"] = core_export.output_sequence_axes(program)
+    specs = input_specs(example_inputs, input_names, core_export.dynamic_axes(program))
+    write_manifest(path, Manifest("exported", runtime, specs, task, steps or [], extra))
     return path
 
 
@@ -105,8 +112,14 @@ for _runtime in ("eager", "compile"):
     WRITERS.register(_runtime, _exported_writer(_runtime))
 
 
-def load(path: str | Path, *, runtime: str | None = None, device: str | torch.device = "cpu"):
+def load(path: str | Path, *, runtime: str | None = None, device: str | torch.device = "cpu",
+         precompile: bool = False):
     """A callable for any artifact torchslim writes, on the runtime recorded with it
-    (or ``runtime``), taking the same inputs as the original model."""
+    (or ``runtime``), taking the same inputs as the original model. ``precompile``: a runtime
+    that compiles per shape (``compile``) compiles its sequence-length buckets now (batch 1)
+    rather than on the first request of each."""
     manifest = read_manifest(path)
-    return get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
+    model = get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
+    if precompile and hasattr(model, "precompile"):
+        model.precompile()
+    return model

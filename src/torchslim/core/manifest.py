@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from torchslim._io import atomic_write_text
+from torchslim.core.export import DynamicAxes, is_token_input, sequence_buckets
 from torchslim.core.integrity import file_digests, verify_digests
 from torchslim.core.manifest_check import check_manifest_fields
 from torchslim.errors import ArtifactError
@@ -21,9 +22,16 @@ FORMAT_VERSION = 1
 
 @dataclass
 class InputSpec:
-    shape: list[int]  # an example shape; dim 0 is the batch, dynamic in every artifact
+    shape: list[int]  # an example shape; dim 0 is the batch
     dtype: str = "float32"
     name: str = "input"
+    # Axes that take any size in [min, max] (keys are axis numbers as strings, JSON's only
+    # key type), e.g. {"0": [1, 4096], "1": [1, 512]} for token ids. None: a manifest written
+    # before torchslim recorded it (the batch was dynamic, nothing else is known).
+    dynamic: dict[str, list[int]] | None = None
+    # The sequence lengths a runtime that compiles per shape (``compile``) pads a token input
+    # up to, shortest first; None for inputs without a dynamic sequence.
+    buckets: list[int] | None = None
 
     def example(self, batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
         shape = [batch_size, *self.shape[1:]]
@@ -31,6 +39,26 @@ class InputSpec:
         if dtype.is_floating_point:
             return torch.randn(shape, dtype=dtype, device=device)
         return torch.ones(shape, dtype=dtype, device=device)
+
+    def accepted(self) -> str:
+        """The shapes this input takes, e.g. ``int64[1..4096, 1..512]``."""
+        dims = []
+        for axis, size in enumerate(self.shape):
+            bounds = (self.dynamic or {}).get(str(axis)) or ([1, None] if axis == 0 and self.dynamic is None else None)
+            dims.append(f"{bounds[0]}..{bounds[1] or 'N'}" if bounds else str(size))
+        return f"{self.dtype}[{', '.join(dims)}]"
+
+    def accepts(self, t: torch.Tensor) -> bool:
+        if t.dim() != len(self.shape):
+            return False
+        for axis, (size, expected) in enumerate(zip(t.shape, self.shape, strict=True)):
+            bounds = (self.dynamic or {}).get(str(axis))
+            if bounds is not None:
+                if not bounds[0] <= size <= bounds[1]:
+                    return False
+            elif not (axis == 0 and self.dynamic is None) and size != expected:
+                return False
+        return True
 
 
 @dataclass
@@ -47,6 +75,21 @@ class Manifest:
     def example_inputs(self, batch_size: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
         return tuple(spec.example(batch_size, device) for spec in self.inputs)
 
+    def check_inputs(self, inputs: tuple, path: str | Path = "this artifact") -> None:
+        """Raise ArtifactError naming the accepted shapes unless ``inputs`` fit the manifest
+        (checked before the call: a program's own guard failure is an internal assertion)."""
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        if len(tensors) == len(inputs) == len(self.inputs) and all(
+            spec.accepts(t) for spec, t in zip(self.inputs, tensors, strict=True)
+        ):
+            return
+        got = ", ".join(f"{str(t.dtype).removeprefix('torch.')}{list(t.shape)}" if isinstance(t, torch.Tensor)
+                        else type(t).__name__ for t in inputs)
+        accepted = ", ".join(f"{spec.name}: {spec.accepted()}" for spec in self.inputs)
+        raise ArtifactError(f"{str(path)!r} cannot take inputs ({got}); it accepts ({accepted}), where a..b is any "
+                            "size from a to b. Pad or truncate token inputs to at most the longest length, or split "
+                            "the batch.")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
@@ -58,12 +101,21 @@ class Manifest:
         return cls(**raw)
 
 
-def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | None = None) -> list[InputSpec]:
+def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | None = None,
+                dynamic: list[DynamicAxes] | None = None) -> list[InputSpec]:
+    """One InputSpec per input; ``dynamic`` (from ``torchslim.core.export.dynamic_axes``) says
+    which axes take any size, and gives token inputs their compile buckets."""
     names = names or (["input"] if len(example_inputs) == 1 else [f"input_{i}" for i in range(len(example_inputs))])
-    return [
-        InputSpec(shape=list(t.shape), dtype=str(t.dtype).removeprefix("torch."), name=n)
-        for t, n in zip(example_inputs, names, strict=True)
-    ]
+    specs = []
+    for index, (t, n) in enumerate(zip(example_inputs, names, strict=True)):
+        axes = dynamic[index] if dynamic is not None else None
+        spec = InputSpec(shape=list(t.shape), dtype=str(t.dtype).removeprefix("torch."), name=n)
+        if axes is not None:
+            spec.dynamic = {str(axis): [low, high] for axis, (low, high) in sorted(axes.items())}
+            if is_token_input(t) and 1 in axes:
+                spec.buckets = sequence_buckets(axes[1][1])
+        specs.append(spec)
+    return specs
 
 
 def manifest_path(path: str | Path) -> Path:

@@ -2,7 +2,8 @@
 library plus its weights, loadable with no Python graph capture (``aoti_load_package``).
 
 The package is compiled for the device of the example inputs (a CPU package does not run on
-CUDA and vice versa) with a dynamic batch axis. Compiling costs 20-60 s of C++ build on a
+CUDA and vice versa) with a dynamic batch axis, and a dynamic sequence axis for token inputs
+(one kernel set for every length up to the model's maximum, no buckets). Compiling costs 20-60 s of C++ build on a
 small CPU; what it buys is no per-call Python/dispatcher overhead and Inductor's fused kernels.
 """
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
+from torchslim.core import export as core_export
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
@@ -58,20 +60,14 @@ def export_aoti(
         atomic_write(path, lambda p: shutil.copyfile(package, p))
     extra = {"precision": precision, "device": device.type, "compiler": f"AOTInductor, torch {torch.__version__}",
              "parity": parity.as_dict()}
-    write_manifest(path, Manifest("aoti", "aoti", input_specs(example, input_names), task, steps or [], extra))
+    specs = input_specs(example, input_names, core_export.dynamic_axes(program))
+    write_manifest(path, Manifest("aoti", "aoti", specs, task, steps or [], extra))
     return path
 
 
 def _export_program(module: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
-    try:
-        with common.quiet(), torch.no_grad():
-            return torch.export.export(module, example, dynamic_shapes=common.dynamic_shapes(example), strict=False)
-    except Exception as e:
-        raise ExportError(
-            f"torch.export could not capture {type(module).__name__}: {common.exporter_reason(e)}. Models with "
-            "data-dependent Python control flow, .item()/.numpy() calls or non-tensor outputs cannot be exported; "
-            "rewrite that part with tensor ops (torch.where, torch.cond)."
-        ) from None
+    return core_export.export_program(module, example, context=common.quiet,
+                                      advice="Or export to ONNX (format onnx).")
 
 
 def _is_quantized(program: torch.export.ExportedProgram) -> bool:

@@ -1,4 +1,4 @@
-"""Shared pieces of every exporter: output paths, dynamic shapes, calibration batches,
+"""Shared pieces of every exporter: output paths, calibration batches,
 output parity, and turning an exporter's exception into one readable paragraph."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torchslim.core.export import exportable_example, is_token_input
 from torchslim.errors import ConfigError, DataError
 
 # format -> (runtime that runs it, file suffix). "aoti" is the manifest's name for a pt2 package.
@@ -90,27 +91,8 @@ def output_path(out: str | Path, format: str) -> Path:
 
 
 def batch_of_two(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    # Exporters specialize a batch of 1 to the constant 1; a batch of 2 keeps the axis symbolic.
-    return tuple(t if t.shape[0] > 1 else torch.cat([t, t]) for t in example_inputs)
-
-
-def is_sequence_input(t: torch.Tensor) -> bool:
-    """2-D integer inputs are token ids / attention masks: their axis 1 is the sequence."""
-    return t.dim() == 2 and t.dtype in (torch.int64, torch.int32)
-
-
-def dynamic_shapes(example_inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
-    """Batch is dynamic for every input (an error if the model pins it); the sequence axis of
-    token inputs is ``Dim.AUTO``: dynamic unless the model's code fixes it (e.g. a learned
-    position table of fixed length), in which case the exporter keeps it static."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    shapes = []
-    for t in example_inputs:
-        dims: dict[int, Any] = {0: batch}
-        if is_sequence_input(t):
-            dims[1] = torch.export.Dim.AUTO
-        shapes.append(dims)
-    return tuple(shapes)
+    """The example grown so exporters keep its dynamic axes symbolic (torchslim.core.export)."""
+    return exportable_example(example_inputs)
 
 
 def flatten_outputs(out: Any) -> tuple[torch.Tensor, ...]:
@@ -177,7 +159,7 @@ def signature_of(example_inputs: tuple[torch.Tensor, ...]) -> Signature:
     signature = []
     for t in example_inputs:
         shape: list[int | None] = [None, *t.shape[1:]]
-        if is_sequence_input(t):
+        if is_token_input(t):
             shape[1] = None
         signature.append((t.dtype, shape))
     return signature

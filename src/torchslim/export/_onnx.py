@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
+from torchslim.core import export as core_export
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
@@ -56,7 +57,7 @@ def export_onnx(
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):
             log("exporting to ONNX (torch.onnx.export, dynamo=True)")
-            output_names = write_fp32(module, fp32, example, names)
+            output_names, axes = write_fp32(module, fp32, example, names)
             parity_batches = common.parity_inputs(common.batch_of_two(example))
             references = common.reference_outputs(module, parity_batches)
         final, extra = fp32, {"quantize": "none", "precision": "fp32"}
@@ -66,7 +67,8 @@ def export_onnx(
         parity = check_parity(final, parity_batches, references, extra["precision"], type(module).__name__)
         log(f"ONNX parity with PyTorch: {parity.describe()}")
         extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}", "output_names": output_names}
-        _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
+        specs = input_specs(example, names, axes)
+        _write(final, path, Manifest("onnx", "onnxruntime", specs, task, steps or [], extra), parity)
     return path
 
 
@@ -143,20 +145,20 @@ def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tupl
     return module, tuple(t.detach().cpu() for t in example_inputs)
 
 
-def write_fp32(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...], names: list[str]) -> list[str]:
-    """Export to one inline file at ``path``; returns the output names."""
+def write_fp32(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...],
+               names: list[str]) -> tuple[list[str], list[core_export.DynamicAxes]]:
+    """Export to one inline file at ``path``; returns the output names and each input's dynamic
+    axes (batch, and sequence for token inputs, as ``torchslim.core.export`` gives them)."""
     example = common.batch_of_two(example)
     with torch.no_grad():
         outputs = common.flatten_outputs(module(*example))
     output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    limit = core_export.sequence_limit(module, example)
     try:
-        with common.quiet(), torch.no_grad():
-            program = torch.onnx.export(
-                module, example, dynamo=True, dynamic_shapes=common.dynamic_shapes(example),
-                input_names=names, output_names=output_names, external_data=False, verbose=False,
-            )
-            # Inline weights: one file whose size is the artifact's real size (models > 2 GB
-            # cannot be inline; torchslim's targets are far below that).
+        program = _export_dynamo(module, example, limit, names, output_names)
+        # Inline weights: one file whose size is the artifact's real size (models > 2 GB
+        # cannot be inline; torchslim's targets are far below that).
+        with common.quiet():
             program.save(str(path), external_data=False)
     except Exception as e:
         raise ExportError(
@@ -176,7 +178,24 @@ def write_fp32(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...],
         raise ExportError(f"The exported ONNX graph of {type(module).__name__} has a fixed batch size for input(s) "
                           f"{', '.join(baked)}: the model's code pins the batch dimension (e.g. reshape(2, -1) or a "
                           "size taken from a constant). Use x.shape[0] / reshape(x.shape[0], -1) instead.")
-    return output_names
+    exported = getattr(program, "exported_program", None)
+    return output_names, core_export.dynamic_axes(exported) if exported is not None else None
+
+
+def _export_dynamo(module: nn.Module, example, limit: int, names: list[str], output_names: list[str]):
+    """``torch.onnx.export(dynamo=True)`` with torchslim.core.export's dynamic shapes; a model
+    whose code pins the sequence axis is exported with that axis static (as the .pt2 is)."""
+    token_inputs = any(core_export.is_token_input(t) for t in example)
+    for dynamic_sequence in ([True, False] if token_inputs else [False]):
+        shapes = core_export.dynamic_shapes(example, max_length=limit, dynamic_sequence=dynamic_sequence)
+        try:
+            with common.quiet(), torch.no_grad():
+                return torch.onnx.export(module, example, dynamo=True, dynamic_shapes=shapes, input_names=names,
+                                         output_names=output_names, external_data=False, verbose=False)
+        except Exception as e:
+            if not dynamic_sequence or "Constraints violated" not in str(e):
+                raise
+    raise AssertionError("unreachable")
 
 
 def dynamic_axes(graph: onnx.ModelProto) -> dict[str, list[int]]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from torchslim.errors import ConfigError, ExportError, UnsupportedError
+from torchslim.core.export import export_program, model_max_length
+from torchslim.errors import ConfigError, UnsupportedError
 from torchslim.quantize._common import QuantizeInputs, SkipList, calibration_batches, quiet_backends
 from torchslim.quantize._config import QATConfig, StaticInt8Config
 
@@ -31,18 +32,11 @@ def _quantizer(config, model: nn.Module, *, is_qat: bool):
 
 
 def _export_for_pt2e(model: nn.Module, example: tuple[torch.Tensor, ...], *, train: bool) -> torch.fx.GraphModule:
-    """``torch.export`` with a dynamic batch (a batch of 2 at least: 1 would be specialized)."""
+    """The graph PT2E annotates: ``torchslim.core.export`` (dynamic batch, and sequence for
+    token inputs), in training or eval mode."""
     model.train(train)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    example = tuple(t if t.shape[0] > 1 else torch.cat([t, t]) for t in example)
-    try:
-        program = torch.export.export(model, example, dynamic_shapes=tuple({0: batch} for _ in example), strict=False)
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ExportError(
-            f"PT2E quantization needs torch.export, which could not capture {type(model).__name__}: "
-            f"{first_line}. Use method 'dynamic' or 'bf16', which work on the eager module."
-        ) from None
+    program = export_program(model, example, what="PT2E quantization needs torch.export, which",
+                             advice="Or use method 'dynamic' or 'bf16', which work on the eager module.")
     return program.module()
 
 
@@ -56,7 +50,7 @@ def _check_quantized(converted: torch.fx.GraphModule, config) -> None:
         )
 
 
-def _finish(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
+def _finish(converted: torch.fx.GraphModule, model: nn.Module) -> torch.fx.GraphModule:
     """Eval mode, ``.eval()`` allowed, and the float weights that ``convert_pt2e`` replaced by
     folded int8 constants dropped: they stay attached to the module otherwise, and a
     re-export would save them too (the artifact came out larger than the fp32 one)."""
@@ -75,6 +69,11 @@ def _finish(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
             owner, _, attr = name.rpartition(".")
             delattr(converted.get_submodule(owner) if owner else converted, attr)
     converted.delete_all_unused_submodules()
+    # The float model's sequence limit (e.g. max_position_embeddings) kept on the graph, so
+    # re-exporting the quantized graph accepts the same lengths (torchslim.core.export).
+    limit = model_max_length(model)
+    if limit is not None:
+        converted.max_length = limit
     return converted
 
 
@@ -102,7 +101,7 @@ def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: Quantize
             prepared(*args)
         converted = convert_pt2e(prepared, fold_quantize=True)
     _check_quantized(converted, config)
-    return _finish(converted)
+    return _finish(converted, model)
 
 
 def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) -> nn.Module:
@@ -132,4 +131,4 @@ def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) ->
         with torch.no_grad():
             converted = convert_pt2e(prepared, fold_quantize=True)
     _check_quantized(converted, config)
-    return _finish(converted)
+    return _finish(converted, model)

@@ -2,7 +2,8 @@
 
 Loading maps the library and its weights; calls go straight to compiled code with no graph
 capture. A package runs only on the device type it was compiled for (recorded in the
-manifest).
+manifest). Token models are compiled with a dynamic sequence axis, so one package serves every
+length in the manifest's range; inputs outside it are refused before the call.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from torchslim.errors import ArtifactError, UnsupportedError
 class AOTIModel:
     """``model(*inputs)`` -> a tensor (a tuple when the package returns several)."""
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, manifest: Any = None, path: Path | None = None) -> None:
         self.compiled = compiled
+        self.manifest, self.path = manifest, path
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
+        if self.manifest is not None:
+            # Outside its compiled ranges the package fails in C++ with no useful message.
+            self.manifest.check_inputs(inputs, self.path or "this package")
         out = self.compiled(*inputs)
         if isinstance(out, (list, tuple)):
             return out[0] if len(out) == 1 else tuple(out)
@@ -49,4 +54,4 @@ class AOTIRuntime:
             raise ArtifactError(f"Cannot load the AOTInductor package {str(path)!r} ({type(e).__name__}: "
                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). It must be loaded by the "
                                 "torch version that compiled it.") from None
-        return AOTIModel(compiled)
+        return AOTIModel(compiled, manifest, path)

@@ -14,6 +14,14 @@ class EagerRuntime:
     name = "eager"
 
     def load(self, path: Path, manifest, *, device="cpu"):
+        module = self.load_module(path, manifest, device=device)
+        # The program's own guards fail with a bare AssertionError; this check runs first and
+        # names the shapes the artifact takes (batch and sequence ranges from the manifest).
+        module.register_forward_pre_hook(lambda _m, args: manifest.check_inputs(args, path))
+        return module
+
+    def load_module(self, path: Path, manifest, *, device="cpu") -> torch.nn.Module:
+        """The program's module without the input check (for runtimes that check themselves)."""
         if manifest.format != "exported":
             raise ArtifactError(f"The eager runtime runs exported .pt2 programs, not {manifest.format!r} artifacts.")
         from torchslim.quantize._ops import register_ops_for

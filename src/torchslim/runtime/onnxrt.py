@@ -43,8 +43,10 @@ def make_session(model: str | Path | bytes, device: str | torch.device = "cpu") 
 class OnnxModel:
     """``model(*inputs)`` -> a tensor (or a tuple of tensors when the graph has several outputs)."""
 
-    def __init__(self, session: ort.InferenceSession, device: str | torch.device = "cpu") -> None:
+    def __init__(self, session: ort.InferenceSession, device: str | torch.device = "cpu", manifest: Any = None,
+                 path: Path | None = None) -> None:
         self.session = session
+        self.manifest, self.path = manifest, path
         self.device = torch.device(device)
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
@@ -53,6 +55,8 @@ class OnnxModel:
         if len(inputs) + len(named) != len(self.input_names):
             raise TypeError(f"this ONNX model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
                             f"got {len(inputs) + len(named)}")
+        if self.manifest is not None and not named:
+            self.manifest.check_inputs(inputs, self.path or "this ONNX model")
         feed = dict(zip(self.input_names, inputs, strict=False))
         feed.update(named)
         out_device = next(iter(feed.values())).device if feed else self.device
@@ -91,7 +95,7 @@ class OnnxRuntime:
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types
             session = _load_inline(path, device, e)
         expected = [spec.name for spec in manifest.inputs]
-        model = OnnxModel(session, device)
+        model = OnnxModel(session, device, manifest, path)
         if expected and model.input_names != expected:
             raise ArtifactError(f"{str(path)!r} takes inputs {model.input_names} but its manifest says {expected}; "
                                 "the two files do not belong together.")

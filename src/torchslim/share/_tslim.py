@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write_bytes
-from torchslim.core.export import export_program
+from torchslim.core.export import dynamic_axes, export_program
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ConfigError
 from torchslim.share import _codec
@@ -50,13 +50,13 @@ def save_tslim(
 
         cpu_model = copy.deepcopy(model).cpu()
     example_cpu = tuple(t.detach().cpu() for t in example_inputs)
-    program = export_program(cpu_model, example_cpu)
+    program = export_program(cpu_model.eval(), example_cpu)
     blob = encode_program(program, raw_fp16=raw_precision == "fp16", fixed=coding == "fixed", meta={
         "task": task, "steps": steps or [],
         "inputs": [[[max(2, t.shape[0]), *t.shape[1:]], _codec.dtype_name(t.dtype)] for t in example_cpu]})
     atomic_write_bytes(path, blob)
     info = tslim_info(path)
-    write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names), task, steps or [],
+    write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names, dynamic_axes(program)), task, steps or [],
                                   extra={k: info[k] for k in ("structure_bytes", "weight_bytes", "header_bytes")}))
     return path
 
