@@ -36,8 +36,10 @@ def check_manifest_fields(raw: Any) -> None:
     if not isinstance(inputs, list) or not inputs:
         raise ValueError("field 'inputs' must be a non-empty list of {shape, dtype, name}")
     for i, spec in enumerate(inputs):
-        if not isinstance(spec, dict) or set(spec) - {"shape", "dtype", "name"}:
-            raise ValueError(f"inputs[{i}] must be an object with shape, dtype and name")
+        if not isinstance(spec, dict) or set(spec) - {"shape", "dtype", "name", "dynamic", "buckets"}:
+            raise ValueError(f"inputs[{i}] must be an object with shape, dtype and name (and optionally "
+                             "dynamic and buckets)")
+        _check_dynamic(i, spec.get("dynamic"), spec.get("buckets"))
         shape = spec.get("shape")
         if not isinstance(shape, list) or not shape or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
@@ -46,3 +48,21 @@ def check_manifest_fields(raw: Any) -> None:
         dtype = spec.get("dtype", "float32")
         if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"inputs[{i}].dtype {dtype!r} is not a torch dtype (e.g. float32, int64)")
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def _check_dynamic(i: int, dynamic: Any, buckets: Any) -> None:
+    """``dynamic``: {"axis": [min, max]}; ``buckets``: increasing lengths (both optional)."""
+    if dynamic is not None and not (
+        isinstance(dynamic, dict)
+        and all(isinstance(k, str) and k.isdigit() and isinstance(v, list) and len(v) == 2
+                and all(_whole(b) for b in v) and v[0] <= v[1] for k, v in dynamic.items())
+    ):
+        raise ValueError(f"inputs[{i}].dynamic must map axis numbers to [min, max] sizes, got {dynamic!r}")
+    if buckets is not None and not (
+        isinstance(buckets, list) and buckets and all(_whole(b) for b in buckets) and buckets == sorted(set(buckets))
+    ):
+        raise ValueError(f"inputs[{i}].buckets must be increasing whole numbers, got {buckets!r}")

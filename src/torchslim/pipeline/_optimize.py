@@ -109,7 +109,7 @@ def optimize(
     step_table: Mapping[str, Any] | None = None,
     measure_fn: Callable = measure,
     html: bool = True,
-    objective: str = "latency",
+    objective: str | None = None,
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
 ) -> Report:
