@@ -88,3 +88,18 @@ def test_a_registered_technique_and_runtime_run_through_optimize_and_load(fake_p
     loaded = torchslim.load(tmp_path / "run" / cand.artifact)
     x = torch.randn(3, 1, 8, 8)
     assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_no_function_in_src_is_longer_than_60_lines():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "src" / "torchslim").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
+
+
+def test_the_public_surface_is_the_curated_api():
+    assert set(dir(torchslim)) <= set(torchslim.__all__) | {"__version__"}

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from torchslim.artifacts import load, read_manifest, save_for_runtime
+from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._measure import Metrics, measure, set_threads
+from torchslim.core.model_check import check_classifier
+from torchslim.data import load_data
+from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError, SpecError
+from torchslim.specs import resolve
 
 
 def benchmark(
@@ -28,11 +34,6 @@ def benchmark(
     ``model`` is a MODEL spec, a module, or the path of an artifact torchslim wrote; a spec or
     module is first saved as an artifact for ``runtime`` (size on disk is always real bytes).
     """
-    from torchslim.artifacts import load, read_manifest, save_for_runtime
-    from torchslim.data import load_data
-    from torchslim.device import resolve_device
-    from torchslim.specs import resolve
-
     if not isinstance(model, (str, Path, nn.Module)):
         raise SpecError(f"model must be a MODEL spec, an artifact path or an nn.Module, got {type(model).__name__}.")
     if not isinstance(data, str):
@@ -42,44 +43,43 @@ def benchmark(
     say = progress or (lambda _m: None)
     path = Path(model) if isinstance(model, (str, Path)) else None
     if path is not None and path.is_file():
-        manifest = read_manifest(path)
-        run_on = runtime or manifest.runtime
-        bundle = load_data(data, seed=seed)
-        check_artifact_fits_data(path, manifest, bundle)
-        fn = load(path, runtime=run_on, device=dev)
-        reference = None
-        if bundle.task == "embedding":
-            raise ConfigError("Benchmarking a saved embedding artifact needs the original model for fidelity; "
-                              "benchmark the hf: spec instead.")
-        return measure(fn, bundle, artifact=path, runtime=run_on, batch_sizes=batch_sizes, device=dev,
-                       reference=reference, progress=say)
-    input_names = None
-    if isinstance(model, nn.Module):
-        bundle = load_data(data, seed=seed)
-        module = model.to(dev).eval()
-        if bundle.task == "classification":
-            from torchslim.core.model_check import check_classifier
-
-            check_classifier(module, tuple(t.to(dev) for t in bundle.example_inputs(2)), num_classes=bundle.num_classes)
-    else:
-        if isinstance(model, Path) or str(model).endswith((".pt2", ".onnx", ".tslim", ".engine")):
-            from torchslim.errors import ArtifactError
-
-            raise ArtifactError(f"Artifact {str(model)!r} does not exist.")
-        handle, bundle = resolve(str(model), data, weights=weights, device=dev, seed=seed, log=say)
-        module = handle.model
-        input_names = getattr(handle.hf, "input_names", None)
+        return _benchmark_artifact(path, data, batch_sizes=batch_sizes, runtime=runtime, device=dev, seed=seed, say=say)
+    module, bundle, input_names = _module_and_data(model, data, weights=weights, device=dev, seed=seed, say=say)
     run_on = runtime or "eager"
     example = tuple(t.to(dev) for t in bundle.example_inputs(2))
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-") as tmp:
         artifact = save_for_runtime(module, Path(tmp), example, run_on, task=bundle.task, input_names=input_names)
         fn = load(artifact, runtime=run_on, device=dev)
         reference = module if bundle.task == "embedding" else None
-        from torchslim.bench._counting import count_macs, count_params
-
         return measure(fn, bundle, artifact=artifact, runtime=run_on, batch_sizes=batch_sizes, device=dev,
                        reference=reference, params=count_params(module), macs=count_macs(module, tuple(t[:1] for t in example)),
                        progress=say)
+
+
+def _benchmark_artifact(path: Path, data: str, *, batch_sizes, runtime, device, seed, say) -> Metrics:
+    manifest = read_manifest(path)
+    run_on = runtime or manifest.runtime
+    bundle = load_data(data, seed=seed)
+    check_artifact_fits_data(path, manifest, bundle)
+    fn = load(path, runtime=run_on, device=device)
+    if bundle.task == "embedding":
+        raise ConfigError("Benchmarking a saved embedding artifact needs the original model for fidelity; "
+                          "benchmark the hf: spec instead.")
+    return measure(fn, bundle, artifact=path, runtime=run_on, batch_sizes=batch_sizes, device=device, progress=say)
+
+
+def _module_and_data(model, data: str, *, weights, device, seed, say):
+    """(module, bundle, input names) for a module or a MODEL spec string."""
+    if isinstance(model, nn.Module):
+        bundle = load_data(data, seed=seed)
+        module = model.to(device).eval()
+        if bundle.task == "classification":
+            check_classifier(module, tuple(t.to(device) for t in bundle.example_inputs(2)), num_classes=bundle.num_classes)
+        return module, bundle, None
+    if isinstance(model, Path) or str(model).endswith((".pt2", ".onnx", ".tslim", ".engine", ".xml")):
+        raise ArtifactError(f"Artifact {str(model)!r} does not exist.")
+    handle, bundle = resolve(str(model), data, weights=weights, device=device, seed=seed, log=say)
+    return handle.model, bundle, getattr(handle.hf, "input_names", None)
 
 
 def check_artifact_fits_data(path: Path, manifest, bundle) -> None:
