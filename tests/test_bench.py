@@ -53,6 +53,7 @@ def test_measure_reports_real_bytes_and_every_field(tmp_path, digits):
     assert set(m.latency_ms) == {"1", "8"}
     assert m.throughput_per_s == pytest.approx(8 / (m.latency_ms["8"].p50 / 1e3))
     assert 0.0 <= m.accuracy <= 1.0 and m.peak_memory_bytes > 0
+    assert m.cold_start_ms > 0 and m.workload is None  # digits is not text
 
 
 def test_peak_memory_grows_with_the_model(tmp_path):
@@ -95,3 +96,34 @@ def test_cpu_contention_sees_another_process_busy():
         pytest.skip("no /proc/stat on this platform")
     assert busy.foreign_cores >= 0.5
     assert busy.busy and "other processes" in busy.note()
+
+
+class _ShapeLog(nn.Module):
+    """Sums the ids (a stand-in encoder) and records every input shape it was called with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, int]] = []
+
+    def forward(self, input_ids, attention_mask):
+        self.shapes.append(tuple(input_ids.shape))
+        return (input_ids * attention_mask).sum(dim=1, keepdim=True).float()
+
+
+def test_sentence_workload_cuts_batches_to_their_longest_sentence():
+    from torchslim.bench._workload import sentence_workload
+    from torchslim.data._text import TokenizedText
+
+    lengths = [3, 5, 2, 9, 4]
+    ids = torch.zeros(5, 128, dtype=torch.int64)
+    mask = torch.zeros(5, 128, dtype=torch.int64)
+    for i, n in enumerate(lengths):
+        ids[i, :n], mask[i, :n] = 7, 1
+    data = TokenizedText(ids, mask, torch.zeros(5, dtype=torch.int64), ["s"] * 5)
+    model = _ShapeLog()
+    work = sentence_workload(model, data, device=torch.device("cpu"), batch_size=2, repeats=1)
+    assert work.sentences == 5 and work.mean_tokens == pytest.approx(4.6)
+    assert work.batched_s > 0 and work.one_by_one_s > 0
+    # batches of 2 cut to their longest sentence, then each sentence alone at its own length
+    assert set(model.shapes) == {(2, 5), (2, 9), (1, 4), (1, 3), (1, 5), (1, 2), (1, 9)}
+    assert sentence_workload(model, torch.utils.data.TensorDataset(torch.zeros(3, 2)), device=torch.device("cpu")) is None

@@ -8,8 +8,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from torchslim.bench._counting import count_macs, count_params
-from torchslim.bench._memory import peak_memory
+from torchslim.bench._memory import probe_artifact
 from torchslim.bench._timing import time_callable
+from torchslim.bench._workload import Workload, sentence_workload
 from torchslim.data import DataBundle
 from torchslim.data._evaluate import accuracy, fidelity
 
@@ -33,6 +34,8 @@ class Metrics(BaseModel):
     throughput_per_s: float  # samples/s at the largest batch size measured
     peak_memory_bytes: int
     runtime: str
+    cold_start_ms: float | None = None  # load the artifact + its first call (fresh process on CPU)
+    workload: Workload | None = None  # tokenized text: the held-out sentences as a service sends them
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -88,8 +91,12 @@ def measure(
         latency[str(b)] = Latency(**stats.to_dict())
     largest = max(batch_sizes)
     throughput = largest / (latency[str(largest)].p50 / 1e3)
-    say("peak memory")
-    memory = peak_memory(artifact, largest, runtime=runtime, device=device)
+    workload = None
+    if data.task == "embedding" or _is_text(data):
+        say("sentence workload")
+        workload = sentence_workload(fn, data.test, device=device)
+    say("peak memory and cold start")
+    probe = probe_artifact(artifact, largest, runtime=runtime, device=device)
     return Metrics(
         accuracy=score,
         size_bytes=artifact.stat().st_size,
@@ -97,9 +104,15 @@ def measure(
         macs=macs,
         latency_ms=latency,
         throughput_per_s=throughput,
-        peak_memory_bytes=memory,
+        peak_memory_bytes=probe.peak_bytes,
         runtime=runtime,
+        cold_start_ms=round(probe.cold_start_ms, 3),
+        workload=workload,
     )
+
+
+def _is_text(data: DataBundle) -> bool:
+    return hasattr(data.test, "attention_mask")
 
 
 def _count_artifact_params(fn: Callable, artifact: Path) -> int:

@@ -18,10 +18,22 @@ def _fmt_bytes(n: int | None) -> str:
     return str(n)
 
 
-def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str]) -> list[str]:
+def _extra_cells(m, b, workload: bool) -> list[str]:
+    """Cold start, and for text the sentence workload (batched, one by one) with its speed-up."""
+    cells = [f"{m.cold_start_ms:.0f}" if m.cold_start_ms is not None else "-"]
+    if workload:
+        for key in ("batched_s", "one_by_one_s"):
+            value = getattr(m.workload, key) if m.workload else None
+            base = getattr(b.workload, key) if b and b.workload else None
+            speed = f" ({base / value:.1f}x)" if value and base else ""
+            cells.append(f"{value:.3f}{speed}" if value is not None else "-")
+    return cells
+
+
+def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str], workload: bool = False) -> list[str]:
     m, b = c.metrics, base.metrics
     if m is None:
-        return [c.name, c.status, c.error or "", *[""] * (5 + len(batch_keys))]
+        return [c.name, c.status, c.error or "", *[""] * (6 + len(batch_keys) + 2 * workload)]
     drop = (b.accuracy - m.accuracy) * 100 if b else 0.0
     lat = []
     for k in batch_keys:
@@ -43,6 +55,7 @@ def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str]) -> l
         f"{m.params:,}",
         m.runtime,
         *lat,
+        *_extra_cells(m, b, workload),
         "yes" if c.within_budget else "no",
     ]
 
@@ -63,13 +76,17 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         table.add_column(col)
     for k in keys:
         table.add_column(f"p50 ms b={k} (speed-up)", justify="right")
-    table.add_column("in budget")
-    table.add_row(*_row(base, base, metric, keys)[:-1], "-", style="dim")
+    table.add_column("cold start ms", justify="right")
+    workload = any(c.metrics is not None and c.metrics.workload is not None for c in [base, *report.candidates])
+    if workload:
+        table.add_column("sentences b32 s", justify="right")
+        table.add_column("one by one s", justify="right")
+    table.add_row(*_row(base, base, metric, keys, workload)[:-1], "-", style="dim")
     for c in report.candidates:
         if c.metrics is None:
-            row = [c.name, c.status, (c.error or "")[:60]] + [""] * (4 + len(keys)) + ["no"]
+            row = [c.name, c.status, (c.error or "")[:60]] + [""] * (5 + len(keys) + 2 * workload) + ["no"]
         else:
-            row = _row(c, base, metric, keys)
+            row = _row(c, base, metric, keys, workload)
         won = [o for o, name in report.winners.items() if name == c.name]
         if won:
             row[0] = f"{c.name} \\[best {'/'.join(won)}]"
