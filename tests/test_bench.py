@@ -10,20 +10,37 @@ from torchslim.artifacts import load, save_exported
 from torchslim.bench import accuracy, count_macs, count_params, measure, peak_memory, time_callable
 
 
-class Sleeper(nn.Module):
-    """A model whose cost is known: it sleeps 20 ms per call."""
+class FakeClock:
+    """Stands in for the time module in bench/_timing: the clock moves only when the timed
+    function "runs", by the next of a known list of costs (in ms), so the statistics are exact."""
 
-    def forward(self, x):
-        time.sleep(0.02)
-        return x
+    def __init__(self, costs_ms):
+        self.now, self.costs = 0.0, iter(costs_ms)
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def run(self) -> None:
+        self.now += next(self.costs) / 1e3
 
 
-def test_timer_measures_a_known_cost():
-    model, x = Sleeper(), torch.zeros(1)
-    stats = time_callable(lambda: model(x), warmup_s=0.0, min_warmup=1, target_s=0.3, min_runs=5)
-    # sleep never returns early; scheduling may add a little, never subtract
-    assert 20.0 <= stats.p50 < 35.0
-    assert stats.p50 <= stats.p95 and stats.runs >= 5 and stats.cv >= 0
+def test_timer_statistics_with_a_fake_clock(monkeypatch):
+    from torchslim.bench import _timing
+
+    clock = FakeClock([500, 500] + [10, 20, 30] * 10)  # two slow warm-up calls (a "compile"), then 10/20/30 ms
+    monkeypatch.setattr(_timing, "time", clock)
+    stats = time_callable(clock.run, warmup_s=0.0, min_warmup=2, target_s=0.2, min_runs=5)
+    # timed calls run until 200 ms have passed: 10+20+30+... reaches 210 ms after 11 calls
+    assert stats.runs == 11
+    assert stats.p50 == pytest.approx(20.0) and stats.p95 == pytest.approx(30.0)  # the warm-up is not counted
+    samples = [10.0, 20.0, 30.0] * 3 + [10.0, 20.0]
+    mean = sum(samples) / len(samples)
+    assert stats.cv == pytest.approx((sum((x - mean) ** 2 for x in samples) / len(samples)) ** 0.5 / mean)
+
+    clock = FakeClock([1] * 3 + [50] * 10)  # warm-up runs until warmup_s has passed, not just min_warmup calls
+    monkeypatch.setattr(_timing, "time", clock)
+    stats = time_callable(clock.run, warmup_s=0.003, min_warmup=1, target_s=10.0, min_runs=2, max_runs=4)
+    assert stats.runs == 4 and stats.p50 == pytest.approx(50.0)  # max_runs caps a long target_s
 
 
 def test_params_and_macs_of_a_known_model():

@@ -8,21 +8,17 @@ Tolerances (stated once, enforced by the exporter and re-checked here):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
 
-os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torchslim-test-cache"))
-
-from torchslim import zoo  # noqa: E402
-from torchslim.artifacts import load, read_manifest  # noqa: E402
-from torchslim.bench import accuracy  # noqa: E402
-from torchslim.errors import ArtifactError, ConfigError, DataError, ExportError  # noqa: E402
-from torchslim.export import export, onnx_param_count, quantize_onnx, run_step, validate_step  # noqa: E402
+from torchslim import zoo
+from torchslim.artifacts import load, read_manifest
+from torchslim.bench import accuracy
+from torchslim.errors import ArtifactError, ConfigError, DataError, ExportError
+from torchslim.export import export, onnx_param_count, quantize_onnx, run_step, validate_step
 
 ACCURACY_POINTS = 0.01
 

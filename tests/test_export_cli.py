@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 
-os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torchslim-test-cache"))
-
-from torchslim.artifacts import load, read_manifest  # noqa: E402
-from torchslim.cli import run  # noqa: E402
+from torchslim.artifacts import load, read_manifest
+from torchslim.cli import run
 
 
 def test_cli_exports_a_dynamic_int8_onnx_model(tmp_path, capsys):

@@ -34,8 +34,13 @@ def test_the_documents_code_runs_and_each_method_does_its_job():
     data, target = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
     data, target = perf.distributed_training(data, target)
     assert data.device.type == target.device.type == device.type
-    if torch.cuda.device_count() <= 1:
-        assert perf.model is model or isinstance(perf.model, type(model))  # one device: no wrapper
+    if torch.cuda.device_count() > 1:  # several GPUs in one process: DataParallel around the model
+        assert isinstance(perf.model, nn.DataParallel) and perf.model.module is model
+    else:  # one device, one process: the very same model, no wrapper
+        assert perf.model is model
+    wrapped = perf.model
+    perf.distributed_training(data, target)
+    assert perf.model is wrapped  # calling it again does not wrap twice
     assert perf.model(data).shape == (8, 10)
 
     quantized = perf.model_quantization()

@@ -4,18 +4,12 @@ tolerance, and measured by the harness's memory probe."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 import torch
 
-os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torchslim-test-cache"))
-
-from torchslim.artifacts import load, read_manifest  # noqa: E402
-from torchslim.errors import ConfigError, ExportError, UnsupportedError  # noqa: E402
-from torchslim.export import export  # noqa: E402
+from torchslim.artifacts import load, read_manifest
+from torchslim.errors import ConfigError, ExportError, UnsupportedError
+from torchslim.export import export
 
 
 @pytest.mark.slow

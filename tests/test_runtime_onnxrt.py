@@ -3,19 +3,13 @@ with the measurement harness (latency, subprocess memory probe) like every runti
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 import torch
 
-os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torchslim-test-cache"))
-
-from torchslim.artifacts import load, manifest_path, read_manifest  # noqa: E402
-from torchslim.errors import ArtifactError  # noqa: E402
-from torchslim.export import export  # noqa: E402
-from torchslim.runtime import get_runtime  # noqa: E402
+from torchslim.artifacts import load, manifest_path, read_manifest
+from torchslim.errors import ArtifactError
+from torchslim.export import export
+from torchslim.runtime import get_runtime
 
 
 class TwoHeads(torch.nn.Module):

@@ -5,18 +5,13 @@ engines and skip where there is no GPU (TensorRT support is untested until they 
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("TORCHSLIM_CACHE", str(Path(tempfile.gettempdir()) / "torchslim-test-cache"))
-
-from torchslim.artifacts import load, read_manifest  # noqa: E402
-from torchslim.errors import UnsupportedError  # noqa: E402
-from torchslim.export import export  # noqa: E402
+from torchslim.artifacts import load, read_manifest
+from torchslim.errors import UnsupportedError
+from torchslim.export import export
 
 HAVE_TENSORRT = torch.cuda.is_available() and importlib.util.find_spec("tensorrt") is not None
 needs_tensorrt = pytest.mark.skipif(not HAVE_TENSORRT, reason="needs CUDA and the tensorrt package")

@@ -171,3 +171,15 @@ def test_cli_train_resume_and_errors(tmp_path, capsys):
     assert "different model" in capsys.readouterr().err
     assert run(["train", "--model", "digits-mlp", "--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_checkpoint_state_round_trips_through_the_stored_dict(small_digits, tmp_path):
+    from torchslim.train._checkpoint import TrainCheckpoint
+
+    fit(zoo.create_model("digits-mlp"), small_digits, TrainConfig(epochs=1, checkpoint_every_steps=3), out_dir=tmp_path)
+    stored = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    typed = TrainCheckpoint.from_checkpoint(stored)
+    assert (typed.step, typed.progress.epoch, typed.progress.micro_batch) == (stored["step"], 1, 0)
+    # the typed object writes back exactly the stored keys (format version 1), nothing lost or added
+    assert typed.to_checkpoint().keys() == stored.keys() - {"format", "version"}
+    assert TrainCheckpoint.from_checkpoint(typed.to_checkpoint()) == typed

@@ -1,11 +1,11 @@
 """torchslim: make trained PyTorch models smaller and faster within an accuracy budget."""
 
-from __future__ import annotations
-
 from torchslim import _log  # noqa: F401  (first: quiets torchao's CUDA-extension noise before it loads)
+from torchslim._public import load_model
 from torchslim._version import __version__
 from torchslim.artifacts import load
 from torchslim.bench import Metrics, benchmark
+from torchslim.data import DataBundle, load_data
 from torchslim.distill import DistillConfig, distill
 from torchslim.errors import (
     ArtifactError,
@@ -52,6 +52,7 @@ __all__ = [
     "GlobalPruneConfig",
     "Int4WeightOnlyConfig",
     "MagnitudePruneConfig",
+    "DataBundle",
     "Metrics",
     "Performance",
     "QATConfig",
@@ -72,12 +73,20 @@ __all__ = [
     "fit",
     "list_models",
     "load",
+    "load_data",
+    "load_model",
     "optimize",
     "prune",
     "quantize",
     "save_tslim",
     "share",
 ]
+
+
+def __dir__() -> list[str]:
+    # The curated API only: without this, dir() also lists every subpackage imported above
+    # (artifacts, bench, ...) and private modules.
+    return sorted(__all__)
 
 
 def _load_plugins() -> None:

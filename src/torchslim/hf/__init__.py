@@ -7,8 +7,7 @@ mean-pooled sentence embedding for encoders (task "embedding", metric fidelity),
 for classifiers (task "classification", metric accuracy). ``transformers`` is an optional
 extra (``pip install 'torchslim[hf]'``) and is imported only here, on first use.
 
-``torchslim.hf.recipes`` records which quantization configurations work on MiniLM on CPU
-(measured; see docs/transformers.md).
+Which quantization configurations work on MiniLM on CPU, measured: docs/transformers.md.
 """
 
 from __future__ import annotations

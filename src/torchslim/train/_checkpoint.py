@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,43 @@ import torch.nn as nn
 
 from torchslim._io import atomic_write
 from torchslim.errors import ArtifactError, TrainingError
+from torchslim.train._state import Progress
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_WEIGHTS_NAME = "best.safetensors"
 _FORMAT = "torchslim-train-checkpoint"
 _VERSION = 1
+
+
+@dataclass
+class TrainCheckpoint:
+    """What ``checkpoint.pt`` holds, typed. ``to_checkpoint`` flattens it to the stored dict
+    (the keys of format version 1, unchanged) and ``from_checkpoint`` reads one back."""
+
+    model_fingerprint: str
+    model_class: str
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    config: dict[str, Any]
+    total_steps: int  # the run's planned optimizer steps (a changed --epochs stretches the LR schedule)
+    train_samples: int  # the training split's size (resuming on other data is refused)
+    step: int  # optimizer steps done
+    history: list[dict[str, Any]] = field(default_factory=list)
+    progress: Progress = field(default_factory=Progress)
+
+    _PROGRESS = ("epoch", "micro_batch", "best_val_accuracy", "best_model", "bad_epochs", "epoch_loss", "epoch_steps")
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        flat = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "progress"}
+        return flat | {name: getattr(self.progress, name) for name in self._PROGRESS}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> TrainCheckpoint:
+        fields = {name: state[name] for name in cls.__dataclass_fields__ if name != "progress"}
+        return cls(**fields, progress=Progress(**{name: state[name] for name in cls._PROGRESS}))
 
 
 def model_fingerprint(model: nn.Module) -> str:

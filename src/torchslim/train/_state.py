@@ -37,6 +37,24 @@ class TrainState:
 
 
 @dataclass
+class Progress:
+    """Where the loop stands, and what it must carry across a resume besides the model,
+    optimizer and RNG states: the position in the data and the best-epoch bookkeeping."""
+
+    epoch: int = 0  # the current epoch, 0-based (epochs completed so far)
+    micro_batch: int = 0  # micro-batches of this epoch consumed so far
+    best_val_accuracy: float = -1.0  # fidelity for embedding data
+    best_model: dict[str, torch.Tensor] | None = None  # the best epoch's weights, on the CPU
+    bad_epochs: int = 0  # epochs in a row without improvement (early stopping)
+    epoch_loss: float = 0.0  # this epoch's summed step losses (for the epoch's mean)
+    epoch_steps: int = 0
+    stopped_early: bool = False  # not checkpointed: a resumed run decides it again
+
+    def next_epoch(self) -> None:
+        self.epoch, self.micro_batch, self.epoch_loss, self.epoch_steps = self.epoch + 1, 0, 0.0, 0
+
+
+@dataclass
 class FitResult:
     best_val_accuracy: float  # fidelity to the teacher for embedding data
     epochs_run: int
