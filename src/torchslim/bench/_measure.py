@@ -82,13 +82,7 @@ def measure(
         params = _count_artifact_params(fn, artifact)
     if macs is None and isinstance(fn, torch.nn.Module):
         macs = count_macs(fn, make_inputs(1))
-    latency = {}
-    for b in batch_sizes:
-        say(f"latency at batch {b}")
-        inputs = make_inputs(b)
-        with torch.no_grad():
-            stats = time_callable(lambda inputs=inputs: fn(*inputs), cuda=device.type == "cuda", target_s=target_s)
-        latency[str(b)] = Latency(**stats.to_dict())
+    latency = _latencies(fn, make_inputs, batch_sizes, device, target_s, say)
     largest = max(batch_sizes)
     throughput = largest / (latency[str(largest)].p50 / 1e3)
     workload = None
@@ -109,6 +103,18 @@ def measure(
         cold_start_ms=round(probe.cold_start_ms, 3),
         workload=workload,
     )
+
+
+def _latencies(fn: Callable, make_inputs, batch_sizes: Sequence[int], device: torch.device, target_s: float,
+               say: Callable[[str], None]) -> dict[str, Latency]:
+    latency = {}
+    for b in batch_sizes:
+        say(f"latency at batch {b}")
+        inputs = make_inputs(b)
+        with torch.no_grad():
+            stats = time_callable(lambda inputs=inputs: fn(*inputs), cuda=device.type == "cuda", target_s=target_s)
+        latency[str(b)] = Latency(**stats.to_dict())
+    return latency
 
 
 def _is_text(data: DataBundle) -> bool:
