@@ -65,11 +65,31 @@ def test_html_is_complete_and_self_contained(tmp_path):
     assert [r["data-name"] for r in rows] == ["baseline"] + [c.name for c in report.candidates]
     assert [r for r in rows if "best" in r["class"].split()][0]["data-name"] == "pruned-distilled-int8"
     assert sum(1 for t, _ in tags if t == "svg") == 3  # two Pareto plots + sensitivity
-    for needle in ("p50 ms b=1", "p95 ms b=32", "throughput", "peak memory", "within budget", "ExportError",
-                   "time budget", "deep-compression gave no speed-up over the baseline (batch 1: x0.50",
-                   "masked/unstructured sparsity", "Environment", "Baseline", "budget (", "best: pruned-distilled-int8",
-                   "per-layer sensitivity"):
+    for needle in ("p50 ms, batch 1", "p50 ms, batch 32", "samples/s", "peak memory", "within budget", "ExportError",
+                   "time budget", "no speed-up at batch 1 over the baseline (x0.50)", "masked/unstructured sparsity",
+                   "Baseline and environment", "accuracy budget (", "chosen (latency): pruned-distilled-int8",
+                   "per-layer sensitivity", "torchslim.load(&#x27;candidates/pruned-distilled-int8/model.pt2&#x27;)",
+                   "Ship <b>pruned-distilled-int8</b>: 2.0x faster at batch 1, 8.3x smaller, 0.80 points lost"):
         assert needle in page, needle
+    # Notes are said once, folded, grouped by kind.
+    assert page.count("masked/unstructured sparsity") == 1
+    assert page.count("no speed-up at batch 1 over the baseline (x0.50)") == 1
+    details = page.split('id="cand-deep-compression"', 1)[1].split("</details></details>", 1)[0]
+    assert '<details class="notes">' in details and "<h4>what the technique did</h4>" in details
+
+
+def test_onnx_candidates_get_a_plain_onnxruntime_snippet():
+    report = sample_report()
+    report.candidates.append(Candidate(name="onnx-fp32", steps=["export(format=onnx)"], within_budget=True,
+                                       artifact="candidates/onnx-fp32/model.onnx", metrics=_metrics(0.979, 90_000, 0.04, "onnxruntime")))
+    page = render_html(report)
+    section = page.split('id="cand-onnx-fp32"', 1)[1].split('<details class="candidate', 1)[0]
+    assert "import onnxruntime as ort" in section and "ort.InferenceSession(&#x27;candidates/onnx-fp32/model.onnx&#x27;" in section
+    assert "torchslim.load(" in section
+    plain = section.split('class="snippet onnxruntime"', 1)[1].split("</pre>", 1)[0]
+    assert "torchslim" not in plain and "torch" not in plain.replace("onnxruntime", "")
+    other = page.split('id="cand-int8-dynamic"', 1)[1].split('<details class="candidate', 1)[0]
+    assert "onnxruntime" not in other
 
 
 def test_html_without_best_or_sensitivity(tmp_path):
