@@ -324,4 +324,6 @@ def write_html(report: Report, run_dir: str | Path) -> Path:
     from torchslim._io import atomic_write_text
     from torchslim.report._html import render_html
 
+    if report.run_dir is None:  # a report loaded from disk: its snippets name paths under run_dir
+        report._run_dir = str(run_dir)
     return atomic_write_text(Path(run_dir) / "report.html", render_html(report))

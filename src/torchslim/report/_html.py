@@ -32,10 +32,10 @@ h1{font-size:1.45em;margin:0 0 .2em} h2{font-size:1.15em;margin-top:1.8em;border
 .card.chosen{border:2px solid #f9a825;background:#fffde7} .card h3{margin:0;font-size:.8em;text-transform:uppercase;color:#555;letter-spacing:.04em}
 .card .name{font-size:1.1em;font-weight:600;margin:.2em 0;overflow-wrap:anywhere} .card p{margin:.2em 0;font-size:.9em}
 .card code{font-size:.85em;overflow-wrap:anywhere}
-figure{margin:10px 0} figcaption{font-size:.85em;color:#555} svg.plot-svg{display:block;max-width:100%;height:auto}
+figure{margin:10px 0} figcaption{font-size:.85em;color:#555} svg.plot-svg{display:block;width:100%;height:auto}
 .charts{display:grid;grid-template-columns:1fr;gap:8px}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0;width:100%} th,td{border:1px solid #e0e0e0;padding:4px 6px;text-align:right;vertical-align:top}
-th{background:#f5f5f5;font-weight:600} td.l,th.l{text-align:left} td.name{overflow-wrap:anywhere;max-width:260px}
+th{background:#f5f5f5;font-weight:600} td.l,th.l{text-align:left} td.name{max-width:300px} td.name a{white-space:nowrap}
 tr.best td{background:#fff8e1} tr.failed td{color:#b71c1c} tr.skipped td{color:#757575} td.err{overflow-wrap:anywhere;font-size:.9em}
 .badge{background:#f9a825;color:#000;border-radius:3px;padding:0 4px;font-size:.78em;white-space:nowrap;margin-left:3px}
 .yes{color:#2e7d32} .no{color:#b71c1c}

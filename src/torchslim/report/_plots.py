@@ -71,15 +71,21 @@ def pareto_svg(report: Report, axis: str) -> str | None:
 
         xlabel = "size on disk (KiB, log scale, lower is better)"
     metric = "fidelity x100" if report.metric == "fidelity" else "accuracy %"
-    points = _points(report, x_of)
     base_x, base_y = x_of(report.baseline), report.baseline.metrics.accuracy * 100
+    budget_y = base_y - float(report.budget.get("max_accuracy_drop", 0))
+    # Far below the budget a point says only "lost too much": it sits on the floor (a down
+    # triangle, its value in its label) rather than stretching the axis until the candidates
+    # that matter crowd into a few pixels.
+    floor = budget_y - 2 * max(base_y - budget_y, 0.5)
+    points = [(c, x, max(y, floor)) for c, x, y in _points(report, x_of)]
     # 72 dpi: one display pixel is one SVG unit, so label boxes measured here are the page's.
-    fig = Figure(figsize=(8.2, 5.6), dpi=72)
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.22)
+    fig = Figure(figsize=(12.5, 6.2), dpi=72)
+    fig.subplots_adjust(left=0.07, right=0.985, top=0.93, bottom=0.2)
     ax = fig.add_subplot()
     winners = {n for n in report.winners.values() if n}
     for c, x, y in points:
-        ax.scatter([x], [y], s=40, color=_OK if c.within_budget else _OUT, edgecolors="white", linewidths=0.6, zorder=3)
+        ax.scatter([x], [y], s=40, color=_OK if c.within_budget else _OUT, edgecolors="white", linewidths=0.6, zorder=3,
+                   marker="v" if y == floor else "o")
         if c.name in winners and c.name != report.best:
             ax.scatter([x], [y], s=150, facecolors="none", edgecolors=_BEST, linewidths=1.6, zorder=4)
     front = _front([(x, y) for _, x, y in points] + ([(base_x, base_y)] if base_x is not None else []))
@@ -90,7 +96,6 @@ def pareto_svg(report: Report, axis: str) -> str | None:
     if base_x is not None:
         ax.scatter([base_x], [base_y], marker="s", s=56, color=_BASE, zorder=4, label="baseline")
         obstacles.append((base_x, base_y))
-    budget_y = base_y - float(report.budget.get("max_accuracy_drop", 0))
     ax.axhline(budget_y, color=_BUDGET, ls="--", lw=1.2, label=f"accuracy budget ({budget_y:.2f})")
     best = report.candidate(report.best) if report.best else None
     if best is not None and best.metrics is not None and x_of(best) is not None:
@@ -105,7 +110,8 @@ def pareto_svg(report: Report, axis: str) -> str | None:
     ax.set_ylabel(metric, fontsize=10)
     ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}", fontsize=12)
     ax.grid(True, which="both", alpha=0.25)
-    labels = [(x, y, c.name, f"label-{axis}-{i}") for i, (c, x, y) in enumerate(points)]
+    labels = [(x, y, c.name + (f" ({c.metrics.accuracy * 100:.1f})" if y == floor else ""), f"label-{axis}-{i}")
+              for i, (c, x, y) in enumerate(points)]
     if base_x is not None:
         labels.append((base_x, base_y, "baseline", f"label-{axis}-{len(points)}"))
     place_labels(ax, labels)
@@ -148,7 +154,7 @@ def sensitivity_svg(report: Report) -> str | None:
     if not rows:
         return None
     rows = rows[:60]
-    fig = Figure(figsize=(8.2, max(2.2, 0.26 * len(rows) + 1.3)), dpi=72)
+    fig = Figure(figsize=(11, max(2.2, 0.26 * len(rows) + 1.3)), dpi=72)
     ax = fig.add_subplot()
     names = [r["name"] for r in rows][::-1]
     drops = [r["accuracy_drop"] for r in rows][::-1]

@@ -17,9 +17,9 @@ OBJECTIVE_WORDS = {
 
 def _times(ratio: float, better: str, worse: str) -> str:
     if ratio >= 1.005:
-        return f"{ratio:.1f}x {better}"
+        return f"{ratio:.3g}x {better}"
     if ratio <= 0.995:
-        return f"{1 / ratio:.1f}x {worse}"
+        return f"{1 / ratio:.3g}x {worse}"
     return "the same speed" if better == "faster" else "the same size"
 
 
