@@ -1,14 +1,18 @@
-"""Progress and logging: lines on a terminal, quiet-but-logged when not a TTY.
+"""Progress and logging: a timestamped line per message on stderr, always also logged.
 
-Long work calls ``say(msg)``. On a terminal it prints a timestamped line to stderr; when
-stderr is not a terminal (CI, pipes) it only goes to the ``torchslim`` logger, which the
-CLI also writes to ``run.log`` in the run directory.
+Long work calls ``say(msg)``. It goes to the ``torchslim`` logger (which the CLI also writes to
+``run.log`` in the run directory) and to stderr: on a terminal as a rich line (above the live
+progress line of ``torchslim.core.progress`` while one is shown); off a terminal (a pipe,
+nohup, a cluster job) as one plain line, flushed at once, with no control characters, so
+``torchslim train ... | cat`` shows each epoch as it ends.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -26,13 +30,32 @@ logging.getLogger("torchao").addFilter(
 logging.getLogger("torch.utils._pytree").addFilter(
     lambda record: "is an Enum subclass" not in record.getMessage()
 )
-_console = Console(stderr=True)
+# log_path=False: rich would end every line with the caller's file:line, which is always this
+# module's own say(), not where the message came from.
+_console = Console(stderr=True, log_path=False)
+_display = None  # the live progress line while one is shown (torchslim.core.progress)
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f]")
+
+
+def set_display(display) -> None:
+    """Route ``say`` through ``display.say`` (or back to stderr with None)."""
+    global _display
+    _display = display
+
+
+def plain_line(msg: str) -> str:
+    """``msg`` as one line for a log file or pipe: timestamped, escape codes and newlines gone."""
+    return f"{time.strftime('%H:%M:%S')} " + _CONTROL.sub(" ", msg).strip()
 
 
 def say(msg: str) -> None:
     logger.info(msg)
-    if sys.stderr.isatty():
-        _console.log(msg)
+    if _display is not None:
+        _display.say(msg)
+    elif sys.stderr.isatty():
+        _console.log(msg, markup=False, highlight=False)
+    else:
+        print(plain_line(msg), file=sys.stderr, flush=True)
 
 
 class _RunLogHandler(logging.FileHandler):

@@ -27,6 +27,7 @@ from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
 from torchslim.core.model_check import check_classifier
 from torchslim.core.notes import Note
+from torchslim.core.progress import CandidateProgress
 from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
@@ -293,29 +294,36 @@ def _choose(report: Report, opts: RunOptions) -> None:
 
 def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report, done: dict[str, Candidate],
                started: float, time_budget: float | None, prefix: str) -> None:
-    for i, plan in enumerate(plans, start=1):
-        label = f"{prefix}[{i}/{len(plans)}]"
-        old = done.get(plan.name)
-        if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
-            old = None
-        if old is not None and old.steps == plan.step_strings():
-            say(f"{label} {plan.name}: already measured in this run directory; kept")
-            if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
-                old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
-            report.candidates.append(old)
-            continue
-        reason = skip_reason(started, time_budget, setup.durations)
-        if reason is not None:
-            say(f"{label} {plan.name}: skipped ({reason})")
-            report.candidates.append(Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
-                                               within_budget=False, refined_from=plan.refined_from))
-        else:
-            report.candidates.append(run_candidate(plan, setup, label))
-        write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
+    with CandidateProgress(len(plans), prefix=prefix, durations=setup.durations, started=started,
+                           time_budget=time_budget) as progress:
+        for i, plan in enumerate(plans, start=1):
+            label = f"{prefix}[{i}/{len(plans)}]"
+            progress.start(i, plan.name)
+            old = done.get(plan.name)
+            if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
+                old = None
+            if old is not None and old.steps == plan.step_strings():
+                say(f"{label} {plan.name}: already measured in this run directory; kept")
+                if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
+                    old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
+                report.candidates.append(old)
+                progress.finish()
+                continue
+            reason = skip_reason(started, time_budget, setup.durations)
+            if reason is not None:
+                say(f"{label} {plan.name}: skipped ({reason})")
+                report.candidates.append(Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
+                                                   within_budget=False, refined_from=plan.refined_from))
+            else:
+                report.candidates.append(run_candidate(plan, setup, label))
+            write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
+            progress.finish()
 
 
 def write_html(report: Report, run_dir: str | Path) -> Path:
     from torchslim._io import atomic_write_text
     from torchslim.report._html import render_html
 
+    if report.run_dir is None:  # a report loaded from disk: its snippets name paths under run_dir
+        report._run_dir = str(run_dir)
     return atomic_write_text(Path(run_dir) / "report.html", render_html(report))

@@ -54,53 +54,85 @@ def _latency_of(report: Report):
 
 def pareto_svg(report: Report, axis: str) -> str | None:
     """Accuracy vs batch-1 p50 latency (``axis="latency"``) or vs size on disk (``"size"``):
-    every measured candidate, the baseline, the Pareto front, the budget line, the best starred."""
+    every measured candidate labelled (labels placed so none overlap; ``<g id="label-AXIS-i">``
+    in the SVG), the baseline, this chart's Pareto front, the budget line and the winners."""
     from matplotlib.figure import Figure
+
+    from torchslim.report._labels import place_labels
 
     if report.baseline.metrics is None:
         return None
     if axis == "latency":
         key, x_of = _latency_of(report)
-        xlabel = f"p50 latency at batch {key} (ms, lower is better)"
+        xlabel = f"p50 latency at batch {key} (ms, log scale, lower is better)"
     else:
         def x_of(c: Candidate) -> float | None:
             return c.metrics.size_bytes / 1024 if c.metrics else None
 
-        xlabel = "size on disk (KiB, lower is better)"
+        xlabel = "size on disk (KiB, log scale, lower is better)"
     metric = "fidelity x100" if report.metric == "fidelity" else "accuracy %"
-    points = _points(report, x_of)
     base_x, base_y = x_of(report.baseline), report.baseline.metrics.accuracy * 100
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    budget_y = base_y - float(report.budget.get("max_accuracy_drop", 0))
+    # Far below the budget a point says only "lost too much": it sits on the floor (a down
+    # triangle, its value in its label) rather than stretching the axis until the candidates
+    # that matter crowd into a few pixels.
+    floor = budget_y - 2 * max(base_y - budget_y, 0.5)
+    points = [(c, x, max(y, floor)) for c, x, y in _points(report, x_of)]
+    # 72 dpi: one display pixel is one SVG unit, so label boxes measured here are the page's.
+    fig = Figure(figsize=(12.5, 6.2), dpi=72)
+    fig.subplots_adjust(left=0.07, right=0.985, top=0.93, bottom=0.2)
     ax = fig.add_subplot()
+    winners = {n for n in report.winners.values() if n}
     for c, x, y in points:
-        color = _OK if c.within_budget else _OUT
-        ax.scatter([x], [y], s=36, color=color, zorder=3)
-        ax.annotate(c.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.scatter([x], [y], s=40, color=_OK if c.within_budget else _OUT, edgecolors="white", linewidths=0.6, zorder=3,
+                   marker="v" if y == floor else "o")
+        if c.name in winners and c.name != report.best:
+            ax.scatter([x], [y], s=150, facecolors="none", edgecolors=_BEST, linewidths=1.6, zorder=4)
     front = _front([(x, y) for _, x, y in points] + ([(base_x, base_y)] if base_x is not None else []))
     if len(front) > 1:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color=_OK, alpha=0.5, lw=1, label="Pareto front")
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color=_OK, alpha=0.6, lw=1.2,
+                label="Pareto front (nothing is both better and smaller/faster)")
+    obstacles = []
     if base_x is not None:
-        ax.scatter([base_x], [base_y], marker="s", s=50, color=_BASE, zorder=4, label="baseline")
-    budget_y = base_y - float(report.budget.get("max_accuracy_drop", 0))
-    ax.axhline(budget_y, color=_BUDGET, ls="--", lw=1, label=f"budget ({budget_y:.2f})")
+        ax.scatter([base_x], [base_y], marker="s", s=56, color=_BASE, zorder=4, label="baseline")
+        obstacles.append((base_x, base_y))
+    ax.axhline(budget_y, color=_BUDGET, ls="--", lw=1.2, label=f"accuracy budget ({budget_y:.2f})")
     best = report.candidate(report.best) if report.best else None
     if best is not None and best.metrics is not None and x_of(best) is not None:
-        ax.scatter([x_of(best)], [best.metrics.accuracy * 100], marker="*", s=260, color=_BEST,
-                   edgecolors="black", zorder=5, label=f"best: {best.name}")
-    if axis == "size" and points:
-        ax.set_xscale("log")
-        xs = [x for _, x, _ in points] + ([base_x] if base_x is not None else [])
-        low, high = min(xs), max(xs)
-        if high / max(low, 1e-9) < 4:  # a near-flat log axis would make equal sizes look far apart
-            middle = (low * high) ** 0.5
-            ax.set_xlim(min(low, middle / 2) / 1.2, max(high, middle * 2) * 1.2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}")
-    ax.grid(True, alpha=0.3)
-    ax.margins(x=0.12, y=0.08)  # room for the point labels
-    ax.legend(fontsize=7, loc="best")
+        ax.scatter([x_of(best)], [best.metrics.accuracy * 100], marker="*", s=320, color=_BEST,
+                   edgecolors="black", zorder=5, label=f"chosen ({report.objective}): {best.name}")
+    if winners - {report.best}:
+        ax.scatter([], [], s=150, facecolors="none", edgecolors=_BEST, linewidths=1.6, label="winner of another objective")
+    ax.scatter([], [], s=40, color=_OK, label="within budget")
+    ax.scatter([], [], s=40, color=_OUT, label="outside budget")
+    _limits(ax, points, base_x, base_y, budget_y)
+    ax.set_xlabel(xlabel, fontsize=10)
+    ax.set_ylabel(metric, fontsize=10)
+    ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}", fontsize=12)
+    ax.grid(True, which="both", alpha=0.25)
+    labels = [(x, y, c.name + (f" ({c.metrics.accuracy * 100:.1f})" if y == floor else ""), f"label-{axis}-{i}")
+              for i, (c, x, y) in enumerate(points)]
+    if base_x is not None:
+        labels.append((base_x, base_y, "baseline", f"label-{axis}-{len(points)}"))
+    place_labels(ax, labels)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8.5, frameon=False)
     return _svg(fig, f"pareto-{axis}")
+
+
+def _limits(ax, points, base_x, base_y, budget_y) -> None:
+    """Log x with room around the points (a near-flat range is widened so equal values do not
+    look far apart); y spans the points, the baseline and the budget line."""
+    xs = [x for _, x, _ in points if x > 0] + ([base_x] if base_x else [])
+    ys = [y for _, _, y in points] + [base_y, budget_y]
+    ax.set_xscale("log")
+    if xs:
+        low, high = min(xs), max(xs)
+        if high / low < 4:
+            middle = (low * high) ** 0.5
+            low, high = min(low, middle / 2), max(high, middle * 2)
+        ax.set_xlim(low / 1.5, high * 1.5)
+    span = max(max(ys) - min(ys), 0.5)
+    ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.15 * span)
 
 
 def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -121,15 +153,16 @@ def sensitivity_svg(report: Report) -> str | None:
     rows = (sens or {}).get("layers") or []
     if not rows:
         return None
-    rows = rows[:40]
-    fig = Figure(figsize=(6.4, max(2.0, 0.28 * len(rows) + 1.2)), dpi=100)
+    rows = rows[:60]
+    fig = Figure(figsize=(11, max(2.2, 0.26 * len(rows) + 1.3)), dpi=72)
     ax = fig.add_subplot()
     names = [r["name"] for r in rows][::-1]
     drops = [r["accuracy_drop"] for r in rows][::-1]
-    ax.barh(names, drops, color=["#c62828" if d > 0 else "#90a4ae" for d in drops])
+    ax.barh(range(len(rows)), drops, color=["#c62828" if d > 0 else "#90a4ae" for d in drops], height=0.7)
+    ax.set_yticks(range(len(rows)), names, fontsize=9)  # one tick per layer, each name in full
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"{sens.get('metric', 'accuracy')} drop, points (validation split)")
-    ax.set_title(f"per-layer sensitivity: {sens.get('ratio', 0):.0%} of one layer's weights pruned")
-    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel(f"{sens.get('metric', 'accuracy')} drop, points (validation split; red = hurts)", fontsize=10)
+    ax.set_title(f"per-layer sensitivity: {sens.get('ratio', 0):.0%} of one layer's weights pruned", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return _svg(fig, "sensitivity")
