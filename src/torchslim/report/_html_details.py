@@ -48,7 +48,9 @@ def _measurements(c: Candidate) -> str:
         rows.append(f"cold start {cold:.1f} ms (load and first call)")
     workload = getattr(m, "workload", None)
     if workload:
-        rows.append(f"workload: {workload}")
+        rows.append(f"{workload.sentences} held-out sentences (mean {workload.mean_tokens:g} tokens): "
+                    f"{workload.batched_s:.3f} s in batches of {workload.batch_size}, "
+                    f"{workload.one_by_one_s:.3f} s one by one")
     if c.duration_s is not None:
         rows.append(f"took {c.duration_s:.1f} s to make and measure")
     return "<p>" + " · ".join(escape(str(r)) for r in rows) + "</p>"

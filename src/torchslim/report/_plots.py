@@ -52,6 +52,17 @@ def _latency_of(report: Report):
     return key, x_of
 
 
+def _legend_and_axes(ax, other_winners: bool, xlabel: str, metric: str, axis: str) -> None:
+    if other_winners:
+        ax.scatter([], [], s=150, facecolors="none", edgecolors=_BEST, linewidths=1.6, label="winner of another objective")
+    ax.scatter([], [], s=40, color=_OK, label="within budget")
+    ax.scatter([], [], s=40, color=_OUT, label="outside budget")
+    ax.set_xlabel(xlabel, fontsize=10)
+    ax.set_ylabel(metric, fontsize=10)
+    ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}", fontsize=12)
+    ax.grid(True, which="both", alpha=0.25)
+
+
 def pareto_svg(report: Report, axis: str) -> str | None:
     """Accuracy vs batch-1 p50 latency (``axis="latency"``) or vs size on disk (``"size"``):
     every measured candidate labelled (labels placed so none overlap; ``<g id="label-AXIS-i">``
@@ -101,15 +112,8 @@ def pareto_svg(report: Report, axis: str) -> str | None:
     if best is not None and best.metrics is not None and x_of(best) is not None:
         ax.scatter([x_of(best)], [best.metrics.accuracy * 100], marker="*", s=320, color=_BEST,
                    edgecolors="black", zorder=5, label=f"chosen ({report.objective}): {best.name}")
-    if winners - {report.best}:
-        ax.scatter([], [], s=150, facecolors="none", edgecolors=_BEST, linewidths=1.6, label="winner of another objective")
-    ax.scatter([], [], s=40, color=_OK, label="within budget")
-    ax.scatter([], [], s=40, color=_OUT, label="outside budget")
+    _legend_and_axes(ax, bool(winners - {report.best}), xlabel, metric, axis)
     _limits(ax, points, base_x, base_y, budget_y)
-    ax.set_xlabel(xlabel, fontsize=10)
-    ax.set_ylabel(metric, fontsize=10)
-    ax.set_title(f"{metric.split()[0]} vs {'latency' if axis == 'latency' else 'size'}", fontsize=12)
-    ax.grid(True, which="both", alpha=0.25)
     labels = [(x, y, c.name + (f" ({c.metrics.accuracy * 100:.1f})" if y == floor else ""), f"label-{axis}-{i}")
               for i, (c, x, y) in enumerate(points)]
     if base_x is not None:
