@@ -148,3 +148,23 @@ def test_real_magnitude_pruning_tries_use_per_layer_ratios(trained, tmp_path):  
     ratios = allocate_ratios(report.sensitivity, 0.98)
     least, most = min(drops, key=drops.get), max(drops, key=drops.get)
     assert drops[least] == drops[most] or ratios[least] > ratios[most]
+
+
+def test_families_under_size_are_searched_smallest_first():
+    from torchslim.bench._measure import Latency, Metrics
+    from torchslim.pipeline._edge import choose_families
+    from torchslim.pipeline._recipe import PlannedCandidate, PlannedStep, SearchSpec
+    from torchslim.report import Candidate
+
+    def cand(name, acc, size):
+        return Candidate(name=name, within_budget=acc >= 0.975, metrics=Metrics(
+            accuracy=acc, size_bytes=size, params=1, macs=None, latency_ms={"1": Latency(p50=1, p95=1, cv=0)},
+            throughput_per_s=1, peak_memory_bytes=1, runtime="eager"))
+
+    plans = {n: PlannedCandidate(n, [PlannedStep("prune", {"ratio": 0.9}, None, None)]) for n in "abcd"}
+    results = [cand("a", 0.98, 30_000), cand("b", 0.86, 9_000), cand("c", 0.36, 4_000), cand("d", 0.978, 20_000)]
+    base = cand("baseline", 0.98, 100_000).metrics
+    spec = SearchSpec(max_families=3)
+    # a and d are well inside a 0.5-point budget (drops 0 and 0.2 <= 0.25), b and c outside it.
+    assert choose_families(spec, results, plans, "size", base, 0.5) == ["c", "b", "d"]
+    assert choose_families(spec, results, plans, "latency", base, 0.5) == ["b", "c"]

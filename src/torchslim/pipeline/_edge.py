@@ -92,15 +92,17 @@ def _allocates(spec: SearchSpec, step: PlannedStep, sensitivity: dict | None) ->
 
 def choose_families(spec: SearchSpec, results: list[Candidate], plans: Mapping[str, PlannedCandidate],
                     objective: str, baseline, budget: float) -> list[str]:
-    """The families worth a search, most promising first: under ``size``, those well inside the
-    budget (smallest first); then those outside it (most accurate first)."""
+    """The families worth a search, most promising first: those outside the budget, and under
+    ``size`` those well inside it too; under ``size`` the smallest first (the most to gain by a
+    weaker or a stronger setting), otherwise the most accurate first."""
     measured = [c for c in results if c.status == "ok" and c.metrics is not None and c.refined_from is None
                 and c.name in plans and find_knob(plans[c.name]) is not None]
     inside = [] if objective != "size" else sorted(
         (c for c in measured if c.within_budget and accuracy_drop_points(baseline, c.metrics) <= spec.inside * budget),
         key=lambda c: c.metrics.size_bytes)
     outside = sorted((c for c in measured if not c.within_budget), key=lambda c: -c.metrics.accuracy)
-    return [c.name for c in [*inside, *outside]][: spec.max_families]
+    chosen = sorted([*inside, *outside], key=lambda c: c.metrics.size_bytes) if objective == "size" else outside
+    return [c.name for c in chosen][: spec.max_families]
 
 
 @dataclass
