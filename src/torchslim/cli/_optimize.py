@@ -82,7 +82,7 @@ def recipes_cmd() -> None:
             where = f" [{c.runtime}]" if c.runtime else ""
             only = f" (only {', '.join(c.devices)})" if c.devices else ""
             lines.append(f"{c.name}{where}{only}: {steps}")
-        extra = [x for x, on in (("sensitivity", spec.sensitivity), ("refine", spec.refine)) if on]
+        extra = [x for x, on in (("sensitivity", spec.sensitivity), ("search", spec.search), ("refine", spec.refine)) if on]
         desc = spec.description + (f"\n+ {', '.join(extra)}" if extra else "")
         table.add_row(name, escape(desc), escape("\n".join(lines)))
     Console().print(table)

@@ -32,6 +32,7 @@ from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
+from torchslim.pipeline._edge import search_stage
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
 from torchslim.pipeline._resume import (
@@ -234,6 +235,10 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
             say(f"{p.name}: not planned, it runs only on {', '.join(p.devices)} (this run: {dev.type})")
     done = {c.name: c for c in (previous.candidates if previous else []) if c.status in ("ok", "failed")}
     _run_stage(plans, setup, report, done, started, opts.time_budget, "")
+    if loaded.spec.search is not None:
+        search_stage(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
+                     opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
+                     lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
     if loaded.spec.refine is not None:
         refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity,
                                opts.step_table, opts.objective, baseline.metrics)
@@ -297,27 +302,33 @@ def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report
     with CandidateProgress(len(plans), prefix=prefix, durations=setup.durations, started=started,
                            time_budget=time_budget) as progress:
         for i, plan in enumerate(plans, start=1):
-            label = f"{prefix}[{i}/{len(plans)}]"
             progress.start(i, plan.name)
-            old = done.get(plan.name)
-            if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
-                old = None
-            if old is not None and old.steps == plan.step_strings():
-                say(f"{label} {plan.name}: already measured in this run directory; kept")
-                if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
-                    old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
-                report.candidates.append(old)
-                progress.finish()
-                continue
-            reason = skip_reason(started, time_budget, setup.durations)
-            if reason is not None:
-                say(f"{label} {plan.name}: skipped ({reason})")
-                report.candidates.append(Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
-                                                   within_budget=False, refined_from=plan.refined_from))
-            else:
-                report.candidates.append(run_candidate(plan, setup, label))
-            write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
+            _run_one(plan, setup, report, done, started, time_budget, f"{prefix}[{i}/{len(plans)}]")
             progress.finish()
+
+
+def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: dict[str, Candidate],
+             started: float, time_budget: float | None, label: str) -> Candidate:
+    """Run (or keep from the run being resumed, or skip for time) one candidate; append its record."""
+    old = done.get(plan.name)
+    if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
+        old = None
+    if old is not None and old.steps == plan.step_strings():
+        say(f"{label} {plan.name}: already measured in this run directory; kept")
+        if old.status == "ok" and old.metrics is not None:  # the budget may differ from the first run's
+            old.within_budget = is_within_budget(setup.baseline.metrics, old.metrics, setup.max_accuracy_drop)
+        report.candidates.append(old)
+        return old
+    reason = skip_reason(started, time_budget, setup.durations)
+    if reason is not None:
+        say(f"{label} {plan.name}: skipped ({reason})")
+        record = Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
+                           within_budget=False, refined_from=plan.refined_from)
+    else:
+        record = run_candidate(plan, setup, label)
+    report.candidates.append(record)
+    write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
+    return record
 
 
 def write_html(report: Report, run_dir: str | Path) -> Path:

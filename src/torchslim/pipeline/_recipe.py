@@ -80,6 +80,18 @@ class RefineSpec(BaseModel):
         return deltas
 
 
+class SearchSpec(BaseModel):
+    """Search to the edge of the budget: a family out of budget at the recipe's strength (or, for
+    the size objective, well inside it) is retried at other strengths by bisection."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_tries: int = Field(4, ge=1, le=16, description="tries per family, each one more candidate")
+    max_families: int = Field(3, ge=1, le=16, description="families searched, the most promising first")
+    inside: float = Field(0.5, ge=0.0, lt=1.0,
+                          description="size objective: a drop at most this share of the budget is 'well inside'")
+    allocate: bool = Field(True, description="magnitude pruning: per-layer ratios from the sensitivity pass")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
@@ -88,6 +100,7 @@ class Recipe(BaseModel):
     candidates: list[CandidateSpec] = Field(min_length=1)
     sensitivity: SensitivitySpec | None = None
     refine: RefineSpec | None = None
+    search: SearchSpec | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:
