@@ -2,8 +2,9 @@
 
 Every artifact ``X`` has a manifest ``X.json`` beside it recording its format, the runtime
 it runs on, and the inputs it takes, so ``load`` can rebuild a callable with no other
-context. ``size_bytes`` in reports is the artifact file alone (the manifest is a few
-hundred bytes of JSON and is the same for every variant).
+context. ``size_bytes`` in reports is the artifact's files (``artifact_files``: the file
+itself, plus an OpenVINO IR's ``.bin`` weights), without the manifest (a few hundred bytes
+of JSON, the same for every variant).
 
 Formats:
     exported   torch.export ExportedProgram (``.pt2``), runs on eager or compile
@@ -11,6 +12,7 @@ Formats:
     onnx       ONNX model (``.onnx``), runs on onnxruntime or tensorrt
     tslim      torchslim deep-compression container (``.tslim``)
     tensorrt   serialized TensorRT engine (``.engine``)
+    openvino   OpenVINO IR: graph ``.xml`` (the artifact path) + weights ``.bin`` beside it
 """
 
 from __future__ import annotations
@@ -72,6 +74,18 @@ def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | Non
         InputSpec(shape=list(t.shape), dtype=str(t.dtype).removeprefix("torch."), name=n)
         for t, n in zip(example_inputs, names, strict=True)
     ]
+
+
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files that make up an artifact (without its manifest): an OpenVINO IR is its
+    ``.xml`` and the ``.bin`` beside it, every other artifact one file."""
+    path = Path(path)
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def artifact_size(path: str | Path) -> int:
+    """Bytes on disk of an artifact's files (a missing companion file counts 0)."""
+    return sum(f.stat().st_size for f in artifact_files(path) if f.exists())
 
 
 def manifest_path(path: str | Path) -> Path:

@@ -53,7 +53,7 @@ def benchmark(
         bundle = load_data(data, seed=seed)
         module = model.to(dev).eval()
     else:
-        if isinstance(model, Path) or str(model).endswith((".pt2", ".onnx", ".tslim", ".engine")):
+        if isinstance(model, Path) or str(model).endswith((".pt2", ".onnx", ".tslim", ".engine", ".xml")):
             from torchslim.errors import ArtifactError
 
             raise ArtifactError(f"Artifact {str(model)!r} does not exist.")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from torchslim.artifacts import artifact_size
 from torchslim.bench._accuracy import accuracy, fidelity
 from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._memory import peak_memory
@@ -26,7 +27,7 @@ class Metrics(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     accuracy: float  # on the held-out split; fidelity (mean cosine) for embedding tasks
-    size_bytes: int  # the artifact's bytes on disk
+    size_bytes: int  # the artifact's bytes on disk (all its files: an OpenVINO IR's .xml + .bin)
     params: int
     macs: int | None
     latency_ms: dict[str, Latency]  # keyed by batch size
@@ -92,7 +93,7 @@ def measure(
     memory = peak_memory(artifact, largest, runtime=runtime, device=device)
     return Metrics(
         accuracy=score,
-        size_bytes=artifact.stat().st_size,
+        size_bytes=artifact_size(artifact),
         params=int(params),
         macs=macs,
         latency_ms=latency,

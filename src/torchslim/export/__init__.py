@@ -8,6 +8,8 @@ Formats (the runtime that runs each, recorded in the manifest beside the file):
     pt2        an AOTInductor package (``.pt2``); runtime ``aoti``
     tensorrt   a TensorRT engine (``.engine``) built from the ONNX model; fp32/fp16/int8;
                needs CUDA and ``pip install 'torchslim[tensorrt]'`` (untested on GPU)
+    openvino   OpenVINO IR (``.xml`` + ``.bin`` weights beside it); fp32, bf16 (a compile hint)
+               or int8 (quantize="int8": NNCF post-training quantization, calibrated)
 
 Every artifact is checked before it is written: the exporter's errors become ExportError
 with its reason, and outputs must match the PyTorch model within a stated tolerance
@@ -58,6 +60,13 @@ def build_tensorrt(module: nn.Module, out: str | Path, example_inputs: tuple[tor
     return run(module, out, example_inputs, **options)
 
 
+def export_openvino(module: nn.Module, out: str | Path, example_inputs: tuple[torch.Tensor, ...], **options: Any) -> Path:
+    """OpenVINO IR (+ optional NNCF int8); see ``torchslim.export._openvino.export_openvino``."""
+    from torchslim.export._openvino import export_openvino as run
+
+    return run(module, out, example_inputs, **options)
+
+
 def _onnx(module, out, example_inputs, *, quantize, precision, **common):
     return export_onnx(module, out, example_inputs, quantize=quantize, **common)
 
@@ -70,7 +79,11 @@ def _tensorrt(module, out, example_inputs, *, quantize, precision, **common):
     return build_tensorrt(module, out, example_inputs, precision=precision, **common)
 
 
-_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": _onnx, "pt2": _pt2, "tensorrt": _tensorrt}
+def _openvino(module, out, example_inputs, *, quantize, precision, **common):
+    return export_openvino(module, out, example_inputs, quantize=quantize, precision=precision, **common)
+
+
+_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": _onnx, "pt2": _pt2, "tensorrt": _tensorrt, "openvino": _openvino}
 
 
 def export(
@@ -96,7 +109,9 @@ def export(
     ``tensorrt``); ONNX is the default. ``quantize`` ("none" | "dynamic" | "static") is ONNX
     Runtime's int8 quantization (static needs ``calibration``: a DataBundle, whose train
     split is used, or an iterable of input tuples; ``calibration_batches`` of them). For
-    TensorRT, ``precision`` is fp32 | fp16 | int8 (int8 = static QDQ, needs calibration).
+    TensorRT, ``precision`` is fp32 | fp16 | int8 (int8 = static QDQ, needs calibration). For
+    OpenVINO, ``quantize="int8"`` (or "static") is NNCF int8 and needs calibration; ``precision``
+    bf16 is a compile-time hint the CPU plugin honours only on AVX512-BF16/AMX CPUs.
     """
     if not isinstance(example_inputs, tuple):
         example_inputs = tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
@@ -135,6 +150,7 @@ __all__ = [
     "export",
     "export_aoti",
     "export_onnx",
+    "export_openvino",
     "onnx_param_count",
     "quantize_onnx",
     "run_step",

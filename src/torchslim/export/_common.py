@@ -22,6 +22,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "onnx": ("onnxruntime", ".onnx"),
     "pt2": ("aoti", ".pt2"),
     "tensorrt": ("tensorrt", ".engine"),
+    "openvino": ("openvino", ".xml"),  # the graph; its weights are the .bin beside it
 }
 RUNTIME_TO_FORMAT = {runtime: fmt for fmt, (runtime, _) in FORMATS.items()}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -223,7 +224,7 @@ class Parity:
 # so bit-exactness is not expected); reduced precision is judged by the mean per-sample cosine
 # of the outputs, since int8 logits legitimately move by a few percent while the argmax stays.
 FP32_ATOL, FP32_RTOL = 1e-4, 1e-3
-MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
+MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.98}
 
 
 def parity_inputs(example_inputs: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, ...]]:

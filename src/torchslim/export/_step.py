@@ -21,6 +21,7 @@ _ALLOWED = {
     "onnx": ({"none", "dynamic", "static"}, {"fp32", "int8"}),
     "pt2": ({"none"}, {"fp32"}),
     "tensorrt": ({"none", "static"}, {"fp32", "fp16", "int8"}),
+    "openvino": ({"none", "static"}, {"fp32", "bf16", "int8"}),  # static = NNCF post-training int8
 }
 
 
@@ -28,22 +29,29 @@ def check_combination(format: str, quantize: str, precision: str | None) -> tupl
     """Validate (format, quantize, precision) and fill what follows from the others; returns
     (quantize, precision). int8 ONNX comes from a quantize method; int8 TensorRT is static QDQ."""
     methods, precisions = _ALLOWED[format]
+    if quantize == "int8":  # OpenVINO's one int8 method (NNCF, calibrated) spelled by its result
+        if format != "openvino":
+            raise ConfigError(f"quantize 'int8' is OpenVINO's NNCF quantization; for format {format!r} use "
+                              "dynamic or static.")
+        quantize = "static"
     if quantize not in {"none", "dynamic", "static"}:
-        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static.")
-    if precision is not None and precision not in {"fp32", "fp16", "int8"}:
-        raise ConfigError(f"precision {precision!r}: use fp32, fp16 or int8.")
+        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static (openvino: int8).")
+    if precision is not None and precision not in {"fp32", "fp16", "bf16", "int8"}:
+        raise ConfigError(f"precision {precision!r}: use fp32, fp16, bf16 or int8.")
     if format == "tensorrt" and (quantize == "static" or precision == "int8"):
         quantize, precision = "static", "int8"
     if precision is None:
         precision = "int8" if quantize != "none" else "fp32"
     if quantize not in methods:
         hint = {"pt2": "quantize the model first with a quantize step (it compiles the quantized model)",
-                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16"}[format]
+                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16",
+                "openvino": "OpenVINO int8 is NNCF post-training quantization, calibrated: use quantize int8"}[format]
         raise ConfigError(f"Export format {format!r} does not take quantize {quantize!r}: {hint}.")
     if precision not in precisions:
         raise ConfigError(f"Export format {format!r} does not take precision {precision!r} "
-                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt.")
-    if format == "onnx" and (precision == "int8") != (quantize != "none"):
+                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt, "
+                          "bf16 format openvino.")
+    if format in ("onnx", "openvino") and (precision == "int8") != (quantize != "none"):
         raise ConfigError("For ONNX, int8 precision comes from quantize: dynamic or static (and a quantized "
                           f"model is int8); got quantize {quantize!r} with precision {precision!r}.")
     return quantize, precision
@@ -53,10 +61,10 @@ class ExportStepConfig(BaseModel):
     """Options of the ``export`` step."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    format: Literal["onnx", "pt2", "tensorrt"] = "onnx"
-    quantize: Literal["none", "dynamic", "static"] = "none"
+    format: Literal["onnx", "pt2", "tensorrt", "openvino"] = "onnx"
+    quantize: Literal["none", "dynamic", "static", "int8"] = "none"
     calibration_batches: int = Field(16, ge=1, le=4096, description="train batches used to calibrate static int8")
-    precision: Literal["fp32", "fp16", "int8"] | None = None  # None: follows from quantize
+    precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None  # None: follows from quantize
 
     @model_validator(mode="after")
     def _combination(self) -> ExportStepConfig:
@@ -95,7 +103,7 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
     path = export(
         model, ctx.work_dir, ctx.example_inputs, format=config.format, task=ctx.data.task,
         input_names=ctx.input_names, quantize=config.quantize,
-        calibration=ctx.data if config.quantize == "static" else None,
+        calibration=ctx.data if config.quantize == "static" else None,  # openvino int8 is static too
         calibration_batches=config.calibration_batches, precision=config.precision,
         steps=[config.describe()], log=ctx.log,
     )

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torchslim.errors import ConfigError, TorchslimError
 from torchslim.pipeline._steps import Step, resolve_step
 
-RuntimeName = Literal["eager", "compile", "aoti", "onnxruntime", "tensorrt"]
+RuntimeName = Literal["eager", "compile", "aoti", "onnxruntime", "tensorrt", "openvino"]
 
 
 class CandidateSpec(BaseModel):

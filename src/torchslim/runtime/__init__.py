@@ -22,6 +22,7 @@ _RUNTIMES = {
     "onnxruntime": "torchslim.runtime.onnxrt:OnnxRuntime",
     "tensorrt": "torchslim.runtime.tensorrt:TensorRTRuntime",
     "tslim": "torchslim.runtime.tslim:TslimRuntime",
+    "openvino": "torchslim.runtime.openvino:OpenVINORuntime",
 }
 
 
