@@ -7,7 +7,10 @@ the median over rounds is reported. Workloads: batch 1 x 128 tokens, batch 32 x 
 short real sentence (its own length, no padding). Fidelity: mean cosine to eager fp32 over
 32 held-out test sentences at their own lengths.
 
-    ort int8 (torchslim)        export(format=onnx, quantize=dynamic): the onnx-int8 candidate
+    ort int8 (torchslim)        export(format=onnx, quantize=dynamic): the onnx-int8 candidate; for
+                                an encoder, TorchScript export + ORT transformer fusions + quantize_dynamic
+    ort int8 dynamo unfused     the same quantization of torchslim's dynamo fp32 ONNX export (the
+                                onnx-int8 candidate before the fusions)
     ov fp32 (torchslim)         export(format=openvino): convert_model on the torch module
     ov int8 (torchslim)         export(format=openvino, quantize=int8): NNCF, ModelType.TRANSFORMER
     ov fp32 from onnx           openvino.convert_model on torchslim's dynamo ONNX export instead
@@ -48,7 +51,7 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
     import openvino as ov
 
     from torchslim.artifacts import load
-    from torchslim.export import export
+    from torchslim.export import export, quantize_onnx
 
     example = bundle.example_inputs(2)
     common = {"task": bundle.task, "input_names": names}
@@ -62,6 +65,7 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
         variants[name] = load(path)
         print(f"built {name} in {build_s[name]:.0f}s", flush=True)
     fp32_onnx = export(model, folder / "ort-fp32", example, format="onnx", **common)
+    variants["ort int8 dynamo unfused"] = load(quantize_onnx(fp32_onnx, folder / "ort-int8-unfused", "dynamic"))
     converted = folder / "from-onnx.xml"
     ov.save_model(ov.convert_model(str(fp32_onnx)), str(converted), compress_to_fp16=False)
     latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
@@ -69,6 +73,9 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
     variants["ov fp32 from onnx"] = _ov(converted, latency)
     variants["ov fp32 THROUGHPUT"] = _ov(ir, latency | {"PERFORMANCE_HINT": "THROUGHPUT"})
     variants["ov fp32 all cores"] = _ov(ir, {"PERFORMANCE_HINT": "LATENCY"})
+    from torchslim.artifacts import read_manifest
+
+    build_s["fused operators"] = read_manifest(folder / "ort-int8" / "model.onnx").extra.get("fused_operators")
     return variants, build_s
 
 
@@ -120,7 +127,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "load_average_at_end": os.getloadavg()},
-        "rounds": args.rounds, "median_ms": table, "build_s": {k: round(v, 1) for k, v in build_s.items()},
+        "rounds": args.rounds, "median_ms": table, "build_s": {k: round(v, 1) if isinstance(v, float) else v for k, v in build_s.items()},
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

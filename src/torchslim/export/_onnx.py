@@ -2,11 +2,13 @@
 ``onnx.checker``, a truly dynamic batch axis, and output parity with the PyTorch model
 (on the example batch and on a reordered batch of another size) under ONNX Runtime.
 
-Only the dynamo exporter (``torch.onnx.export(dynamo=True)``) is used: the legacy
-TorchScript exporter traces with the example's sizes and bakes them into reshapes of
-attention code, producing a file that loads but fails (or silently misbehaves) at any other
-batch or sequence length. The parity check on a second batch size catches that class of bug
-whichever exporter made the graph.
+The dynamo exporter (``torch.onnx.export(dynamo=True)``) is used: the legacy TorchScript
+exporter traces with the example's sizes and can bake them into reshapes of attention code,
+producing a file that loads but fails (or silently misbehaves) at any other batch or sequence
+length. The parity check on a second batch size catches that class of bug whichever exporter
+made the graph. One exception: ORT dynamic int8 of a BERT-like encoder first tries the
+TorchScript export + ORT's transformer fusions (``_ort_fusion``: its patterns only match that
+exporter's graph), checked also on a shorter sequence, and falls back to dynamo if it fails.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ def export_onnx(
     if quantize == "static":  # validate the data before spending seconds on the export
         calibration_data = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        fused = _fused_encoder(module, example, names, quantize, Path(tmp), log)
+        if fused is not None:  # an encoder whose graph ORT's transformer optimizer fuses
+            final, extra, parity, output_names = fused
+            log(f"ONNX parity with PyTorch: {parity.describe()}")
+            extra |= {"output_names": output_names}
+            _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
+            return path
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):
             log("exporting to ONNX (torch.onnx.export, dynamo=True)")
@@ -113,6 +122,17 @@ def quantize_onnx(
         steps = [*manifest.steps, f"quantize(method={method}, backend=onnxruntime)"]
         _write(final, path, Manifest("onnx", "onnxruntime", manifest.inputs, manifest.task, steps, extra), parity)
     return path
+
+
+def _fused_encoder(module, example, names, quantize, folder: Path, log):
+    """ORT dynamic int8 of a BERT-like encoder goes through ORT's transformer fusions
+    (``torchslim.export._ort_fusion``); None for every other model or when that path fails."""
+    from torchslim.export._ort_fusion import encoder_config, fused_dynamic_int8
+
+    if quantize != "dynamic" or (config := encoder_config(module)) is None:
+        return None
+    with common.eval_mode(module):
+        return fused_dynamic_int8(module, example, names, config, folder, log)
 
 
 def _quantize(source: Path, target: Path, method: str, calibration_data, symmetric: bool, log) -> dict[str, Any]:
