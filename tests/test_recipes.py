@@ -33,8 +33,9 @@ def test_the_builtins_cover_every_technique():
     used = {s.name for c in default.candidates for s in c.steps}
     assert FAMILIES <= used, FAMILIES - used
     runtimes = {c.runtime for c in default.candidates}
-    assert {"compile", "onnxruntime", "tensorrt"} <= runtimes
+    assert {"compile", "onnxruntime", "tensorrt", "openvino"} <= runtimes
     assert all("cuda" in (c.devices or []) for c in default.candidates if c.runtime == "tensorrt")
+    assert all(c.devices == ["cpu"] for c in default.candidates if c.runtime == "openvino")
     assert default.spec.sensitivity is not None and default.spec.refine is not None
 
 

@@ -2,8 +2,9 @@
 
 Every artifact ``X`` has a manifest ``X.json`` beside it recording its format, the runtime
 it runs on, and the inputs it takes, so ``load`` can rebuild a callable with no other
-context. ``size_bytes`` in reports is the artifact file alone (the manifest is a few
-hundred bytes of JSON and is the same for every variant).
+context. ``size_bytes`` in reports is the artifact's files (``artifact_files``: the file
+itself, plus an OpenVINO IR's ``.bin`` weights), without the manifest (a few hundred bytes
+of JSON, the same for every variant).
 
 Formats:
     exported   torch.export ExportedProgram (``.pt2``), runs on eager or compile
@@ -11,6 +12,7 @@ Formats:
     onnx       ONNX model (``.onnx``), runs on onnxruntime or tensorrt
     tslim      torchslim deep-compression container (``.tslim``)
     tensorrt   serialized TensorRT engine (``.engine``)
+    openvino   OpenVINO IR: graph ``.xml`` (the artifact path) + weights ``.bin`` beside it
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from torchslim.core.manifest import (
     FORMAT_VERSION,
     InputSpec,
     Manifest,
+    artifact_files,
+    artifact_size,
     input_specs,
     manifest_path,
     read_manifest,
@@ -78,6 +82,8 @@ def save_exported(
 
 
 __all__ = [
+    "artifact_files",
+    "artifact_size",
     "FORMAT_VERSION",
     "InputSpec",
     "Manifest",

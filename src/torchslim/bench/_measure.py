@@ -11,6 +11,7 @@ from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._memory import probe_artifact
 from torchslim.bench._timing import time_callable
 from torchslim.bench._workload import Workload, sentence_workload
+from torchslim.core.manifest import artifact_size
 from torchslim.data import DataBundle
 from torchslim.data._evaluate import accuracy, fidelity
 
@@ -27,7 +28,7 @@ class Metrics(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     accuracy: float  # on the held-out split; fidelity (mean cosine) for embedding tasks
-    size_bytes: int  # the artifact's bytes on disk
+    size_bytes: int  # the artifact's bytes on disk (all its files: an OpenVINO IR's .xml + .bin)
     params: int
     macs: int | None
     latency_ms: dict[str, Latency]  # keyed by batch size
@@ -93,7 +94,7 @@ def measure(
     probe = probe_artifact(artifact, largest, runtime=runtime, device=device)
     return Metrics(
         accuracy=score,
-        size_bytes=artifact.stat().st_size,
+        size_bytes=artifact_size(artifact),
         params=int(params),
         macs=macs,
         latency_ms=latency,

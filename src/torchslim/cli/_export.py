@@ -16,10 +16,10 @@ def register(app: typer.Typer) -> None:
 def export_cmd(
     model: Annotated[str, typer.Option(help="MODEL spec")] = "digits-cnn",
     data: Annotated[str, typer.Option(help="DATA spec (example inputs, calibration)")] = "digits",
-    format: Annotated[str, typer.Option("--format", help="onnx, pt2 (AOTInductor) or tensorrt")] = "onnx",
-    quantize: Annotated[str, typer.Option(help="none, dynamic or static (ONNX Runtime int8; static: tensorrt int8)")] = "none",
+    format: Annotated[str, typer.Option("--format", help="onnx, pt2 (AOTInductor), tensorrt or openvino")] = "onnx",
+    quantize: Annotated[str, typer.Option(help="none, dynamic or static (ONNX Runtime int8; static: tensorrt int8); openvino: int8 (NNCF)")] = "none",
     calibration_batches: Annotated[int, typer.Option(help="train batches to calibrate static int8", min=1)] = 16,
-    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (fp16: tensorrt only); default follows --quantize")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 or int8 (fp16: tensorrt, bf16: openvino); default follows --quantize")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder or file (default exports/<model>-<format>)")] = None,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where a pt2 package runs (ONNX is device-free)")] = "auto",
@@ -27,7 +27,7 @@ def export_cmd(
 ) -> None:
     """Export a model to a deployable file; prints its path, size and output parity."""
     from torchslim._log import say
-    from torchslim.artifacts import read_manifest
+    from torchslim.artifacts import artifact_size, read_manifest
     from torchslim.device import resolve_device
     from torchslim.export import export
     from torchslim.export._common import resolve_format
@@ -37,7 +37,7 @@ def export_cmd(
     chosen = resolve_format(format, None)
     quantize, precision = check_combination(chosen, quantize, precision)  # bad options fail before training
     dev = resolve_device(device)
-    if chosen == "onnx":
+    if chosen in ("onnx", "openvino"):
         dev = resolve_device("cpu")
     handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
     example = tuple(t.to(dev) for t in bundle.example_inputs(2))
@@ -51,6 +51,6 @@ def export_cmd(
     manifest = read_manifest(path)
     parity = manifest.extra.get("parity", {})
     # Plain lines (no wrapping): scripts read the path back.
-    typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes, {manifest.format}, runs on {manifest.runtime})")
+    typer.echo(f"wrote {path} ({artifact_size(path):,} bytes, {manifest.format}, runs on {manifest.runtime})")
     typer.echo(f"parity with PyTorch: max |diff| {parity.get('max_abs_diff', float('nan')):.3g}, mean cosine "
                f"{parity.get('cosine', float('nan')):.5f} (tolerance: {parity.get('tolerance', '?')})")

@@ -118,6 +118,18 @@ def input_specs(example_inputs: tuple[torch.Tensor, ...], names: list[str] | Non
     return specs
 
 
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files that make up an artifact (without its manifest): an OpenVINO IR is its
+    ``.xml`` and the ``.bin`` beside it, every other artifact one file."""
+    path = Path(path)
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def artifact_size(path: str | Path) -> int:
+    """Bytes on disk of an artifact's files (a missing companion file counts 0)."""
+    return sum(f.stat().st_size for f in artifact_files(path) if f.exists())
+
+
 def manifest_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".json")
@@ -126,6 +138,7 @@ def manifest_path(path: str | Path) -> Path:
 def write_manifest(path: str | Path, manifest: Manifest, side_files: list[str] = ()) -> None:
     """Write ``path``'s manifest with the SHA-256 of the artifact (and ``side_files``, named
     relative to its folder) as it is on disk now: call it after the artifact is written."""
+    side_files = list(side_files) or [f.name for f in artifact_files(path)[1:]]
     manifest.sha256 = file_digests(path, side_files)
     atomic_write_text(manifest_path(path), manifest.to_json())
 

@@ -8,6 +8,8 @@ Formats (the runtime that runs each, recorded in the manifest beside the file):
     pt2        an AOTInductor package (``.pt2``); runtime ``aoti``
     tensorrt   a TensorRT engine (``.engine``) built from the ONNX model; fp32/fp16/int8;
                needs CUDA and ``pip install 'torchslim[tensorrt]'`` (untested on GPU)
+    openvino   OpenVINO IR (``.xml`` + ``.bin`` weights beside it); fp32, bf16 (a compile hint)
+               or int8 (quantize="int8": NNCF post-training quantization, calibrated)
 
 Every artifact is checked before it is written: the exporter's errors become ExportError
 with its reason, and outputs must match the PyTorch model within a stated tolerance
@@ -24,6 +26,7 @@ from torchslim.export._api import (
     export,
     export_aoti,
     export_onnx,
+    export_openvino,
     onnx_param_count,
     quantize_onnx,
     writer_for,
@@ -38,6 +41,8 @@ __all__ = [
     "export",
     "export_aoti",
     "export_onnx",
+    "export_openvino",
+    "export_openvino",
     "onnx_param_count",
     "quantize_onnx",
     "run_step",

@@ -42,6 +42,13 @@ def build_tensorrt(module: nn.Module, out: str | Path, example_inputs: tuple[tor
     return run(module, out, example_inputs, **options)
 
 
+def export_openvino(module: nn.Module, out: str | Path, example_inputs: tuple[torch.Tensor, ...], **options: Any) -> Path:
+    """OpenVINO IR (+ optional NNCF int8); see ``torchslim.export._openvino.export_openvino``."""
+    from torchslim.export._openvino import export_openvino as run
+
+    return run(module, out, example_inputs, **options)
+
+
 def _onnx(module, out, example_inputs, *, quantize, precision, **common):
     return export_onnx(module, out, example_inputs, quantize=quantize, **common)
 
@@ -54,7 +61,11 @@ def _tensorrt(module, out, example_inputs, *, quantize, precision, **common):
     return build_tensorrt(module, out, example_inputs, precision=precision, **common)
 
 
-_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": _onnx, "pt2": _pt2, "tensorrt": _tensorrt}
+def _openvino(module, out, example_inputs, *, quantize, precision, **common):
+    return export_openvino(module, out, example_inputs, quantize=quantize, precision=precision, **common)
+
+
+_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": _onnx, "pt2": _pt2, "tensorrt": _tensorrt, "openvino": _openvino}
 
 
 def export(

@@ -23,6 +23,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "onnx": ("onnxruntime", ".onnx"),
     "pt2": ("aoti", ".pt2"),
     "tensorrt": ("tensorrt", ".engine"),
+    "openvino": ("openvino", ".xml"),  # the graph; its weights are the .bin beside it
 }
 RUNTIME_TO_FORMAT = {runtime: fmt for fmt, (runtime, _) in FORMATS.items()}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -33,6 +34,7 @@ _ALLOWED = {
     "onnx": ({"none", "dynamic", "static"}, {"fp32", "int8"}),
     "pt2": ({"none"}, {"fp32"}),
     "tensorrt": ({"none", "static"}, {"fp32", "fp16", "int8"}),
+    "openvino": ({"none", "static"}, {"fp32", "bf16", "int8"}),  # static = NNCF post-training int8
 }
 
 
@@ -40,22 +42,29 @@ def check_combination(format: str, quantize: str, precision: str | None) -> tupl
     """Validate (format, quantize, precision) and fill what follows from the others; returns
     (quantize, precision). int8 ONNX comes from a quantize method; int8 TensorRT is static QDQ."""
     methods, precisions = _ALLOWED[format]
+    if quantize == "int8":  # OpenVINO's one int8 method (NNCF, calibrated) spelled by its result
+        if format != "openvino":
+            raise ConfigError(f"quantize 'int8' is OpenVINO's NNCF quantization; for format {format!r} use "
+                              "dynamic or static.")
+        quantize = "static"
     if quantize not in {"none", "dynamic", "static"}:
-        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static.")
-    if precision is not None and precision not in {"fp32", "fp16", "int8"}:
-        raise ConfigError(f"precision {precision!r}: use fp32, fp16 or int8.")
+        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static (openvino: int8).")
+    if precision is not None and precision not in {"fp32", "fp16", "bf16", "int8"}:
+        raise ConfigError(f"precision {precision!r}: use fp32, fp16, bf16 or int8.")
     if format == "tensorrt" and (quantize == "static" or precision == "int8"):
         quantize, precision = "static", "int8"
     if precision is None:
         precision = "int8" if quantize != "none" else "fp32"
     if quantize not in methods:
         hint = {"pt2": "quantize the model first with a quantize step (it compiles the quantized model)",
-                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16"}[format]
+                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16",
+                "openvino": "OpenVINO int8 is NNCF post-training quantization, calibrated: use quantize int8"}[format]
         raise ConfigError(f"Export format {format!r} does not take quantize {quantize!r}: {hint}.")
     if precision not in precisions:
         raise ConfigError(f"Export format {format!r} does not take precision {precision!r} "
-                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt.")
-    if format == "onnx" and (precision == "int8") != (quantize != "none"):
+                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt, "
+                          "bf16 format openvino.")
+    if format in ("onnx", "openvino") and (precision == "int8") != (quantize != "none"):
         raise ConfigError("For ONNX, int8 precision comes from quantize: dynamic or static (and a quantized "
                           f"model is int8); got quantize {quantize!r} with precision {precision!r}.")
     return quantize, precision
@@ -238,7 +247,7 @@ class Parity:
 # so bit-exactness is not expected); reduced precision is judged by the mean per-sample cosine
 # of the outputs, since int8 logits legitimately move by a few percent while the argmax stays.
 FP32_ATOL, FP32_RTOL = 1e-4, 1e-3
-MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
+MIN_COSINE = {"fp16": 0.999, "bf16": 0.99, "int8": 0.98}
 
 
 def parity_inputs(example_inputs: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, ...]]:

@@ -2,11 +2,13 @@
 ``onnx.checker``, a truly dynamic batch axis, and output parity with the PyTorch model
 (on the example batch and on a reordered batch of another size) under ONNX Runtime.
 
-Only the dynamo exporter (``torch.onnx.export(dynamo=True)``) is used: the legacy
-TorchScript exporter traces with the example's sizes and bakes them into reshapes of
-attention code, producing a file that loads but fails (or silently misbehaves) at any other
-batch or sequence length. The parity check on a second batch size catches that class of bug
-whichever exporter made the graph.
+The dynamo exporter (``torch.onnx.export(dynamo=True)``) is used: the legacy TorchScript
+exporter traces with the example's sizes and can bake them into reshapes of attention code,
+producing a file that loads but fails (or silently misbehaves) at any other batch or sequence
+length. The parity check on a second batch size catches that class of bug whichever exporter
+made the graph. One exception: ORT dynamic int8 of a BERT-like encoder first tries the
+TorchScript export + ORT's transformer fusions (``_ort_fusion``: its patterns only match that
+exporter's graph), checked also on a shorter sequence, and falls back to dynamo if it fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torchslim.core import export as core_export
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
+from torchslim.export._onnx_parity import check_parity
 
 
 def export_onnx(
@@ -54,6 +57,13 @@ def export_onnx(
     if quantize == "static":  # validate the data before spending seconds on the export
         calibration_data = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
+        fused = _fused_encoder(module, example, names, quantize, Path(tmp), log)
+        if fused is not None:  # an encoder whose graph ORT's transformer optimizer fuses
+            final, extra, parity, output_names = fused
+            log(f"ONNX parity with PyTorch: {parity.describe()}")
+            extra |= {"output_names": output_names}
+            _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
+            return path
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):
             log("exporting to ONNX (torch.onnx.export, dynamo=True)")
@@ -115,6 +125,17 @@ def quantize_onnx(
         steps = [*manifest.steps, f"quantize(method={method}, backend=onnxruntime)"]
         _write(final, path, Manifest("onnx", "onnxruntime", manifest.inputs, manifest.task, steps, extra), parity)
     return path
+
+
+def _fused_encoder(module, example, names, quantize, folder: Path, log):
+    """ORT dynamic int8 of a BERT-like encoder goes through ORT's transformer fusions
+    (``torchslim.export._ort_fusion``); None for every other model or when that path fails."""
+    from torchslim.export._ort_fusion import encoder_config, fused_dynamic_int8
+
+    if quantize != "dynamic" or (config := encoder_config(module)) is None:
+        return None
+    with common.eval_mode(module):
+        return fused_dynamic_int8(module, example, names, config, folder, log)
 
 
 def _quantize(source: Path, target: Path, method: str, calibration_data, symmetric: bool, log) -> dict[str, Any]:
@@ -201,34 +222,3 @@ def _export_dynamo(module: nn.Module, example, limit: int, names: list[str], out
 def dynamic_axes(graph: onnx.ModelProto) -> dict[str, list[int]]:
     return {v.name: [i for i, d in enumerate(v.type.tensor_type.shape.dim) if not d.HasField("dim_value")]
             for v in graph.graph.input}
-
-
-def check_parity(path: Path, batches: list[tuple[torch.Tensor, ...]], references: list[tuple[torch.Tensor, ...]],
-                 precision: str, model_name: str) -> common.Parity:
-    """Run ``path`` under ONNX Runtime on every batch; ExportError when it fails or diverges."""
-    from torchslim.runtime.onnxrt import OnnxModel, make_session
-
-    model = OnnxModel(make_session(path))
-    worst: common.Parity | None = None
-    for batch, reference in zip(batches, references, strict=True):
-        try:
-            out = model(*batch)
-        except Exception as e:
-            raise ExportError(
-                f"The ONNX model of {model_name} fails under ONNX Runtime on a batch of {len(batch[0])} (the export "
-                f"example had {len(batches[0][0])}): {common.exporter_reason(e)}. The model's code probably takes a "
-                "size from a constant or from Python instead of the tensor (x.shape), so the exporter baked it in."
-            ) from None
-        parity = common.compare(reference, out if isinstance(out, tuple) else (out,), precision)
-        if not parity.ok:
-            raise ExportError(
-                f"The ONNX model of {model_name} does not match PyTorch on a batch of {len(batch[0])}: "
-                f"{parity.describe()}. " + ("An fp32 mismatch is an exporter bug or a model that reads non-tensor "
-                                             "state at run time." if precision == "fp32" else
-                                             "This model loses too much in int8; try static quantization with more "
-                                             "calibration batches, or keep it in fp32.")
-            )
-        if worst is None or parity.max_abs_diff > worst.max_abs_diff:
-            worst = parity
-    assert worst is not None
-    return worst

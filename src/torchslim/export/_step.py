@@ -21,10 +21,10 @@ class ExportStepConfig(BaseModel):
     """Options of the ``export`` step."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    format: Literal["onnx", "pt2", "tensorrt"] = "onnx"
-    quantize: Literal["none", "dynamic", "static"] = "none"
+    format: Literal["onnx", "pt2", "tensorrt", "openvino"] = "onnx"
+    quantize: Literal["none", "dynamic", "static", "int8"] = "none"
     calibration_batches: int = Field(16, ge=1, le=4096, description="train batches used to calibrate static int8")
-    precision: Literal["fp32", "fp16", "int8"] | None = None  # None: follows from quantize
+    precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None  # None: follows from quantize
 
     @model_validator(mode="after")
     def _combination(self) -> ExportStepConfig:
@@ -63,7 +63,7 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
     path = export(
         model, ctx.work_dir, ctx.example_inputs, format=config.format, task=ctx.data.task,
         input_names=ctx.input_names, quantize=config.quantize,
-        calibration=ctx.data if config.quantize == "static" else None,
+        calibration=ctx.data if config.quantize == "static" else None,  # openvino int8 is static too
         calibration_batches=config.calibration_batches, precision=config.precision,
         steps=[config.describe()], log=ctx.log,
     )

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._log import say
-from torchslim.artifacts import load, manifest_path, read_manifest, save_for_runtime
+from torchslim.artifacts import artifact_files, load, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
 from torchslim.core.notes import Note
 from torchslim.core.step import StepContext, StepOutput
@@ -149,6 +149,8 @@ def _inside_run_dir(artifact: Path, work_dir: Path, run_dir: Path) -> Path:
         return artifact
     except ValueError:
         target = work_dir / artifact.name
+        for part in artifact_files(artifact)[1:]:  # an OpenVINO IR's .bin
+            shutil.copy2(part, work_dir / part.name)
         shutil.copy2(artifact, target)
         if manifest_path(artifact).exists():
             shutil.copy2(manifest_path(artifact), manifest_path(target))

@@ -30,6 +30,7 @@ for _name, _formats, _module, _cls in (
     ("onnxruntime", ("onnx",), "onnxrt", "OnnxRuntime"),
     ("tensorrt", ("tensorrt", "onnx"), "tensorrt", "TensorRTRuntime"),
     ("tslim", ("tslim",), "tslim", "TslimRuntime"),
+    ("openvino", ("openvino",), "openvino", "OpenVINORuntime"),
 ):
     RUNTIMES.register(_name, RuntimeEntry(_name, _formats, _lazy(_module, _cls)))
 

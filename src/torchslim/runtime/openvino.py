@@ -1,0 +1,119 @@
+"""OpenVINO: runs OpenVINO IR artifacts (``model.xml`` + its weights ``model.bin``) on the CPU
+plugin; takes and returns torch tensors.
+
+Compile settings, measured on all-MiniLM-L6-v2 (2 cores, AMD EPYC AVX2, openvino 2026.4,
+one process, interleaved; see ``benchmarks/minilm_openvino.py``):
+
+- ``PERFORMANCE_HINT``: LATENCY and THROUGHPUT run one synchronous request at the same speed
+  within noise at b1x128, b32x128 and b1x13 (THROUGHPUT only pays off with several requests
+  in flight, which a ``model(*inputs)`` call never has), and THROUGHPUT splits the cores into
+  streams that a single request cannot use. LATENCY it is.
+- ``INFERENCE_NUM_THREADS``: torch's intra-op thread count, so a comparison with eager
+  PyTorch and ONNX Runtime is thread-for-thread (left alone, OpenVINO takes every core of
+  the machine, which on a shared host is slower and not comparable).
+- ``INFERENCE_PRECISION_HINT`` is the manifest's ``inference_precision``: f32, or bf16 for
+  a bf16 export. bf16 only runs in bf16 on CPUs with AVX512-BF16 or AMX; elsewhere the
+  plugin silently keeps f32, which ``model.execution_precision`` reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchslim._log import say
+from torchslim.errors import ArtifactError
+
+
+def weights_path(xml: Path) -> Path:
+    """The IR's weights file: the ``.bin`` beside the ``.xml``."""
+    return Path(xml).with_suffix(".bin")
+
+
+def check_weights(xml: Path, manifest: Any) -> Path:
+    """The ``.bin`` must exist and have the size recorded when it was written: OpenVINO itself
+    reads a truncated file past its end, or fails deep in a constant with an unhelpful message."""
+    bin_path = weights_path(xml)
+    if not bin_path.is_file():
+        raise ArtifactError(f"OpenVINO artifact {str(xml)!r} has no weights file {bin_path.name!r} beside it; an IR "
+                            "is two files (.xml graph + .bin weights): keep them together, or re-export.")
+    expected = manifest.extra.get("weights_bytes")
+    actual = bin_path.stat().st_size
+    if expected is not None and actual != expected:
+        raise ArtifactError(f"OpenVINO weights file {str(bin_path)!r} is {actual:,} bytes, but {expected:,} were "
+                            "written: it is truncated or belongs to another export. Re-export the model.")
+    return bin_path
+
+
+def compile_config(manifest: Any) -> dict[str, Any]:
+    return {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "INFERENCE_PRECISION_HINT": manifest.extra.get("inference_precision", "f32"),
+    }
+
+
+class OpenVINOModel:
+    """``model(*inputs)`` -> a tensor (or a tuple of tensors when the graph has several outputs)."""
+
+    def __init__(self, compiled: Any, device: str | torch.device = "cpu") -> None:
+        self.compiled = compiled
+        self.device = torch.device(device)
+        self.request = compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+        self.execution_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+    def __call__(self, *inputs: torch.Tensor, **named: torch.Tensor) -> Any:
+        if len(inputs) + len(named) != len(self.input_names):
+            raise TypeError(f"this OpenVINO model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
+                            f"got {len(inputs) + len(named)}")
+        feed = dict(zip(self.input_names, inputs, strict=False))
+        feed.update(named)
+        out_device = next(iter(feed.values())).device if feed else self.device
+        arrays = {name: _to_numpy(t) for name, t in feed.items()}
+        # share_outputs=False (the default) copies the results out of the request's buffers,
+        # which the next call overwrites.
+        results = self.request.infer(arrays)
+        outputs = [torch.from_numpy(np.ascontiguousarray(results[port])).to(out_device) for port in self.compiled.outputs]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().contiguous().numpy()
+    return np.asarray(t)
+
+
+def compile_ir(path: Path, manifest: Any) -> Any:
+    """Read and compile the IR on the CPU plugin; ArtifactError when OpenVINO cannot."""
+    import openvino as ov
+
+    bin_path = check_weights(path, manifest)
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path), str(bin_path))
+        return core.compile_model(model, "CPU", compile_config(manifest))
+    except Exception as e:  # OpenVINO raises RuntimeError with a multi-line C++ trace
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip() and not ln.strip().startswith("Check ")]
+        reason = lines[-1] if lines else type(e).__name__
+        raise ArtifactError(f"OpenVINO cannot load {str(path)!r}: {reason}") from None
+
+
+class OpenVINORuntime:
+    name = "openvino"
+
+    def load(self, path: Path, manifest, *, device="cpu") -> OpenVINOModel:
+        if manifest.format != "openvino":
+            raise ArtifactError(f"The openvino runtime runs OpenVINO IR (.xml + .bin), not {manifest.format!r} artifacts "
+                                f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}).")
+        if torch.device(device).type != "cpu":
+            say("notice: torchslim runs OpenVINO on its CPU plugin; outputs come back on the input's device.")
+        model = OpenVINOModel(compile_ir(Path(path), manifest), device)
+        expected = [spec.name for spec in manifest.inputs]
+        if expected and model.input_names != expected:
+            raise ArtifactError(f"{str(path)!r} takes inputs {model.input_names} but its manifest says {expected}; "
+                                "the files do not belong together.")
+        return model
