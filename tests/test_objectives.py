@@ -98,3 +98,18 @@ def test_bad_objective_exits_2(tmp_path, capsys):
     assert run(["optimize", "--objective", "cheapest", "--out", str(tmp_path / "r")]) == 2
     assert "cheapest" in capsys.readouterr().err
     assert run(["optimize", "--max-size-mb", "0", "--out", str(tmp_path / "r")]) == 2
+
+
+def test_for_text_latency_and_throughput_rank_the_sentence_workload():
+    from torchslim.bench._workload import Workload
+
+    def text(b1_ms: float, one_by_one_s: float, batched_s: float) -> Candidate:
+        m = _metrics(0.99, b1_ms, 20.0, 500)
+        m.workload = Workload(sentences=100, mean_tokens=13.0, batch_size=32, batched_s=batched_s,
+                              one_by_one_s=one_by_one_s)
+        return Candidate(name=f"t{b1_ms}", within_budget=True, metrics=m)
+
+    padded_fast = text(1.0, one_by_one_s=0.9, batched_s=0.30)  # fastest at 128 padded tokens
+    real_fast = text(2.0, one_by_one_s=0.4, batched_s=0.10)  # fastest on real sentences
+    assert rank([padded_fast, real_fast], "latency")[0] is real_fast
+    assert rank([padded_fast, real_fast], "throughput")[0] is real_fast

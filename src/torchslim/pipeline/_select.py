@@ -85,8 +85,20 @@ def largest_batch(metrics: Metrics) -> str:
 
 
 def _per_sample_ms(metrics: Metrics) -> float:
+    """Throughput's key: for text, the held-out sentences in batches, per sentence (what a
+    batching service sees); otherwise the per-sample time at the largest batch measured."""
+    if metrics.workload is not None:
+        return metrics.workload.batched_s * 1e3 / metrics.workload.sentences
     key = largest_batch(metrics)
     return metrics.latency_ms[key].p50 / int(key)
+
+
+def request_latency(metrics: Metrics) -> float:
+    """Latency's key: for text, the mean time of one real sentence sent alone (cut to its own
+    length, not padded to the maximum); otherwise the batch-1 (smallest batch) p50."""
+    if metrics.workload is not None:
+        return metrics.workload.one_by_one_s * 1e3 / metrics.workload.sentences
+    return primary_latency(metrics)
 
 
 def _tie_ranked(candidates: list[Candidate], speed, tiebreak) -> list[Candidate]:
@@ -106,7 +118,7 @@ def _tie_ranked(candidates: list[Candidate], speed, tiebreak) -> list[Candidate]
 def balanced_score(baseline: Metrics, metrics: Metrics) -> float:
     """The geometric mean of the batch-1 speed-up and the size ratio against the baseline:
     scale-free (2x faster and 2x smaller scores 2.0, like 4x faster at the same size)."""
-    speedup = primary_latency(baseline) / primary_latency(metrics)
+    speedup = request_latency(baseline) / request_latency(metrics)
     shrink = baseline.size_bytes / max(metrics.size_bytes, 1)
     return math.sqrt(speedup * shrink)
 
@@ -115,18 +127,20 @@ def rank(candidates: Iterable[Candidate], objective: str = "latency", *, baselin
          constraints: Constraints | None = None) -> list[Candidate]:
     """Eligible candidates, best first for ``objective``:
 
-    latency     batch-1 p50 (speed classes within TIE_TOLERANCE, then the smallest file)
-    throughput  per-sample time at the largest batch measured (then the smallest file)
+    latency     batch-1 p50, or for text one real sentence at a time (speed classes within
+                TIE_TOLERANCE, then the smallest file)
+    throughput  per-sample time at the largest batch measured, or for text the sentences in
+                batches (then the smallest file)
     size        bytes on disk (then the lower batch-1 p50)
     balanced    ``balanced_score`` against the baseline, highest first
     """
     pool = eligible(candidates, constraints)
     if objective == "latency":
-        return _tie_ranked(pool, lambda c: primary_latency(c.metrics), lambda c: c.metrics.size_bytes)
+        return _tie_ranked(pool, lambda c: request_latency(c.metrics), lambda c: c.metrics.size_bytes)
     if objective == "throughput":
         return _tie_ranked(pool, lambda c: _per_sample_ms(c.metrics), lambda c: c.metrics.size_bytes)
     if objective == "size":
-        return sorted(pool, key=lambda c: (c.metrics.size_bytes, primary_latency(c.metrics)))
+        return sorted(pool, key=lambda c: (c.metrics.size_bytes, request_latency(c.metrics)))
     if objective == "balanced":
         if baseline is None:
             raise ValueError("the balanced objective scores candidates against the baseline's metrics")
@@ -151,7 +165,7 @@ def pareto_front(candidates: Iterable[Candidate]) -> list[str]:
     measured = [c for c in candidates if c.status == "ok" and c.metrics is not None]
 
     def point(c: Candidate) -> tuple[float, float, float]:
-        return (-c.metrics.accuracy, primary_latency(c.metrics), float(c.metrics.size_bytes))
+        return (-c.metrics.accuracy, request_latency(c.metrics), float(c.metrics.size_bytes))
 
     def dominates(a, b) -> bool:
         return all(x <= y for x, y in zip(a, b, strict=True)) and a != b

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from torchslim.core.rundir import RunKind, claim_run_dir
 from torchslim.errors import TrainingError
+from torchslim.pipeline._resume import interrupted
 from torchslim.train._config import TrainConfig
 from torchslim.train._state import FitResult
 
@@ -58,8 +59,10 @@ def train_from_specs(
     try:
         trained = _train(model_spec, data_spec, config, out_dir, resume=resume, device=device, weights=weights,
                          log=log, progress=progress, is_main=is_main)
-    except BaseException:
+    except BaseException as e:
         if run is not None:
+            if isinstance(e, KeyboardInterrupt) and run.has_result():
+                interrupted(f"interrupted: the last checkpoint is in {out_dir}; continue with --out {out_dir} --resume")
             run.abandon()  # before the first checkpoint: leave --out as it was found
         raise
     if run is not None:
