@@ -103,3 +103,36 @@ def test_no_function_in_src_is_longer_than_60_lines():
 
 def test_the_public_surface_is_the_curated_api():
     assert set(dir(torchslim)) <= set(torchslim.__all__) | {"__version__"}
+
+
+def test_a_registered_technique_runs_through_the_cli_verb(fake_plugins, tmp_path, capsys):
+    from torchslim.cli import run
+    from torchslim.report import load_report
+
+    out = tmp_path / "apply"
+    assert run(["apply", "halve", "--model", "digits-mlp", "--out", str(out), "--batch-sizes", "1",
+                "--device", "cpu"]) == 0
+    cand = load_report(out).candidate("halve")
+    assert cand.status == "ok" and cand.metrics.runtime == "fake-runtime"
+    assert (out / cand.artifact).suffix == ".fake"
+    assert run(["apply", "no-such-step", "--model", "digits-mlp", "--out", str(tmp_path / "x")]) == 2
+    assert "no-such-step" in capsys.readouterr().err
+
+
+def test_the_finetune_step_trains_from_the_current_weights():
+    from torchslim.core.step import StepContext
+    from torchslim.train import validate_step as validate_finetune
+    from torchslim.train._finetune import run_step as run_finetune
+
+    data = load_data("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    before = [p.detach().clone() for p in model.parameters()]
+    config = validate_finetune({"epochs": 2, "lr": 0.01})
+    ctx = StepContext(data=data, device=torch.device("cpu"), teacher=model, work_dir=ROOT, example_inputs=())
+    out = run_finetune(model, config, ctx)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # a copy trained
+    from torchslim.data import accuracy
+
+    assert accuracy(out.model, data.val) > accuracy(model, data.val) + 0.3
+    assert "finetune(epochs=2" in out.notes[0]
