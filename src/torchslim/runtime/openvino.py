@@ -1,19 +1,23 @@
 """OpenVINO: runs OpenVINO IR artifacts (``model.xml`` + its weights ``model.bin``) on the CPU
 plugin; takes and returns torch tensors.
 
-Compile settings, measured on all-MiniLM-L6-v2 (2 cores, AMD EPYC AVX2, openvino 2026.4,
-one process, interleaved; see ``benchmarks/minilm_openvino.py``):
+Compile settings, measured on all-MiniLM-L6-v2 (2 shared cores, AMD EPYC AVX2, openvino
+2026.4, one process, interleaved, 50 ms pause before each call; the host's load average was
+5-10, so only large differences mean anything; ``benchmarks/minilm_openvino.py``):
 
-- ``PERFORMANCE_HINT``: LATENCY and THROUGHPUT run one synchronous request at the same speed
-  within noise at b1x128, b32x128 and b1x13 (THROUGHPUT only pays off with several requests
-  in flight, which a ``model(*inputs)`` call never has), and THROUGHPUT splits the cores into
-  streams that a single request cannot use. LATENCY it is.
-- ``INFERENCE_NUM_THREADS``: torch's intra-op thread count, so a comparison with eager
-  PyTorch and ONNX Runtime is thread-for-thread (left alone, OpenVINO takes every core of
-  the machine, which on a shared host is slower and not comparable).
+- ``PERFORMANCE_HINT``: the same IR, median ms at b1x128 / b32x128 / a 10-token sentence:
+  LATENCY 104 / 2925 / 26, THROUGHPUT 115 / 2501 / 25 (second run: 118 / 2898 / 27 vs
+  117 / 2374 / 31). Equal at batch 1; THROUGHPUT's 2 streams of 1 thread were faster at
+  batch 32 on the contended host. LATENCY is kept: a ``model(*inputs)`` call is one
+  synchronous request, which THROUGHPUT serves with one stream's share of the cores.
+- ``INFERENCE_NUM_THREADS`` = torch's threads, ``INFERENCE_PRECISION_HINT`` explicit or left
+  to OpenVINO: LATENCY 33.8 / 137.0 ms (10 / 128 tokens), +threads=2 29.2 / 137.8, +f32
+  29.9 / 138.4, both 30.1 / 137.4: no difference on this 2-core host, where OpenVINO's default
+  is 2 threads anyway. Threads are set so that on a bigger host the comparison with eager
+  PyTorch and ONNX Runtime stays thread-for-thread.
 - ``INFERENCE_PRECISION_HINT`` is the manifest's ``inference_precision``: f32, or bf16 for
   a bf16 export. bf16 only runs in bf16 on CPUs with AVX512-BF16 or AMX; elsewhere the
-  plugin silently keeps f32, which ``model.execution_precision`` reports.
+  plugin silently keeps f32 (measured here), which ``model.execution_precision`` reports.
 """
 
 from __future__ import annotations
