@@ -221,7 +221,7 @@ def test_export_rejects_unexportable_runtime_names(tmp_path):
 def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path):
     """quant_pre_process fails on dynamo exports saved with external data; torchslim loads the
     weights and quantizes one inline model, and writes a self-contained file."""
-    from torchslim.artifacts import manifest_path
+    from torchslim.artifacts import write_manifest
 
     _, bundle = trained("digits-cnn")
     source = fp32_exports("digits-cnn")
@@ -229,7 +229,7 @@ def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path
     split.parent.mkdir()
     onnx.save_model(onnx.load(str(source)), str(split), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="model.onnx.data", size_threshold=0)
-    manifest_path(split).write_text(manifest_path(source).read_text())
+    write_manifest(split, read_manifest(source), side_files=["model.onnx.data"])  # as torchslim writes a split model
     assert (split.parent / "model.onnx.data").stat().st_size > split.stat().st_size
     path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", "static", calibration=bundle, calibration_batches=4)
     assert not list(path.parent.glob("*.data"))

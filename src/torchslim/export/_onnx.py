@@ -62,7 +62,12 @@ def export_onnx(
             final, extra, parity, output_names = fused
             log(f"ONNX parity with PyTorch: {parity.describe()}")
             extra |= {"output_names": output_names}
-            _write(final, path, Manifest("onnx", "onnxruntime", input_specs(example, names), task, steps or [], extra), parity)
+            # The TorchScript export takes any batch and (token inputs) any length up to the model's limit.
+            limit = core_export.sequence_limit(module, example)
+            axes = [{0: (1, core_export.MAX_BATCH), **({1: (1, limit)} if core_export.is_token_input(t) else {})}
+                    for t in example]
+            specs = input_specs(example, names, axes)
+            _write(final, path, Manifest("onnx", "onnxruntime", specs, task, steps or [], extra), parity)
             return path
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._io import atomic_write
+from torchslim.core.export import is_token_input
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
@@ -103,7 +104,7 @@ def convert(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[st
     shapes = []
     for t in example:
         dims = [-1, *t.shape[1:]]
-        if common.is_sequence_input(t):
+        if is_token_input(t):
             dims[1] = -1
         shapes.append(ov.PartialShape(dims))
     try:
@@ -127,8 +128,8 @@ def _parity_batches(module: nn.Module, example: tuple[torch.Tensor, ...]) -> lis
     """The example batch, a batch of another size, and for token models a shorter sequence
     (proves the sequence axis is dynamic too; skipped if the model itself refuses it)."""
     batches = common.parity_inputs(common.batch_of_two(example))
-    if any(common.is_sequence_input(t) for t in example) and example[0].dim() == 2 and example[0].shape[1] > 7:
-        shorter = tuple(t[:, :7] if common.is_sequence_input(t) else t for t in batches[1])
+    if any(is_token_input(t) for t in example) and example[0].dim() == 2 and example[0].shape[1] > 7:
+        shorter = tuple(t[:, :7] if is_token_input(t) else t for t in batches[1])
         try:
             with torch.no_grad():
                 module(*shorter)
@@ -142,7 +143,7 @@ def _quantize(model: Any, batches: list[tuple[torch.Tensor, ...]], names: list[s
               example: tuple[torch.Tensor, ...], log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     import nncf
 
-    transformer = any(common.is_sequence_input(t) for t in example)
+    transformer = any(is_token_input(t) for t in example)
     model_type = nncf.ModelType.TRANSFORMER if transformer else None
     log(f"NNCF int8 post-training quantization ({len(batches)} calibration batches"
         f"{', ModelType.TRANSFORMER' if transformer else ''})")

@@ -24,6 +24,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from torchslim.core.export import is_token_input
 from torchslim.export import _common as common
 
 # transformers model_type -> the optimizer's model_type (models whose graphs its "bert" fusions match)
@@ -51,7 +52,7 @@ def export_fused(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...
     example = common.batch_of_two(example)
     axes = {}
     for name, t in zip(names, example, strict=True):
-        axes[name] = {0: "batch", 1: "sequence"} if common.is_sequence_input(t) else {0: "batch"}
+        axes[name] = {0: "batch", 1: "sequence"} if is_token_input(t) else {0: "batch"}
     axes |= {name: {0: "batch"} for name in output_names}
     raw = path.with_name("torchscript.onnx")
     with common.quiet(), torch.no_grad():
@@ -96,9 +97,9 @@ def with_shorter_sequence(module: nn.Module, batches: list[tuple[torch.Tensor, .
     """``batches`` plus, for token models, the last batch cut to 7 tokens (proves the sequence
     axis is dynamic; skipped if the model itself refuses that length)."""
     last = batches[-1]
-    if not any(common.is_sequence_input(t) for t in last) or max(t.shape[1] for t in last if t.dim() > 1) <= 7:
+    if not any(is_token_input(t) for t in last) or max(t.shape[1] for t in last if t.dim() > 1) <= 7:
         return batches
-    shorter = tuple(t[:, :7] if common.is_sequence_input(t) else t for t in last)
+    shorter = tuple(t[:, :7] if is_token_input(t) else t for t in last)
     try:
         with torch.no_grad():
             module(*shorter)
