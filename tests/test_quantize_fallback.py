@@ -150,3 +150,61 @@ def test_post_norm_gets_an_explicit_multiply_and_the_same_outputs():
     assert isinstance(smoothed.fc, SmoothedLinear) and groups[0].alpha in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     assert torch.equal(smoothed.norm.weight, model.norm.weight)  # the residual's input is untouched
     assert torch.allclose(smoothed(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+# --- for real -----------------------------------------------------------------------------------
+
+
+def _step_context(bundle, model, tmp_path, budget=None):
+    from torchslim.core.step import StepContext
+
+    return StepContext(data=bundle, device=torch.device("cpu"), teacher=model, work_dir=tmp_path,
+                       example_inputs=bundle.example_inputs(2, split="train"), log=lambda _m: None,
+                       max_accuracy_drop=budget)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-transformer", "resnet-mini"])
+def test_static_int8_with_fallback_for_real(name, tmp_path):
+    from torchslim.data import accuracy
+    from torchslim.quantize import run_step, validate_step
+    from torchslim.specs import resolve
+
+    handle, bundle = resolve(name, "digits", log=lambda _m: None)
+    model = handle.model.eval()
+    # Target 0 points: any measured drop makes it try layers in float (at most 2).
+    config = validate_step({"method": "static", "fallback": "auto", "fallback_target_drop": 0.0,
+                            "fallback_max_layers": 2, "smoothquant": "auto"})
+    out = run_step(model, config, _step_context(bundle, model, tmp_path, budget=1.0))
+    result = out.model.torchslim_fallback
+    assert result.metric == "accuracy" and result.target_drop == 0.0
+    assert result.reference == pytest.approx(accuracy(model, bundle.val))
+    # The record is what the returned model measures, and fallback never made it worse.
+    assert accuracy(out.model, bundle.val) == pytest.approx(result.final)
+    assert result.final >= result.quantized
+    layers = dict(model.named_modules())
+    assert all(step.layer in layers for step in result.steps) and len(result.steps) <= 2
+    assert len(result.ranking) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
+    assert any(n.startswith("fallback: float accuracy") for n in out.notes)
+    if result.steps:
+        assert result.steps[0].metric_before == result.quantized
+    if name == "tiny-transformer":
+        assert any(n.startswith("SmoothQuant on 8 LayerNorm-fed Linear layers in 4 groups") for n in out.notes)
+
+
+@pytest.mark.slow
+def test_minilm_static_int8_fidelity_with_smoothquant_and_fallback(minilm, tmp_path):
+    from torchslim.data import fidelity, predict
+    from torchslim.quantize import quantize, run_step, validate_step
+
+    handle, bundle = minilm
+    model = handle.model
+    reference, _ = predict(model, bundle.test)
+    plain = fidelity(quantize(model, {"method": "static"}, data=bundle), reference, bundle.test)
+    config = validate_step({"method": "static", "smoothquant": "auto", "fallback": "auto", "fallback_max_layers": 4})
+    out = run_step(model, config, _step_context(bundle, model, tmp_path, budget=1.0))
+    tuned = fidelity(out.model, reference, bundle.test)
+    print(f"MiniLM static int8 fidelity on test: plain {plain:.4f}, smoothquant+fallback {tuned:.4f}; "
+          f"kept in float: {out.model.torchslim_fallback.kept_in_float}")
+    assert tuned >= 0.99 and tuned >= plain - 0.002
+    assert any("Kept in float" in n or "every layer stays int8" in n for n in out.notes)
