@@ -208,3 +208,26 @@ def test_minilm_static_int8_fidelity_with_smoothquant_and_fallback(minilm, tmp_p
           f"kept in float: {out.model.torchslim_fallback.kept_in_float}")
     assert tuned >= 0.99 and tuned >= plain - 0.002
     assert any("Kept in float" in n or "every layer stays int8" in n for n in out.notes)
+
+
+class _NormDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(8)
+        self.drop = nn.Dropout(0.1)
+        self.q, self.k = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.drop(self.norm(x))
+        return self.q(h) * self.k(h)
+
+
+def test_a_dropout_between_layernorm_and_linears_still_folds():
+    torch.manual_seed(0)
+    model = _NormDropout().eval()
+    x = torch.randn(4, 3, 8)
+    groups = find_groups(model, (x[:2],))
+    assert [(g.linears, g.norm) for g in groups] == [(["q", "k"], "norm")]
+    smoothed = copy.deepcopy(model)
+    smooth_(smoothed, (x[:2],), [(x,)], alpha=0.5)
+    assert torch.allclose(smoothed(x), model(x), atol=1e-5, rtol=1e-5)

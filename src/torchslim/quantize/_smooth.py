@@ -76,15 +76,28 @@ def find_groups(model: nn.Module, example: tuple[torch.Tensor, ...]) -> list[Smo
     calls = [n for names in linears.values() for n in names]
     groups = []
     for source, names in linears.items():
-        if source.target != aten.layer_norm.default or any(calls.count(n) > 1 for n in names):
+        norm_node, chain_private = _through_identities(source)
+        if norm_node.target != aten.layer_norm.default or any(calls.count(n) > 1 for n in names):
             continue
-        weight = source.args[2] if len(source.args) > 2 else None
-        only_linears = all(u.target == aten.linear.default and u.args[0] is source for u in source.users)
+        weight = norm_node.args[2] if len(norm_node.args) > 2 else None
+        only_linears = chain_private and all(u.target == aten.linear.default and u.args[0] is source
+                                             for u in source.users)
         norm = None
         if only_linears and weight is not None and getattr(weight, "name", None) in params:
             norm = params[weight.name].removesuffix(".weight")
         groups.append(SmoothGroup(linears=names, norm=norm))
     return groups
+
+
+def _through_identities(node: torch.fx.Node) -> tuple[torch.fx.Node, bool]:
+    """The node behind eval-mode dropouts (BERT's embedding LayerNorm -> dropout -> q/k/v), and
+    whether each hop has that one consumer only (else a fold would change the other consumer)."""
+    aten = torch.ops.aten
+    private = True
+    while node.target == aten.dropout.default and len(node.args) > 2 and node.args[2] is False:
+        node = node.args[0]
+        private = private and len(node.users) == 1
+    return node, private
 
 
 @torch.no_grad()
