@@ -32,6 +32,7 @@ class StepContext:
     seed: int = 0
     log: Callable[[str], None] = print
     input_names: list[str] | None = None  # e.g. ["input_ids", "attention_mask"] for hf models
+    max_accuracy_drop: float | None = None  # the recipe's budget in points, when a search runs the step
 
 
 @dataclass

@@ -100,7 +100,8 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     teacher = copy.deepcopy(setup.baseline_model).eval().requires_grad_(False)
     ctx = StepContext(data=setup.step_data(), device=setup.device, teacher=teacher, work_dir=work_dir,
                       example_inputs=setup.example_inputs, seed=setup.seed,
-                      log=lambda msg: say(f"{label} {plan.name}: {msg}"), input_names=setup.input_names)
+                      log=lambda msg: say(f"{label} {plan.name}: {msg}"), input_names=setup.input_names,
+                      max_accuracy_drop=setup.max_accuracy_drop)
     model = copy.deepcopy(setup.baseline_model)
     output = StepOutput(model=model)
     notes: list[Note] = []

@@ -46,6 +46,19 @@ class StaticInt8Config(_Base):
     method: Literal["static"] = "static"
     calibration_batches: int = Field(default=16, ge=1, le=10_000, description="train batches observed")
     batch_size: int = Field(default=32, ge=1, le=4096, description="calibration batch size")
+    smoothquant: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] | None = Field(
+        default=None,
+        description="SmoothQuant before quantizing: migration strength alpha in [0, 1], 'auto' "
+        "(per layer from a grid, by measured int8 output error on calibration data) or null (off).",
+    )
+    fallback: Literal["auto"] | None = Field(
+        default=None,
+        description="'auto': keep the layers that cost the most accuracy (measured on the validation "
+        "split) in float, one at a time, until within fallback_target_drop; null: off.",
+    )
+    fallback_target_drop: float = Field(default=0.5, ge=0.0, le=100.0,
+                                        description="accuracy/fidelity drop (points) fallback stops at")
+    fallback_max_layers: int = Field(default=8, ge=1, le=1000, description="most layers fallback tries in float")
 
 
 class QATConfig(_Base):

@@ -8,6 +8,8 @@ them into oneDNN int8 kernels, which is where the speed-up comes from (runtime `
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -17,7 +19,7 @@ from torchslim.quantize._common import QuantizeInputs, SkipList, calibration_bat
 from torchslim.quantize._config import QATConfig, StaticInt8Config
 
 
-def _quantizer(config, model: nn.Module, *, is_qat: bool):
+def _quantizer(config, model: nn.Module, *, is_qat: bool, extra_skip: tuple[str, ...] = ()):
     with quiet_backends():
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
 
@@ -26,7 +28,7 @@ def _quantizer(config, model: nn.Module, *, is_qat: bool):
     skip = SkipList(config.skip, model)
     # The quantizer finds modules by the nn_module_stack metadata export keeps on each node;
     # class entries are given as the names of their instances (SkipList resolves them).
-    for name in sorted(skip.names):
+    for name in sorted(skip.names | set(extra_skip)):
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
 
@@ -88,13 +90,33 @@ def _check_cpu(device: torch.device, method: str) -> None:
 
 @torch.no_grad()
 def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: QuantizeInputs) -> nn.Module:
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
     _check_cpu(inputs.device, "static")
     batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
                                   batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
-    quantizer = _quantizer(config, model, is_qat=False)
+    smoothed = None
+    if config.smoothquant is not None:  # ``model`` is the verb's private copy: smoothing it is safe
+        from torchslim.quantize._smooth import smooth_
+
+        smoothed = smooth_(model.eval(), inputs.example_inputs, batches, config.smoothquant)
     graph = _export_for_pt2e(model.eval(), inputs.example_inputs, train=False)
+
+    def convert(kept_in_float: tuple[str, ...]) -> torch.fx.GraphModule:
+        # Each try prepares a fresh copy of the one exported graph (prepare_pt2e mutates it).
+        return _convert_static(copy.deepcopy(graph), model, config, kept_in_float, batches)
+
+    if config.fallback is None:
+        converted = convert(())
+    else:
+        converted = _with_fallback(model, config, inputs, convert)
+    if smoothed is not None:
+        converted.torchslim_smoothquant = smoothed
+    return converted
+
+
+def _convert_static(graph, model, config, kept_in_float, batches) -> torch.fx.GraphModule:
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = _quantizer(config, model, is_qat=False, extra_skip=kept_in_float)
     with quiet_backends():
         prepared = prepare_pt2e(graph, quantizer)
         for args in batches:
@@ -102,6 +124,40 @@ def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: Quantize
         converted = convert_pt2e(prepared, fold_quantize=True)
     _check_quantized(converted, config)
     return _finish(converted, model)
+
+
+def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, convert) -> torch.fx.GraphModule:
+    """``fallback: auto``: the measured loop of ``torchslim.quantize._fallback``; the record is
+    kept on the result as ``torchslim_fallback`` (the recipe step turns it into notes)."""
+    from torchslim.quantize._fallback import (
+        fallback_search,
+        metric_fn,
+        quantizable_layers,
+        rank_layers,
+    )
+
+    if inputs.data is None or len(inputs.data.val) == 0:
+        raise ConfigError("quantize fallback: auto measures the metric on the validation split: pass "
+                          "data=DataBundle with a non-empty val split, or set fallback: null.")
+    say = inputs.log if callable(inputs.log) else (lambda _m: None)
+    score = metric_fn(model, inputs.data, inputs.device)
+    layers = quantizable_layers(model, SkipList(config.skip, model))
+    say(f"fallback: ranking {len(layers)} layers by int8 sensitivity on the validation split")
+    reference = score(model)
+    ranking = rank_layers(model, layers, score, reference)
+
+    def measured(kept_in_float: tuple[str, ...]):
+        converted = convert(kept_in_float)
+        value = score(converted)
+        say(f"fallback: {len(kept_in_float)} layer(s) in float ({', '.join(kept_in_float) or 'none'}): {value:.4f}")
+        return value, converted
+
+    result, converted = fallback_search([name for name, _ in ranking], measured, reference=reference,
+                                        target_drop=config.fallback_target_drop,
+                                        max_layers=config.fallback_max_layers, metric=inputs.data.metric)
+    result.ranking = ranking
+    converted.torchslim_fallback = result
+    return converted
 
 
 def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) -> nn.Module:

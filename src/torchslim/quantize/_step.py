@@ -53,10 +53,26 @@ def validate_step(options: dict | str | None) -> QuantizeConfig:
     return parse_config(options, "quantize step")
 
 
+def _smoothquant_note(groups) -> str:
+    folded = sum(1 for g in groups if g.norm is not None)
+    alphas = sorted({g.alpha for g in groups if g.alpha is not None})
+    return (f"SmoothQuant on {sum(len(g.linears) for g in groups)} LayerNorm-fed Linear layers in {len(groups)} "
+            f"groups (alpha {', '.join(f'{a:g}' for a in alphas) or 'n/a'}): {folded} folded into their LayerNorm, "
+            f"{len(groups) - folded} with an explicit input multiply (their LayerNorm output also feeds a residual).")
+
+
 def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> StepOutput:
+    budget = ctx.max_accuracy_drop
+    if getattr(config, "fallback", None) and budget is not None and budget < config.fallback_target_drop:
+        # Never aim looser than the recipe's budget: a candidate outside it is discarded anyway.
+        config = config.model_copy(update={"fallback_target_drop": budget})
     quantized = quantize(model, config, data=ctx.data, example_inputs=ctx.example_inputs,
                          device=ctx.device, seed=ctx.seed, log=ctx.log)
     notes = []
+    if getattr(quantized, "torchslim_smoothquant", None):
+        notes.append(_smoothquant_note(quantized.torchslim_smoothquant))
+    if getattr(quantized, "torchslim_fallback", None) is not None:
+        notes += quantized.torchslim_fallback.notes()
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
     if ctx.device.type == "cpu" and config.method in ("bf16", "fp16") and not _cpu_has_native_bf16():

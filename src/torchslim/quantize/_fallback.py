@@ -1,0 +1,147 @@
+"""Accuracy-aware fallback: keep the layers that cost the most accuracy in float, one at a time.
+
+1. Quantize everything; measure the metric on the validation split (accuracy, or fidelity to
+   the float model's outputs for embedding data). Within ``target_drop`` points: done.
+2. Rank the quantizable layers by sensitivity: the drop when only that layer is round-tripped
+   through int8 (weights per output channel, input per tensor, as the int8 kernels do) in the
+   float model. One eager pass of the validation split per layer: cheap next to a real
+   quantization, and only an ordering — every decision below is a real, measured quantization.
+3. Walk the ranking: requantize with the next layer also kept in float and measure. A layer
+   that does not raise the metric goes back to int8 (it costs speed and bought nothing). Stop
+   when within ``target_drop`` or after ``max_layers`` tries.
+
+``fallback_search`` is the loop alone, over any ``score(kept_in_float) -> (metric, model)``
+callable, so it is tested with a fake metric; ``quantize_static`` gives it the real one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchslim.data import DataBundle, accuracy, fidelity, predict
+
+
+@dataclass
+class FallbackStep:
+    layer: str
+    metric_before: float  # in [0, 1], before this layer was tried in float
+    metric_after: float  # with it in float
+    kept: bool  # False: it did not help and went back to int8
+
+
+@dataclass
+class FallbackResult:
+    metric: str  # "accuracy" or "fidelity"
+    reference: float  # the float model's metric on the validation split
+    quantized: float  # every layer in int8
+    final: float
+    target_drop: float  # points
+    kept_in_float: list[str] = field(default_factory=list)
+    steps: list[FallbackStep] = field(default_factory=list)
+    ranking: list[tuple[str, float]] = field(default_factory=list)  # (layer, sensitivity drop in points)
+
+    @property
+    def within_target(self) -> bool:
+        return (self.reference - self.final) * 100 <= self.target_drop + 1e-9
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "within_target": self.within_target}
+
+    def notes(self) -> list[str]:
+        """The report's account: what was kept in float and the metric before/after each try."""
+        drop = (self.reference - self.quantized) * 100
+        head = (f"fallback: float {self.metric} {self.reference:.4f} on the validation split; all int8 "
+                f"{self.quantized:.4f} ({drop:.2f} points, target {self.target_drop:g})")
+        if not self.steps:
+            return [head + ": within target, every layer stays int8."]
+        tries = "; ".join(f"{s.layer}: {s.metric_before:.4f} -> {s.metric_after:.4f}"
+                          f"{'' if s.kept else ' (no gain, back to int8)'}" for s in self.steps)
+        kept = ", ".join(self.kept_in_float) or "none"
+        end = "within target" if self.within_target else "target not reached (limit hit)"
+        return [f"{head}; tried in float: {tries}. Kept in float: {kept}; final {self.metric} "
+                f"{self.final:.4f}, {end}."]
+
+
+def fallback_search(
+    ranked: Sequence[str],
+    score: Callable[[tuple[str, ...]], tuple[float, Any]],
+    *,
+    reference: float,
+    target_drop: float,
+    max_layers: int,
+    metric: str = "accuracy",
+) -> tuple[FallbackResult, Any]:
+    """Greedy fallback over ``ranked`` (worst first). ``score(kept_in_float)`` quantizes with
+    those layers left in float and returns (metric in [0, 1], the model). Returns the record
+    and the model of the best configuration found (the last kept one)."""
+    current, best = score(())
+    result = FallbackResult(metric, reference, current, current, target_drop)
+    kept: list[str] = []
+    for layer in list(ranked)[:max_layers]:
+        if (reference - current) * 100 <= target_drop + 1e-9:
+            break
+        trial, model = score((*kept, layer))
+        helped = trial > current
+        result.steps.append(FallbackStep(layer, current, trial, helped))
+        if helped:
+            kept.append(layer)
+            current, best = trial, model
+    result.kept_in_float, result.final = kept, current
+    return result, best
+
+
+# --- the real metric and ranking -----------------------------------------------------------------
+
+
+def metric_fn(reference_model: nn.Module, data: DataBundle, device: torch.device) -> Callable[[Any], float]:
+    """Accuracy on the validation split; for embedding data, fidelity to ``reference_model``."""
+    if data.task == "embedding":
+        outputs, _ = predict(reference_model, data.val, device=device)
+        return lambda fn: fidelity(fn, outputs, data.val, device=device)
+    return lambda fn: accuracy(fn, data.val, device=device)
+
+
+def rank_layers(model: nn.Module, layers: Sequence[str], score: Callable[[Any], float],
+                baseline: float | None = None) -> list[tuple[str, float]]:
+    """``(layer, drop in points)`` when only that layer is int8, worst first."""
+    baseline = score(model) if baseline is None else baseline
+    drops = []
+    for name in layers:
+        damaged = copy.deepcopy(model)
+        handle = _fake_int8(damaged.get_submodule(name))
+        drops.append((name, round((baseline - score(damaged)) * 100, 4)))
+        handle.remove()
+    return sorted(drops, key=lambda d: -d[1])
+
+
+@torch.no_grad()
+def _fake_int8(layer: nn.Module):
+    """Round-trip the layer's weight (int8 per output channel) and, via a hook, its input
+    (uint8 per tensor, affine over the batch's range) — the error static int8 adds here."""
+    w = layer.weight
+    scale = (w.abs().flatten(1).amax(dim=1).clamp(min=1e-12) / 127.0).reshape(-1, *([1] * (w.dim() - 1)))
+    w.copy_((w / scale).round().clamp(-127, 127) * scale)
+
+    inv = getattr(layer, "inv_scale", None)  # a SmoothedLinear quantizes x * inv_scale
+
+    def quantize_input(_module, args):
+        x = args[0] if inv is None else args[0] * inv
+        lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
+        s = ((hi - lo) / 255).clamp(min=1e-12)
+        zero = (-lo / s).round()
+        xq = ((x / s + zero).round().clamp(0, 255) - zero) * s
+        return (xq if inv is None else xq / inv, *args[1:])
+
+    return layer.register_forward_pre_hook(quantize_input)
+
+
+def quantizable_layers(model: nn.Module, skip) -> list[str]:
+    """The Linear and Conv layers X86InductorQuantizer annotates, minus those already skipped."""
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [n for n, m in model.named_modules() if isinstance(m, kinds) and not skip.skips(m, n)]
