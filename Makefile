@@ -7,7 +7,7 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint install clean
+.PHONY: run test test-heavy lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ run: install
 	$(VENV)/bin/torchslim optimize
 
 test: install
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q -m "not gpu and not heavy"
+
+# Minutes-long MiniLM checks kept out of `make test` (CI's 2 cores): run them before a release.
+test-heavy: install
+	$(PY) -m pytest -q -m "heavy and not gpu"
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

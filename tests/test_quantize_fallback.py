@@ -193,6 +193,7 @@ def test_static_int8_with_fallback_for_real(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: `make test-heavy`
 def test_minilm_static_int8_fidelity_with_smoothquant_and_fallback(minilm, tmp_path):
     from torchslim.data import fidelity, predict
     from torchslim.quantize import quantize, run_step, validate_step

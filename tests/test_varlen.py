@@ -301,6 +301,7 @@ def test_minilm_quantized_pt2(minilm, minilm_example, method, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on 2 cores: `make test-heavy`
 def test_minilm_compile_runtime(minilm, minilm_example, tmp_path):
     handle, _ = minilm
     path = save_exported(handle.model, tmp_path / "m.pt2", minilm_example, task="embedding", input_names=NAMES)
