@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchslim.cli import run
 from torchslim.data._text import load_text, read_sentences
 from torchslim.errors import ConfigError, DataError, SpecError
+from torchslim.report import load_report
 
 SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
 
@@ -429,10 +430,10 @@ def test_cli_prune_and_optimize_prune_distill_on_an_encoder(tmp_path):
     code = run(["prune", "--model", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--method", "channel",
                 "--ratio", "0.5", "--batch-sizes", "1", "--out", str(out)])
     assert code == 0
-    summary = json.loads((out / "prune.json").read_text())
-    original, pruned = summary["metrics"]["original"], summary["metrics"]["pruned"]
-    assert original["accuracy"] == pytest.approx(1.0, abs=1e-5) and 0 < pruned["accuracy"] <= 1.0  # fidelity
-    assert pruned["params"] < original["params"]
+    report = load_report(out)  # the verb is a one-candidate recipe: the same report.json as optimize
+    original, pruned = report.baseline.metrics, report.candidate("prune-channel").metrics
+    assert original.accuracy == pytest.approx(1.0, abs=1e-5) and 0 < pruned.accuracy <= 1.0  # fidelity
+    assert pruned.params < original.params
     # the quick recipe's candidate: pruning, then distillation from the unoptimized model
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("candidates:\n  - name: pruned-distilled\n    steps:\n"
