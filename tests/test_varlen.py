@@ -78,7 +78,7 @@ def check_all_shapes(model, artifact, *, exact: bool, min_cosine: float = 0.99) 
         if exact:
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3, msg=f"batch {batch_size} x {length}")
         else:
-            assert cosine(got, want) >= floor, (batch_size, length, cosine(got, want))
+            assert cosine(got, want) >= min_cosine, (batch_size, length, cosine(got, want))
 
 
 def check_refusals(artifact) -> None:
