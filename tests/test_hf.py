@@ -444,4 +444,4 @@ def test_cli_prune_and_optimize_prune_distill_on_an_encoder(tmp_path):
     (candidate,) = report["candidates"]
     assert code == 0 and candidate["status"] == "ok", candidate["error"]
     assert report["metric"] == "fidelity" and candidate["metrics"]["params"] < report["baseline"]["metrics"]["params"]
-    assert any("of embeddings" in note for note in candidate["notes"])
+    assert any("of embeddings" in note["text"] for note in candidate["notes"] if note["kind"] == "technique")
