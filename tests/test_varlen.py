@@ -258,15 +258,14 @@ def minilm_batch(handle, batch_size: int, length: int):
     return encoded["input_ids"], encoded["attention_mask"]
 
 
-def check_minilm(handle, artifact, *, min_cosine: float, min_cosine_one_token: float | None = None) -> None:
+def check_minilm(handle, artifact, *, min_cosine: float) -> None:
     for batch_size, length in shapes():
-        floor = min_cosine_one_token if length == 1 and min_cosine_one_token is not None else min_cosine
         inputs = minilm_batch(handle, batch_size, length) if length > 1 else (
             torch.full((batch_size, 1), 101), torch.ones(batch_size, 1, dtype=torch.long))
         with torch.no_grad():
             got, want = artifact(*inputs), handle.model(*inputs)
         assert got.shape == want.shape
-        assert cosine(got, want) >= floor, (batch_size, length, cosine(got, want))
+        assert cosine(got, want) >= min_cosine, (batch_size, length, cosine(got, want))
     with pytest.raises(ArtifactError, match=r"1\.\.512"):
         artifact(torch.ones(1, 513, dtype=torch.long), torch.ones(1, 513, dtype=torch.long))
 
