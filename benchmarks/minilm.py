@@ -1,25 +1,29 @@
-"""all-MiniLM-L6-v2 on CPU: torchslim's best artifact against the tools a user would pick instead.
+"""all-MiniLM-L6-v2 on CPU: torchslim's candidates against the runtimes a user would pick instead.
 
-Measured in ONE process and interleaved (each round runs every variant at every batch size in
-turn), so machine drift and neighbours hit every variant alike; every timed call starts after a
-50 ms pause, so no variant pays for the previous one's spinning worker threads. Inputs are real test sentences
-from src/torchslim/hf/sentences.txt, padded to 128 tokens; batch 1 x 128 and batch 32 x 128.
+Peers, each built with its own tool's calls (not through torchslim):
 
-    fp32 eager               the wrapped transformers model as loaded
-    ort fp32                 torch.onnx.export(dynamo=True) -> onnxruntime, all graph optimizations
-    ort int8 per-channel     onnxruntime.quantization.quantize_dynamic(per_channel=True): ORT's own
-                             tool, called directly (not through torchslim)
-    torch.ao dynamic int8    torch.ao.quantization.quantize_dynamic, its default (per-tensor) qconfig
-    torchslim ...            torchslim_candidates() below: bf16, int8 dynamic and static on the
-                             compile runtime, ONNX Runtime dynamic and static int8 (what optimize's
-                             onnx-int8 candidates build), all built with the library's verbs
+    ORT quantize_dynamic per-channel   torch.onnx.export (default exporter) -> onnxruntime's
+                                       quantize_dynamic(per_channel=True)
+    ORT optimizer + quantize_dynamic   TorchScript export (dynamo=False, what ORT's fusions match)
+                                       -> optimize_model(model_type="bert") -> quantize_dynamic
+    OpenVINO fp32                      openvino.convert_model(torch module, example_input) ->
+                                       core.compile_model(..., "CPU"), default config
+    OpenVINO + NNCF int8               nncf.quantize(ov_model, nncf.Dataset(train sentences),
+                                       model_type=nncf.ModelType.TRANSFORMER)
 
-Fidelity = mean cosine similarity of each variant's embeddings to fp32 eager over the held-out
-test sentences. "torchslim best" = the fastest torchslim candidate at batch 1 with fidelity
->= 0.99 (the CPU decides which: bf16 needs AVX512-BF16 or AMX, fast int8 needs VNNI).
-Goal: it is >= 2x faster than ORT int8 per-channel at batch 1.
+torchslim's candidates, built with the library's verbs and loaded with ``torchslim.load``:
+``torchslim.export`` to ONNX dynamic int8 and OpenVINO fp32 / NNCF int8, and
+``torchslim.quantize`` + ``save_exported`` on the compile runtime (dynamic int8, static int8, bf16).
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 10] [--threads N]
+Workloads, all in ONE process and interleaved (each round runs every variant on every workload in
+turn, a 50 ms pause before each timed call): batch 1 x 128 tokens, batch 32 x 128 tokens (real
+test sentences padded to 128), and the held-out test sentences embedded as a service would
+(torchslim.bench._workload.sentence_workload: batches of 32 cut to the longest sentence, then each
+sentence alone at its own length; the time is the sum of both passes). Fidelity: mean cosine to
+fp32 eager over the held-out sentences, each alone at its own length. Ratios are the fastest
+peer's time over the variant's (> 1 = faster than every peer).
+
+Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 5]
 Writes benchmarks/results/minilm.json.
 """
 
@@ -42,178 +46,195 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
-BATCH_SIZES = (1, 32)
-PAUSE_S = 0.05  # idle time before every timed call (see the timing loop)
+PAUSE_S = 0.05
+NAMES = ["input_ids", "attention_mask"]
+PEERS = ("ORT quantize_dynamic per-channel", "ORT optimizer + quantize_dynamic", "OpenVINO fp32",
+         "OpenVINO + NNCF int8")
+WORKLOADS = ("b1x128 ms", "b32x128 ms", "sentences s")
 
 
-def torchslim_candidates(model: torch.nn.Module, example: tuple[torch.Tensor, ...], data, folder: Path) -> dict:
-    """torchslim's CPU candidates for MiniLM, each built with the library's own verbs and loaded
-    with ``torchslim.load`` on the runtime recorded with it. Which one is fastest depends on the
-    CPU (bf16 needs AVX512-BF16/AMX, int8 needs VNNI), so the benchmark measures them all and
-    "torchslim best" is the fastest at batch 1 with fidelity >= 0.99, as ``optimize`` would pick.
-    A candidate the library refuses is reported and left out.
-    """
+def _ort(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda ids, mask: torch.from_numpy(session.run(None, {"input_ids": ids.numpy(),
+                                                                  "attention_mask": mask.numpy()})[0])
+
+
+def _openvino(ov_model):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(ov_model, "CPU")
+    return lambda ids, mask: torch.from_numpy(compiled([ids.numpy(), mask.numpy()])[0].copy())
+
+
+def peers(model, bundle, example, folder: Path) -> dict:
+    import nncf
+    import onnx
+    import openvino as ov
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    plain, fused = folder / "plain.onnx", folder / "fused.onnx"
+    # the output is not named "embedding": the dynamo graph has a node of that name already
+    torch.onnx.export(model, example, str(plain), input_names=NAMES, output_names=["sentence_embedding"],
+                      dynamic_shapes=(axes["input_ids"], axes["attention_mask"]), external_data=False)
+    torch.onnx.export(model, example, str(folder / "ts.onnx"), dynamo=False, input_names=NAMES,
+                      output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=17)
+    optimized = optimize_model(str(folder / "ts.onnx"), model_type="bert", num_heads=12, hidden_size=384)
+    fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    optimized.save_model_to_file(str(fused))
+    with contextlib.chdir(folder):  # quantize_dynamic may drop external-data files in the cwd
+        # the fused graph's contrib ops (Attention, SkipLayerNormalization) defeat the quantizer's
+        # shape inference; its error message says to give DefaultTensorType, as here
+        for src, extra in ((plain, {}), (fused, {"DefaultTensorType": onnx.TensorProto.FLOAT})):
+            quantize_dynamic(str(src), str(src.with_suffix(".int8.onnx")), per_channel=True,
+                             weight_type=QuantType.QInt8, extra_options=extra)
+    ov_model = ov.convert_model(model, example_input=example)
+    train_ids, train_mask = bundle.train.input_ids, bundle.train.attention_mask
+    lengths = train_mask.sum(1)
+    calibration = [(train_ids[i:i + 1, :n].numpy(), train_mask[i:i + 1, :n].numpy())
+                   for i, n in enumerate(lengths.tolist())]
+    int8 = nncf.quantize(ov_model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                         subset_size=len(calibration))
+    built = {PEERS[0]: _ort(plain.with_suffix(".int8.onnx")), PEERS[1]: _ort(fused.with_suffix(".int8.onnx")),
+             PEERS[2]: _openvino(ov_model), PEERS[3]: _openvino(int8)}
+    return built, {"ort_fused_operators": fusions,
+                   "openvino_inputs": [str(p.get_partial_shape()) for p in ov_model.inputs]}
+
+
+def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
+    """torchslim's CPU candidates, built with the library's verbs, loaded with ``torchslim.load``
+    (compile-runtime artifacts precompile their length buckets). A refused one is left out."""
     import torchslim
     from torchslim.artifacts import save_exported
     from torchslim.errors import TorchslimError
 
-    names = ["input_ids", "attention_mask"]
+    def compiled(config, file, **kw):
+        quantized = torchslim.quantize(copy.deepcopy(model), config, example_inputs=example, **kw)
+        return save_exported(quantized, folder / file, example, runtime="compile", task="embedding",
+                             input_names=NAMES)
+
+    def exported(sub, **kw):
+        return torchslim.export(copy.deepcopy(model), folder / sub, example, input_names=NAMES,
+                                task="embedding", **kw)
+
     builders = {
-        "torchslim bf16 compile": lambda: save_exported(
-            torchslim.quantize(copy.deepcopy(model), "bf16", example_inputs=example),
-            folder / "bf16.pt2", example, runtime="compile", task="embedding", input_names=names),
-        "torchslim int8 dyn compile": lambda: save_exported(
-            torchslim.quantize(copy.deepcopy(model), "dynamic", example_inputs=example),
-            folder / "int8-dynamic.pt2", example, runtime="compile", task="embedding", input_names=names),
-        "torchslim int8 static compile": lambda: save_exported(
-            torchslim.quantize(copy.deepcopy(model), torchslim.StaticInt8Config(calibration_batches=16),
-                               example_inputs=example, data=data),
-            folder / "int8-static.pt2", example, runtime="compile", task="embedding", input_names=names),
-        "torchslim ort int8 dynamic": lambda: torchslim.export(
-            copy.deepcopy(model), folder / "ort-dynamic", example, format="onnx", quantize="dynamic",
-            input_names=names, task="embedding"),
-        "torchslim ort int8 static": lambda: torchslim.export(
-            copy.deepcopy(model), folder / "ort-static", example, format="onnx", quantize="static",
-            calibration=data, input_names=names, task="embedding"),
+        "torchslim onnx int8 dynamic": lambda: exported("onnx-int8", format="onnx", quantize="dynamic"),
+        "torchslim openvino fp32": lambda: exported("ov-fp32", format="openvino"),
+        "torchslim openvino int8": lambda: exported("ov-int8", format="openvino", quantize="int8",
+                                                    calibration=bundle),
+        "torchslim int8 dynamic compile": lambda: compiled("dynamic", "int8-dynamic.pt2"),
+        "torchslim int8 static compile": lambda: compiled(
+            torchslim.StaticInt8Config(calibration_batches=16), "int8-static.pt2", data=bundle),
+        "torchslim bf16 compile": lambda: compiled("bf16", "bf16.pt2"),
     }
     candidates = {}
     for name, build in builders.items():
+        started = time.perf_counter()
         try:
-            candidates[name] = torchslim.load(build())
+            candidates[name] = torchslim.load(build(), precompile=True)
         except TorchslimError as e:
-            print(f"{name}: refused by torchslim ({e.message[:160]})", flush=True)
+            print(f"{name}: refused by torchslim ({e.message[:200]})", flush=True)
+            continue
+        print(f"built {name} in {time.perf_counter() - started:.0f}s", flush=True)
     return candidates
 
 
-def _ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        (out,) = session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})
-        return torch.from_numpy(out)
-
-    return run
+def fidelity(variants: dict, reference, singles) -> dict:
+    expected = torch.cat([reference(*s) for s in singles])
+    return {name: float(F.cosine_similarity(torch.cat([fn(*s).float() for s in singles]), expected).mean())
+            for name, fn in variants.items()}
 
 
-def build_variants(model, example, data, folder: Path, threads: int) -> dict:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def measure(variants: dict, fixed: dict, test, rounds: int) -> dict:
+    from torchslim.bench._workload import sentence_workload
 
-    variants = {"fp32 eager": model}
-    fp32_path = folder / "minilm.onnx"
-    # inline weights (no external data): ORT's quantization tools cannot follow a dynamo export's
-    # external-data file; "embedding" would collide with a node name, hence "sentence_embedding"
-    torch.onnx.export(model, example, str(fp32_path), dynamo=True, external_data=False,
-                      input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
-                      dynamic_shapes=({0: "batch", 1: "sequence"}, {0: "batch", 1: "sequence"}))
-    variants["ort fp32"] = _ort_session(fp32_path, threads)
-    int8_path = folder / "minilm.int8.onnx"
-    with contextlib.chdir(folder):  # ORT drops a <uuid>.data external-data file in the cwd
-        quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
-    variants["ort int8 per-channel"] = _ort_session(int8_path, threads)
-    variants["torch.ao dynamic int8"] = torch.ao.quantization.quantize_dynamic(
-        copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
-    variants.update(torchslim_candidates(model, example, data, folder))
-    return variants
+    times = {(n, w): [] for n in variants for w in WORKLOADS}
+    for fn in variants.values():  # warm-up: first calls, per-shape compiles
+        for inputs in fixed.values():
+            fn(*inputs)
+    for r in range(rounds):
+        started = time.perf_counter()
+        for name, fn in variants.items():
+            for w, inputs in fixed.items():
+                time.sleep(PAUSE_S)
+                t0 = time.perf_counter()
+                fn(*inputs)
+                times[(name, w)].append((time.perf_counter() - t0) * 1e3)
+            load = sentence_workload(fn, test, device=torch.device("cpu"), repeats=1)
+            times[(name, WORKLOADS[2])].append(load.batched_s + load.one_by_one_s)
+        print(f"round {r + 1}/{rounds} in {time.perf_counter() - started:.0f}s, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return {n: {w: statistics.median(times[(n, w)]) for w in WORKLOADS} for n in variants}
+
+
+def report(median: dict, fid: dict) -> dict:
+    fastest_peer = {w: min(PEERS, key=lambda p: median[p][w]) for w in WORKLOADS}
+    rows = {n: {"fidelity": round(fid[n], 5)} | {w: round(median[n][w], 4) for w in WORKLOADS}
+            | {f"ratio {w}": round(median[fastest_peer[w]][w] / median[n][w], 3) for w in WORKLOADS}
+            for n in median}
+    within = [n for n in median if n.startswith("torchslim") and fid[n] >= 0.99]
+    verdict = {}
+    for w in WORKLOADS:
+        best = min(within, key=lambda n: median[n][w]) if within else None
+        verdict[w] = {"fastest_peer": fastest_peer[w], "torchslim_fastest_within_0.99": best,
+                      "ratio": rows[best][f"ratio {w}"] if best else None}
+    print("| variant | fidelity | " + " | ".join(f"{w} (vs fastest peer)" for w in WORKLOADS) + " |")
+    print("|---|---|" + "---|" * len(WORKLOADS))
+    for n, row in rows.items():
+        cells = " | ".join(f"{row[w]:.{3 if w.endswith(' s') else 2}f} ({row[f'ratio {w}']:.2f}x)" for w in WORKLOADS)
+        print(f"| {n} | {row['fidelity']:.4f} | {cells} |")
+    for w, v in verdict.items():
+        print(f"{w}: fastest peer {v['fastest_peer']}; torchslim's fastest within fidelity 0.99: "
+              f"{v['torchslim_fastest_within_0.99']} ({v['ratio']}x)")
+    return {"rows": rows, "verdict": verdict}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per variant per round")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    from torchslim.specs import resolve
 
-    from torchslim.data._text import load_text
-    from torchslim.hf import load_hf
-
-    handle = load_hf("hf:minilm")
+    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
     model = handle.model.eval()
-    data = load_text(f"text:{SENTENCES}", SENTENCES, tokenizer=handle.hf.tokenizer, seed=0)
-    test_ids, test_mask = data.test.input_ids, data.test.attention_mask
-    inputs = {b: (test_ids[:b].clone(), test_mask[:b].clone()) for b in BATCH_SIZES}
-    example = (test_ids[:2].clone(), test_mask[:2].clone())
-    print(f"{len(data.test)} held-out sentences, {args.threads} threads, torch {torch.__version__}", flush=True)
-
+    ids, mask = bundle.example_inputs(32)
+    fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask)}
+    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
+    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    example = bundle.example_inputs(2)
+    print(f"{len(singles)} held-out sentences, torch {torch.__version__}, {torch.get_num_threads()} threads",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="minilm-bench-") as tmp, torch.no_grad():
-        started = time.perf_counter()
-        variants = build_variants(model, example, data, Path(tmp), args.threads)
-        print(f"built {len(variants)} variants in {time.perf_counter() - started:.0f}s", flush=True)
-        # fidelity one sentence at a time: compiled variants see only the shapes they are timed on
-        reference = torch.cat([model(test_ids[i:i + 1], test_mask[i:i + 1]) for i in range(len(test_ids))])
-        fidelity = {}
-        for name, fn in variants.items():
-            out = torch.cat([torch.as_tensor(fn(test_ids[i:i + 1], test_mask[i:i + 1])).float()
-                             for i in range(len(test_ids))])
-            fidelity[name] = float(F.cosine_similarity(out, reference).mean())
-        for fn in variants.values():  # warm-up: compile, allocate, fill caches
-            for b in BATCH_SIZES:
-                for _ in range(2):
-                    fn(*inputs[b])
-        times = {(name, b): [] for name in variants for b in BATCH_SIZES}
-        for _ in range(args.rounds):
-            for name, fn in variants.items():
-                for b in BATCH_SIZES:
-                    for _ in range(args.repeats):
-                        # Let the previous call's worker threads stop spinning: torch's OpenMP
-                        # pool and ORT's pool each spin-wait after a call, and on 2 cores the
-                        # next variant's threads would fight them (ORT int8 measured 1.7x slower
-                        # right after torch calls than alone). Every call starts from idle.
-                        time.sleep(PAUSE_S)
-                        t0 = time.perf_counter()
-                        fn(*inputs[b])
-                        times[(name, b)].append((time.perf_counter() - t0) * 1e3)
-    p50 = {key: statistics.median(v) for key, v in times.items()}
-    _report(variants, fidelity, p50, args)
+        variants = {"fp32 eager": model}
+        built, notes = peers(model, bundle, example, Path(tmp))
+        variants |= built
+        print(f"built peers; ORT fusions {notes['ort_fused_operators']}", flush=True)
+        variants |= torchslim_candidates(model, bundle, example, Path(tmp))
+        fid = fidelity(variants, model, singles)
+        print({n: round(f, 4) for n, f in fid.items()}, flush=True)
+        median = measure(variants, fixed, bundle.test, args.rounds)
+    result = report(median, fid)
+    Path(args.out).write_text(json.dumps({
+        "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": args.rounds,
+        "sentences": len(singles), "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": _machine(),
+        "notes": notes, **result}, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
-def _report(variants, fidelity, p50, args) -> None:
-    ort_int8 = {b: p50[("ort int8 per-channel", b)] for b in BATCH_SIZES}
-    eager = {b: p50[("fp32 eager", b)] for b in BATCH_SIZES}
-    header = (f"{'variant':30s} {'fidelity':>9s} {'p50 b1 ms':>10s} {'p50 b32 ms':>11s} "
-              f"{'vs fp32 b1':>11s} {'vs ORT int8 b1':>15s} {'vs ORT int8 b32':>16s}")
-    print(header)
-    print("-" * len(header))
-    rows = []
-    for name in variants:
-        row = {"variant": name, "fidelity": fidelity[name],
-               "p50_ms": {str(b): p50[(name, b)] for b in BATCH_SIZES},
-               "speedup_vs_fp32_eager": {str(b): eager[b] / p50[(name, b)] for b in BATCH_SIZES},
-               "speedup_vs_ort_int8_per_channel": {str(b): ort_int8[b] / p50[(name, b)] for b in BATCH_SIZES}}
-        rows.append(row)
-        print(f"{name:30s} {fidelity[name]:9.5f} {p50[(name, 1)]:10.2f} {p50[(name, 32)]:11.1f} "
-              f"{row['speedup_vs_fp32_eager']['1']:10.2f}x {row['speedup_vs_ort_int8_per_channel']['1']:14.2f}x "
-              f"{row['speedup_vs_ort_int8_per_channel']['32']:15.2f}x")
-    eligible = [r for r in rows if r["variant"].startswith("torchslim") and r["fidelity"] >= 0.99]
-    best = min(eligible, key=lambda r: r["p50_ms"]["1"]) if eligible else None
-    if best is None:
-        print("goal: NOT MET (no torchslim candidate reached fidelity 0.99)")
-        goal = False
-    else:
-        goal = best["speedup_vs_ort_int8_per_channel"]["1"] >= 2.0
-        print(f"torchslim best = {best['variant']}")
-        print(f"goal (torchslim best >= 2x ORT int8 per-channel at batch 1, fidelity >= 0.99): "
-              f"{'MET' if goal else 'NOT MET'} ({best['speedup_vs_ort_int8_per_channel']['1']:.2f}x, "
-              f"fidelity {best['fidelity']:.5f})")
-    result = {
-        "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "sequence_length": 128,
-        "rounds": args.rounds, "repeats": args.repeats, "threads": args.threads,
-        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "torchslim_best": best["variant"] if best else None, "goal_met": goal, "rows": rows,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"saved {out}")
+def _machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags.split()]}
 
 
 if __name__ == "__main__":
