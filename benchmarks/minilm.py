@@ -106,7 +106,7 @@ def peers(model, bundle, example, folder: Path) -> dict:
 
 def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
     """torchslim's CPU candidates, built with the library's verbs, loaded with ``torchslim.load``
-    (compile-runtime artifacts precompile their length buckets). A refused one is left out."""
+    (compile-runtime artifacts compile the shapes used in the warm-ups). A refused one is left out."""
     import torchslim
     from torchslim.artifacts import save_exported
     from torchslim.errors import TorchslimError
@@ -134,7 +134,7 @@ def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
     for name, build in builders.items():
         started = time.perf_counter()
         try:
-            candidates[name] = torchslim.load(build(), precompile=True)
+            candidates[name] = torchslim.load(build())
         except TorchslimError as e:
             print(f"{name}: refused by torchslim ({e.message[:200]})", flush=True)
             continue
@@ -148,7 +148,8 @@ def fidelity(variants: dict, reference, singles) -> dict:
             for name, fn in variants.items()}
 
 
-def measure(variants: dict, fixed: dict, test, rounds: int) -> dict:
+def measure(variants: dict, fixed: dict, test, rounds: int, on_round) -> dict:
+    """Median times per variant and workload; ``on_round(medians)`` after every round."""
     from torchslim.bench._workload import sentence_workload
 
     times = {(n, w): [] for n in variants for w in WORKLOADS}
@@ -167,7 +168,9 @@ def measure(variants: dict, fixed: dict, test, rounds: int) -> dict:
             times[(name, WORKLOADS[2])].append(load.batched_s + load.one_by_one_s)
         print(f"round {r + 1}/{rounds} in {time.perf_counter() - started:.0f}s, "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
-    return {n: {w: statistics.median(times[(n, w)]) for w in WORKLOADS} for n in variants}
+        median = {n: {w: statistics.median(times[(n, w)]) for w in WORKLOADS} for n in variants}
+        on_round(median, r + 1)
+    return median
 
 
 def report(median: dict, fid: dict) -> dict:
@@ -219,14 +222,16 @@ def main() -> None:
         variants |= torchslim_candidates(model, bundle, example, Path(tmp))
         fid = fidelity(variants, model, singles)
         print({n: round(f, 4) for n, f in fid.items()}, flush=True)
-        median = measure(variants, fixed, bundle.test, args.rounds)
-    result = report(median, fid)
-    Path(args.out).write_text(json.dumps({
-        "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": args.rounds,
-        "sentences": len(singles), "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": _machine(),
-        "notes": notes, **result}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+
+        def write(median: dict, done: int) -> None:  # after every round: a killed run keeps its data
+            Path(args.out).write_text(json.dumps({
+                "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": done,
+                "sentences": len(singles), "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2),
+                "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": _machine(),
+                "notes": notes, **report(median, fid)}, indent=2) + "\n")
+            print(f"wrote {args.out} ({done} rounds)", flush=True)
+
+        measure(variants, fixed, bundle.test, args.rounds, write)
 
 
 def _machine() -> dict:
