@@ -2,8 +2,8 @@
 
 A manifest records ``{"<file name>": "<hex sha256>"}`` for the artifact and any side files
 (names relative to the artifact's folder). Hashing streams each file once in 1 MiB blocks
-(about 1 s per GB on one core); a verified (path, size, mtime, inode) is remembered for the
-life of the process, so a file checked by ``read_manifest`` and then loaded is hashed once.
+(cost not measured); a verified (path, size, mtime, inode) is remembered for the life of the
+process, so a file checked by ``read_manifest`` and then loaded is hashed once.
 """
 
 from __future__ import annotations
