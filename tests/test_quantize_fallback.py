@@ -186,6 +186,7 @@ def test_static_int8_with_fallback_for_real(name, tmp_path):
     assert all(step.layer in layers for step in result.steps) and len(result.steps) <= 2
     assert len(result.ranking) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
     assert any(n.startswith("fallback: float accuracy") for n in out.notes)
+    assert out.facts["fallback"]["kept_in_float"] == result.kept_in_float  # the report's field
     if result.steps:
         assert result.steps[0].metric_before == result.quantized
     if name == "tiny-transformer":

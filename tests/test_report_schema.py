@@ -77,3 +77,34 @@ def test_table_warns_when_measurements_were_taken_on_a_busy_machine():
     out = io.StringIO()
     render_table(report, console=Console(file=out, width=200))
     assert "warning: baseline measured while other processes used the CPU" in out.getvalue()
+
+
+def test_fallback_record_is_a_report_field_in_json_table_and_html(tmp_path):
+    from rich.console import Console
+
+    from torchslim.quantize._fallback import fallback_search
+    from torchslim.report import render_table
+    from torchslim.report._html import render_html
+
+    costs = {"blocks.0.fc": 1.0, "blocks.1.attn": 0.0, "head": 0.8}
+
+    def score(kept):
+        return 1.0 - sum(c for name, c in costs.items() if name not in kept) / 100, None
+
+    result, _ = fallback_search(list(costs), score, reference=1.0, target_drop=0.5, max_layers=8)
+    report = _report()
+    report.candidates.append(Candidate(name="int8-static", within_budget=True, artifact="int8.pt2",
+                                       metrics=_metrics(0.5), fallback=result.to_dict()))
+    write_report(report, tmp_path)
+    saved = load_report(tmp_path)  # schema-valid with the record
+    assert saved.candidates[1].fallback.kept_in_float == ["blocks.0.fc", "head"]
+    assert [s.kept for s in saved.candidates[1].fallback.steps] == [True, False, True]
+    console = Console(record=True, width=200)
+    render_table(saved, console=console)
+    assert "kept in float by fallback: blocks.0.fc, head (accuracy 0.9820 all int8 -> 1.0000)" in console.export_text()
+    html = render_html(saved)
+    assert "Kept in float: blocks.0.fc, head" in html and "no gain, back to int8" in html
+    data = json.loads((tmp_path / "report.json").read_text())
+    data["candidates"][1]["fallback"]["steps"][0].pop("kept")
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(data)

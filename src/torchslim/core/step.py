@@ -41,3 +41,5 @@ class StepOutput:
     runtime: str | None = None  # the runtime it should be measured on, when not eager
     artifact: Path | None = None  # set when the step wrote the final artifact itself (.tslim, .onnx)
     notes: list[str] = field(default_factory=list)  # honest remarks for the report
+    # Structured facts the report keeps as fields, e.g. {"fallback": {...}} (the layers kept in float).
+    facts: dict[str, Any] = field(default_factory=dict)

@@ -74,7 +74,8 @@ def run_candidate(plan: PlannedCandidate, setup: SearchSetup, label: str) -> Can
     started = time.perf_counter()
     record = Candidate(name=plan.name, steps=plan.step_strings(), status="ok", refined_from=plan.refined_from)
     try:
-        artifact, metrics, notes = _run_and_measure(plan, setup, label)
+        artifact, metrics, notes, facts = _run_and_measure(plan, setup, label)
+        record.fallback = facts.get("fallback")
         record.artifact = _relative(artifact, setup.run_dir)
         record.metrics = metrics
         record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
@@ -105,6 +106,7 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     model = copy.deepcopy(setup.baseline_model)
     output = StepOutput(model=model)
     notes: list[Note] = []
+    facts: dict = {}
     for j, step in enumerate(plan.steps, start=1):
         say(f"{label} {plan.name}: step {j}/{len(plan.steps)} {step.describe()}")
         output = step.step.run(model, step.config, ctx)
@@ -112,6 +114,7 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
             raise TypeError(f"step {step.name!r} returned {type(output).__name__}, not a StepOutput")
         model = output.model
         notes += [Note(kind="technique", text=n) for n in output.notes if n not in [x.text for x in notes]]
+        facts |= output.facts
     if isinstance(model, nn.Module):
         model.eval()
     say(f"{label} {plan.name}: saving the artifact")
@@ -135,7 +138,7 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     if busy := contention.note():
         notes.append(Note(kind="busy_machine", text=busy))
         say(f"{label} {plan.name}: warning: {busy}")
-    return artifact, metrics, notes
+    return artifact, metrics, notes, facts
 
 
 def _save(model: nn.Module, work_dir: Path, runtime: str, plan: PlannedCandidate, setup: SearchSetup) -> Path:

@@ -68,11 +68,12 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
         config = config.model_copy(update={"fallback_target_drop": budget})
     quantized = quantize(model, config, data=ctx.data, example_inputs=ctx.example_inputs,
                          device=ctx.device, seed=ctx.seed, log=ctx.log)
-    notes = []
+    notes, facts = [], {}
     if getattr(quantized, "torchslim_smoothquant", None):
         notes.append(_smoothquant_note(quantized.torchslim_smoothquant))
     if getattr(quantized, "torchslim_fallback", None) is not None:
         notes += quantized.torchslim_fallback.notes()
+        facts["fallback"] = quantized.torchslim_fallback.to_dict()
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
     if ctx.device.type == "cpu" and config.method in ("bf16", "fp16") and not _cpu_has_native_bf16():
@@ -82,4 +83,5 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
     if config.method in ("dynamic", "weight-only", "int4") and share < 0.5:
         notes.append(f"{config.method} quantizes Linear layers only, which hold {share:.0%} of this model's "
                      "weights: expect little size or speed gain; 'static' also quantizes convolutions.")
-    return StepOutput(model=quantized, runtime=fast_runtime(config.method, ctx.device.type), notes=notes)
+    return StepOutput(model=quantized, runtime=fast_runtime(config.method, ctx.device.type), notes=notes,
+                      facts=facts)

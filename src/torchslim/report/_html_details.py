@@ -56,6 +56,21 @@ def _measurements(c: Candidate) -> str:
     return "<p>" + " · ".join(escape(str(r)) for r in rows) + "</p>"
 
 
+def _fallback(c: Candidate) -> str:
+    """The layers accuracy-aware fallback kept in float, and the metric before and after each try."""
+    f = c.fallback
+    if f is None:
+        return ""
+    kept = ", ".join(f.kept_in_float) or "none: every layer stays int8"
+    rows = "".join(f"<tr><td><code>{escape(s.layer)}</code></td><td>{s.metric_before:.4f}</td><td>{s.metric_after:.4f}</td>"
+                   f"<td>{'kept in float' if s.kept else 'no gain, back to int8'}</td></tr>" for s in f.steps)
+    tries = ("<table class=\"fallback\"><thead><tr><th>layer tried in float</th><th>before</th><th>after</th>"
+             f"<th>decision</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
+    end = "within" if f.within_target else "not within"
+    return (f'<p class="fallback">fallback: float {escape(f.metric)} {f.reference:.4f}, all int8 {f.quantized:.4f}, '
+            f"final {f.final:.4f} ({end} its {f.target_drop:g}-point target). Kept in float: {escape(kept)}</p>{tries}")
+
+
 def _use(c: Candidate, report: Report) -> str:
     if c.status != "ok" or not c.artifact:
         return ""
@@ -78,5 +93,5 @@ def candidate_details(c: Candidate, report: Report) -> str:
     open_attr = " open" if c.name == report.best else ""
     return (f'<details class="candidate {escape(c.status)}" id="cand-{escape(c.name)}"{open_attr}>'
             f'<summary>{escape(c.name)}{badges} <span class="sub">— {escape(in_words(c, report))}{budget}</span></summary>'
-            f'{error}{refined}<p>steps:</p><ol class="steps">{steps}</ol>{_use(c, report)}{_measurements(c)}{_notes(c)}'
+            f'{error}{refined}<p>steps:</p><ol class="steps">{steps}</ol>{_use(c, report)}{_measurements(c)}{_fallback(c)}{_notes(c)}'
             "</details>")

@@ -12,6 +12,29 @@ from torchslim.bench import Metrics
 from torchslim.core.notes import Note
 
 
+class FallbackTry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    layer: str
+    metric_before: float  # in [0, 1], before this layer was tried in float
+    metric_after: float  # with it in float
+    kept: bool  # False: it did not help and went back to int8
+
+
+class FallbackRecord(BaseModel):
+    """What accuracy-aware fallback did to one candidate (torchslim.quantize._fallback)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: Literal["accuracy", "fidelity"]
+    reference: float  # the float model's metric on the validation split
+    quantized: float  # every layer in int8
+    final: float
+    target_drop: float  # points
+    within_target: bool
+    kept_in_float: list[str] = Field(default_factory=list)
+    steps: list[FallbackTry] = Field(default_factory=list)
+    ranking: list[tuple[str, float]] = Field(default_factory=list)  # (layer, sensitivity drop in points), worst first
+
+
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -24,6 +47,7 @@ class Candidate(BaseModel):
     notes: list[Note] = Field(default_factory=list)  # each with its kind (torchslim.core.notes)
     duration_s: float | None = None  # wall time of its steps + measurement
     refined_from: str | None = None  # set for second-stage variants of another candidate
+    fallback: FallbackRecord | None = None  # accuracy-aware int8 fallback: the layers kept in float
 
     @field_validator("notes", mode="before")
     @classmethod

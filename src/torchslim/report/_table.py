@@ -60,6 +60,25 @@ def _row(c: Candidate, base: Candidate, metric: str, batch_keys: list[str], work
     ]
 
 
+def _footnotes(report: Report, console: Console) -> None:
+    """Below the table: no-gain notes, the busy-machine warning, winners, layers kept in float."""
+    for c in report.candidates:
+        for note in c.note_texts("no_speedup"):
+            console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
+    busy = [c.name for c in [report.baseline, *report.candidates] if c.note_texts("busy_machine")]
+    if busy:
+        console.print(f"[yellow]warning: {', '.join(busy)} measured while other processes used the CPU: their latencies "
+                      "and speed-ups are unreliable; re-run on an idle machine[/]", highlight=False)
+    if report.winners:
+        picks = ", ".join(f"{o}: {n or '-'}" for o, n in report.winners.items())
+        console.print(f"winners by objective: {picks}", highlight=False)
+    for c in report.candidates:
+        if c.fallback is not None and c.fallback.kept_in_float:
+            f = c.fallback
+            console.print(f"{c.name}: kept in float by fallback: {', '.join(f.kept_in_float)} ({f.metric} "
+                          f"{f.quantized:.4f} all int8 -> {f.final:.4f})", highlight=False)
+
+
 def render_table(report: Report, console: Console | None = None) -> Table:
     """A rich table of the baseline and every candidate; the best row is highlighted."""
     # Piped output (CI logs, `| tee`) would be cut to 80 columns; a results table needs its width.
@@ -93,16 +112,7 @@ def render_table(report: Report, console: Console | None = None) -> Table:
         style = "bold green" if c.name == report.best else ("red" if c.status == "failed" else None)
         table.add_row(*row, style=style)
     console.print(table)
-    for c in report.candidates:
-        for note in c.note_texts("no_speedup"):
-            console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
-    busy = [c.name for c in [base, *report.candidates] if c.note_texts("busy_machine")]
-    if busy:
-        console.print(f"[yellow]warning: {', '.join(busy)} measured while other processes used the CPU: their latencies "
-                      "and speed-ups are unreliable; re-run on an idle machine[/]", highlight=False)
-    if report.winners:
-        picks = ", ".join(f"{o}: {n or '-'}" for o, n in report.winners.items())
-        console.print(f"winners by objective: {picks}", highlight=False)
+    _footnotes(report, console)
     if report.best:
         console.print(f"[bold green]best ({report.objective}):[/] {report.best}")
     else:
