@@ -23,7 +23,11 @@ sentence alone at its own length; the time is the sum of both passes). Fidelity:
 fp32 eager over the held-out sentences, each alone at its own length. Ratios are the fastest
 peer's time over the variant's (> 1 = faster than every peer).
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 5]
+With ``--run DIR`` (a ``torchslim optimize`` run on hf:minilm, e.g. from benchmarks/minilm_optimize.py)
+torchslim's variants are instead the artifacts that run wrote within its budget, loaded from disk,
+and the verdict also gives the run's pick against the fastest peer on each workload.
+
+Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 5] [--run DIR]
 Writes benchmarks/results/minilm.json.
 """
 
@@ -142,6 +146,24 @@ def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
     return candidates
 
 
+def run_candidates(run: Path) -> tuple[dict, str | None]:
+    """The artifacts a ``torchslim optimize`` run wrote (every candidate within its budget), loaded
+    with ``torchslim.load`` on their recorded runtimes; and the name given to the run's pick."""
+    import torchslim
+    from torchslim.report import load_report
+
+    report = load_report(run)
+    candidates, pick = {}, None
+    for c in report.candidates:
+        if c.status != "ok" or not c.within_budget or not c.artifact:
+            continue
+        name = f"torchslim {c.name} ({c.metrics.runtime})" + (" = pick" if c.name == report.best else "")
+        candidates[name] = torchslim.load(run / c.artifact)
+        pick = name if c.name == report.best else pick
+    print(f"loaded {len(candidates)} within-budget artifacts of {run} (pick: {report.best})", flush=True)
+    return candidates, pick
+
+
 def fidelity(variants: dict, reference, singles) -> dict:
     expected = torch.cat([reference(*s) for s in singles])
     return {name: float(F.cosine_similarity(torch.cat([fn(*s).float() for s in singles]), expected).mean())
@@ -173,7 +195,7 @@ def measure(variants: dict, fixed: dict, test, rounds: int, on_round) -> dict:
     return median
 
 
-def report(median: dict, fid: dict) -> dict:
+def report(median: dict, fid: dict, pick: str | None = None) -> dict:
     fastest_peer = {w: min(PEERS, key=lambda p: median[p][w]) for w in WORKLOADS}
     rows = {n: {"fidelity": round(fid[n], 5)} | {w: round(median[n][w], 4) for w in WORKLOADS}
             | {f"ratio {w}": round(median[fastest_peer[w]][w] / median[n][w], 3) for w in WORKLOADS}
@@ -192,6 +214,10 @@ def report(median: dict, fid: dict) -> dict:
     for w, v in verdict.items():
         print(f"{w}: fastest peer {v['fastest_peer']}; torchslim's fastest within fidelity 0.99: "
               f"{v['torchslim_fastest_within_0.99']} ({v['ratio']}x)")
+    if pick:
+        verdict["pick"] = {"name": pick, "fidelity": rows[pick]["fidelity"]} | {
+            w: rows[pick][f"ratio {w}"] for w in WORKLOADS}
+        print(f"the run's pick {pick}: " + ", ".join(f"{w} {rows[pick][f'ratio {w}']}x" for w in WORKLOADS))
     return {"rows": rows, "verdict": verdict}
 
 
@@ -199,6 +225,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm.json"))
+    parser.add_argument("--run", help="a `torchslim optimize` run directory on hf:minilm: measure its within-budget "
+                                      "artifacts (and its pick) instead of building candidates with the verbs")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -219,7 +247,12 @@ def main() -> None:
         built, notes = peers(model, bundle, example, Path(tmp))
         variants |= built
         print(f"built peers; ORT fusions {notes['ort_fused_operators']}", flush=True)
-        variants |= torchslim_candidates(model, bundle, example, Path(tmp))
+        pick = None
+        if args.run:
+            built, pick = run_candidates(Path(args.run))
+        else:
+            built = torchslim_candidates(model, bundle, example, Path(tmp))
+        variants |= built
         fid = fidelity(variants, model, singles)
         print({n: round(f, 4) for n, f in fid.items()}, flush=True)
 
@@ -228,7 +261,7 @@ def main() -> None:
                 "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": done,
                 "sentences": len(singles), "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2),
                 "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": _machine(),
-                "notes": notes, **report(median, fid)}, indent=2) + "\n")
+                "run": args.run, "notes": notes, **report(median, fid, pick)}, indent=2) + "\n")
             print(f"wrote {args.out} ({done} rounds)", flush=True)
 
         measure(variants, fixed, bundle.test, args.rounds, write)
