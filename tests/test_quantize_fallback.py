@@ -48,6 +48,19 @@ def test_fallback_nothing_to_do_when_already_within():
     assert "every layer stays int8" in result.notes()[0]
 
 
+def test_fallback_ranks_layers_only_when_all_int8_misses_the_target():
+    asked: list = []
+
+    def ranking():
+        asked.append(1)
+        return ["a"]
+
+    fallback_search(ranking, _fake_score({"a": 0.3}, []), reference=1.0, target_drop=0.5, max_layers=8)
+    assert asked == []  # within target: no per-layer pass
+    result, _ = fallback_search(ranking, _fake_score({"a": 0.9}, []), reference=1.0, target_drop=0.5, max_layers=8)
+    assert asked == [1] and result.kept_in_float == ["a"]
+
+
 def test_fallback_respects_the_layer_limit_and_says_so():
     costs = {"a": 1.0, "b": 1.0, "c": 1.0}
     result, model = fallback_search(["a", "b", "c"], _fake_score(costs, []), reference=1.0, target_drop=0.5, max_layers=2)
@@ -184,7 +197,10 @@ def test_static_int8_with_fallback_for_real(name, tmp_path):
     assert result.final >= result.quantized
     layers = dict(model.named_modules())
     assert all(step.layer in layers for step in result.steps) and len(result.steps) <= 2
-    assert len(result.ranking) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
+    if result.quantized < result.reference:  # ranked only when all-int8 misses the target
+        assert len(result.ranking) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
+    else:
+        assert result.ranking == [] and result.steps == []
     assert any(n.startswith("fallback: float accuracy") for n in out.notes)
     assert out.facts["fallback"]["kept_in_float"] == result.kept_in_float  # the report's field
     if result.steps:

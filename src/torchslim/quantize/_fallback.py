@@ -69,7 +69,7 @@ class FallbackResult:
 
 
 def fallback_search(
-    ranked: Sequence[str],
+    ranked: Sequence[str] | Callable[[], Sequence[str]],
     score: Callable[[tuple[str, ...]], tuple[float, Any]],
     *,
     reference: float,
@@ -79,11 +79,14 @@ def fallback_search(
 ) -> tuple[FallbackResult, Any]:
     """Greedy fallback over ``ranked`` (worst first). ``score(kept_in_float)`` quantizes with
     those layers left in float and returns (metric in [0, 1], the model). Returns the record
-    and the model of the best configuration found (the last kept one)."""
+    and the model of the best configuration found (the last kept one). ``ranked`` may be a
+    callable: the ranking (a pass per layer) is then made only when all-int8 misses the target."""
     current, best = score(())
     result = FallbackResult(metric, reference, current, current, target_drop)
     kept: list[str] = []
-    for layer in list(ranked)[:max_layers]:
+    if (reference - current) * 100 <= target_drop + 1e-9:
+        return result, best
+    for layer in list(ranked() if callable(ranked) else ranked)[:max_layers]:
         if (reference - current) * 100 <= target_drop + 1e-9:
             break
         trial, model = score((*kept, layer))

@@ -142,9 +142,13 @@ def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, conv
     say = inputs.log if callable(inputs.log) else (lambda _m: None)
     score = metric_fn(model, inputs.data, inputs.device)
     layers = quantizable_layers(model, SkipList(config.skip, model))
-    say(f"fallback: ranking {len(layers)} layers by int8 sensitivity on the validation split")
     reference = score(model)
-    ranking = rank_layers(model, layers, score, reference)
+    ranking: list[tuple[str, float]] = []
+
+    def ranked() -> list[str]:  # only when all-int8 misses the target
+        say(f"fallback: ranking {len(layers)} layers by int8 sensitivity on the validation split")
+        ranking.extend(rank_layers(model, layers, score, reference))
+        return [name for name, _ in ranking]
 
     def measured(kept_in_float: tuple[str, ...]):
         converted = convert(kept_in_float)
@@ -152,7 +156,7 @@ def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, conv
         say(f"fallback: {len(kept_in_float)} layer(s) in float ({', '.join(kept_in_float) or 'none'}): {value:.4f}")
         return value, converted
 
-    result, converted = fallback_search([name for name, _ in ranking], measured, reference=reference,
+    result, converted = fallback_search(ranked, measured, reference=reference,
                                         target_drop=config.fallback_target_drop,
                                         max_layers=config.fallback_max_layers, metric=inputs.data.metric)
     result.ranking = ranking
