@@ -235,3 +235,28 @@ def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path
     assert not list(path.parent.glob("*.data"))
     assert read_manifest(path).extra["quantization"]["preprocessing"].startswith("quant_pre_process")
     assert load(path)(*bundle.example_inputs(3)).shape == (3, 10)
+
+
+class ActivationOutlier(torch.nn.Module):
+    """One hidden channel 1000x the others that the output ignores: per-tensor static int8 of
+    the second layer's input rounds every other channel to zero (what MiniLM's outliers do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.fc2 = torch.nn.Linear(64, 64), torch.nn.Linear(64, 10)
+        with torch.no_grad():
+            self.fc1.weight[0] *= 5000.0
+            self.fc1.bias[0] = 5000.0
+            self.fc2.weight[:, 0] = 0.0
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def test_static_int8_that_diverges_is_refused_not_written(trained, tmp_path):
+    _model, bundle = trained("digits-cnn")
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        export(ActivationOutlier().eval(), tmp_path / "out", bundle.example_inputs(2), format="onnx",
+               quantize="static", calibration=bundle, calibration_batches=2)
+    assert not list(tmp_path.rglob("*.onnx"))  # nothing half-written left behind

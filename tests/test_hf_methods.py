@@ -54,6 +54,8 @@ def test_minilm_weight_only_int8_and_fp16(minilm):
     assert _fidelity(half, handle.model, bundle) >= 0.9999
 
 
+@pytest.mark.slow
+@pytest.mark.heavy  # 30 s on 2 cores: `make test-heavy`; the refusal path is tested on the zoo in test_export
 def test_minilm_onnxruntime_static_int8_is_refused_not_shipped(minilm, tmp_path):
     import torchslim
     from torchslim.errors import ExportError

@@ -289,6 +289,7 @@ def test_minilm_pt2_and_onnx(minilm, minilm_example, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 30 s each on 2 cores: `make test-heavy`; test_dynamic_int8_pt2_takes_every_length covers CI
 @pytest.mark.parametrize("method", ["dynamic", "static"])
 def test_minilm_quantized_pt2(minilm, minilm_example, method, tmp_path):
     from torchslim.quantize import DynamicInt8Config, StaticInt8Config, quantize

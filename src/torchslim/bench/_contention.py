@@ -4,7 +4,7 @@ A 2-core machine shared with one busy neighbour makes torch's OpenMP threads wai
 other at every parallel region: measured here, digits-cnn's eager batch-1 p50 went from
 0.5 ms to 108 ms while ONNX Runtime (its own thread pool) barely moved, so the speed-up
 ratios in such a report are fiction. ``CpuContention`` measures the CPU time spent by
-everything except this process (and its children) during a block, from ``/proc/stat``,
+everything except this process (its children, and the memory probes it forks) during a block, from ``/proc/stat``,
 so the report can say its latencies were taken on a busy machine instead of presenting them
 as facts. Linux only; elsewhere ``foreign_cores`` stays None.
 """
@@ -34,9 +34,28 @@ def _system_busy_s() -> float | None:
 
 
 def _own_cpu_s() -> float:
-    """CPU-seconds of this process (all threads) and of its children that were waited for."""
+    """CPU-seconds of this process (all threads), of its children that were waited for, and of
+    the memory probe's forkserver with the probes it forked (``torchslim.bench._memory``)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system + t.children_user + t.children_system + _forkserver_cpu_s()
+
+
+def _forkserver_cpu_s() -> float:
+    """The forkserver is this process's child but is never waited for, and its children (the
+    probes) are its own: read its counters, which include the probes it has reaped."""
+    import sys
+
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # after the command name: utime, stime, cutime, cstime are fields 14-17 of proc(5)
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuContention:

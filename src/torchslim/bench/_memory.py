@@ -1,19 +1,20 @@
 """Peak memory and cold start of running an artifact.
 
 CUDA: ``torch.cuda.max_memory_allocated`` after a reset, in this process.
-CPU: a fresh Python process loads the artifact and runs one batch; we report the growth
-of its resident set's high-water mark (VmHWM) over the resident set it had after imports,
-i.e. weights + activations + runtime workspaces of that inference alone. A fresh process
-is used because a long-lived one never returns freed memory to the OS, so its peak says
-more about what ran before than about this model.
+CPU: a fresh process loads the artifact and runs one batch; we report the growth of its
+resident set's high-water mark (VmHWM) over the resident set it had after imports, i.e.
+weights + activations + runtime workspaces of that inference alone. A fresh process is used
+because a long-lived one never returns freed memory to the OS, so its peak says more about
+what ran before than about this model. The process is forked from a multiprocessing
+forkserver that has imported torch and torchslim once (and never ran a kernel, so no thread
+pool is inherited): each probe then costs the artifact's load and first call, not the ~4 s
+of a fresh interpreter's imports.
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +44,49 @@ def probe_artifact(path: str | Path, batch_size: int, *, runtime: str | None = N
     compile, with whatever on-disk kernel cache this machine already has."""
     if torch.device(device).type == "cuda":
         return _probe_cuda(path, batch_size, runtime, device)
-    cmd = [sys.executable, "-m", "torchslim.bench._memory", str(path), str(batch_size), runtime or ""]
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"memory probe failed: {tail[0]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    ctx = _forkserver()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, str(path), batch_size, runtime, torch.get_num_threads(),
+                                             dict(os.environ)), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            raise RuntimeError(f"memory probe failed: no result within {timeout_s:g} s")
+        status, result = receive.recv()
+    except EOFError:
+        status, result = "error", f"the probe process died (exit code {child.join(5) or child.exitcode})"
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receive.close()
+    if status != "ok":
+        raise RuntimeError(f"memory probe failed: {result}")
     return Probe(int(result["peak_bytes"]), float(result["cold_start_ms"]))
+
+
+_PRELOAD = ["torch", "torch._export.serde.serialize", "torchslim.artifacts", "torchslim.bench._memory"]
+
+
+def _forkserver():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # takes effect when the server starts (first probe)
+    return ctx
+
+
+def _child(conn, path: str, batch_size: int, runtime: str | None, threads: int, env: dict) -> None:
+    """In the forked process: this caller's environment and thread count, then one probe."""
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
+        conn.send(("ok", _probe(path, batch_size, runtime)))
+    except BaseException as e:  # noqa: BLE001  (sent back and raised in the caller)
+        lines = str(e).strip().splitlines() or [""]
+        conn.send(("error", f"{type(e).__name__}: {lines[-1]}"))
+    finally:
+        conn.close()
 
 
 def peak_memory(path: str | Path, batch_size: int, *, runtime: str | None = None, device="cpu", timeout_s: float = 300) -> int:
@@ -92,8 +128,3 @@ def _probe(path: str, batch_size: int, runtime: str | None) -> dict:
         fn(*inputs)
     cold = (time.perf_counter() - started) * 1e3
     return {"peak_bytes": (_status_kib("VmHWM") - baseline) * 1024, "cold_start_ms": round(cold, 3)}
-
-
-if __name__ == "__main__":
-    _path, _batch, _runtime = sys.argv[1], int(sys.argv[2]), (sys.argv[3] or None)
-    print(json.dumps(_probe(_path, _batch, _runtime)))
