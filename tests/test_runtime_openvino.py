@@ -111,6 +111,18 @@ def test_damaged_weights_exit_2_with_a_message(digits, tmp_path, capsys, damage)
 
 
 @pytest.mark.slow
+def test_nncf_calibrates_on_samples_each_sentence_at_its_own_length():
+    from torchslim.export._openvino import calibration_samples
+
+    ids = torch.arange(12).reshape(3, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    samples = calibration_samples([(ids, mask), (ids[:1], mask[:1])], ["input_ids", "attention_mask"])
+    assert [tuple(s[0].shape) for s in samples] == [(1, 3), (1, 1), (1, 4), (1, 3)]
+    assert samples[1][0].tolist() == [[4]] and samples[1][1].tolist() == [[1]]
+    images = calibration_samples([(torch.randn(5, 1, 8, 8),)], ["input"])  # no mask: one item per sample
+    assert len(images) == 5 and images[0][0].shape == (1, 1, 8, 8)
+
+
 def test_minilm_any_length_and_batch(minilm, tmp_path):
     handle, bundle = minilm
     model = handle.model.eval()
