@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from torchslim.artifacts import load, manifest_path, read_manifest, save_exported
+from torchslim.artifacts import FORMAT_VERSION, load, manifest_path, read_manifest, save_exported
 from torchslim.cli import run
 from torchslim.core.integrity import sha256_file
 from torchslim.errors import ArtifactError
@@ -90,3 +90,16 @@ def test_a_hand_edited_manifest_is_named_as_bad_input(artifact, tmp_path, capsys
         read_manifest(copy)
     assert run(["bench", "--model", str(copy), "--batch-sizes", "1"]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_a_newer_format_is_refused_with_upgrade_advice_not_called_corrupt(artifact, tmp_path):
+    # A newer torchslim may add fields this one does not know: the version is read first.
+    copy = _copy(artifact, tmp_path, lambda m: m.update(format_version=FORMAT_VERSION + 1, new_field={"x": 1}))
+    with pytest.raises(ArtifactError, match=f"newer torchslim \\(format {FORMAT_VERSION + 1}.*upgrade torchslim"):
+        read_manifest(copy)
+
+
+def test_a_format_1_manifest_still_loads(artifact, tmp_path):
+    copy = _copy(artifact, tmp_path, lambda m: m.update(format_version=1))
+    assert read_manifest(copy).format_version == 1
+    assert load(copy)(torch.randn(2, 8)).shape == (2, 3)

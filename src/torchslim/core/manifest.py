@@ -17,7 +17,8 @@ from torchslim.core.integrity import file_digests, verify_digests
 from torchslim.core.manifest_check import check_manifest_fields
 from torchslim.errors import ArtifactError
 
-FORMAT_VERSION = 1
+# 2: manifests record sha256 digests, dynamic axes and sequence buckets (format 1 ones still load).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -143,6 +144,14 @@ def write_manifest(path: str | Path, manifest: Manifest, side_files: list[str] =
     atomic_write_text(manifest_path(path), manifest.to_json())
 
 
+def _declared_version(text: str) -> int:
+    try:
+        version = json.loads(text).get("format_version", 1)
+    except (ValueError, AttributeError):
+        return 1  # the strict parse names what is wrong
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
 def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     mpath = manifest_path(path)
@@ -153,14 +162,17 @@ def read_manifest(path: str | Path) -> Manifest:
             f"Artifact {str(path)!r} has no manifest {mpath.name!r} beside it; torchslim writes one "
             "with every artifact. Re-create the artifact with torchslim, or keep the two files together."
         )
+    text = mpath.read_text()
+    version = _declared_version(text)
+    if version > FORMAT_VERSION:  # before the strict parse: a newer format may have fields we don't know
+        raise ArtifactError(
+            f"Artifact {str(path)!r} was written by a newer torchslim (format {version}, this one reads up to "
+            f"{FORMAT_VERSION}); upgrade torchslim."
+        )
     try:
-        manifest = Manifest.from_json(mpath.read_text())
+        manifest = Manifest.from_json(text)
     except (ValueError, TypeError) as e:
         raise ArtifactError(f"Manifest {str(mpath)!r} is corrupt ({e}).") from None
-    if manifest.format_version > FORMAT_VERSION:
-        raise ArtifactError(
-            f"Artifact {str(path)!r} was written by a newer torchslim (format {manifest.format_version}); upgrade torchslim."
-        )
     if manifest.sha256 is None:
         warnings.warn(f"{str(path)!r} was written before torchslim recorded digests: its bytes cannot be "
                       "verified. Re-create it to get a checked artifact.", stacklevel=2)
