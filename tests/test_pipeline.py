@@ -64,7 +64,16 @@ def _interrupt_run(model, config, ctx):
     return StepOutput(model=model)
 
 
+def _fallback_run(model, config, ctx):
+    facts = {"fallback": {"metric": "accuracy", "reference": 0.9, "quantized": 0.88, "final": 0.9, "target_drop": 0.5,
+                          "within_target": True, "kept_in_float": ["1"],
+                          "steps": [{"layer": "1", "metric_before": 0.88, "metric_after": 0.9, "kept": True}],
+                          "ranking": [["1", 2.0], ["3", 0.0]]}}
+    return StepOutput(model=model, facts=facts)
+
+
 FAKE_STEPS = {
+    "fallback": (lambda o: o, _fallback_run),
     "scale": SimpleNamespace(validate_step=lambda o: ScaleConfig.model_validate(o or {}), run_step=_scale_run),
     "break": (lambda o: o, _break_run),
     "fail": (lambda o: o, _fail_run),
@@ -291,3 +300,19 @@ def test_honesty_notes_call_a_byte_level_size_difference_not_smaller():
     assert honesty_notes(base, metrics(50_000, 0.5)) == []  # 2x smaller and 2x faster: nothing to confess
     assert [(n.kind, n.text) for n in honesty_notes(base, metrics(50_000, 1.02))] == [
         ("no_speedup", "no speed-up at batch 1 over the baseline (x0.98)")]
+
+
+def test_a_steps_fallback_record_reaches_the_report_table_and_html(trained, tmp_path):
+    report = _run(trained, tmp_path, {"candidates": [{"name": "q", "steps": [{"fallback": None}]}]})
+    record = report.candidates[0].fallback
+    assert record.kept_in_float == ["1"] and record.steps[0].metric_after == 0.9
+    saved = load_report(report.run_dir)  # schema-valid, and the same record read back
+    assert saved.candidates[0].fallback == record
+    from rich.console import Console
+
+    from torchslim.report import render_table
+
+    console = Console(record=True, width=200)
+    render_table(saved, console=console)
+    assert "q: kept in float by fallback: 1 (accuracy 0.8800 all int8 -> 0.9000)" in console.export_text()
+    assert "Kept in float: 1" in (Path(report.run_dir) / "report.html").read_text()

@@ -30,6 +30,7 @@ from torchslim.errors import TorchslimError
 from torchslim.pipeline._recipe import PlannedCandidate
 from torchslim.pipeline._select import honesty_notes, is_within_budget
 from torchslim.report import Candidate
+from torchslim.report._model import FallbackRecord
 
 logger = logging.getLogger("torchslim")
 
@@ -75,7 +76,7 @@ def run_candidate(plan: PlannedCandidate, setup: SearchSetup, label: str) -> Can
     record = Candidate(name=plan.name, steps=plan.step_strings(), status="ok", refined_from=plan.refined_from)
     try:
         artifact, metrics, notes, facts = _run_and_measure(plan, setup, label)
-        record.fallback = facts.get("fallback")
+        record.fallback = FallbackRecord.model_validate(facts["fallback"]) if facts.get("fallback") else None
         record.artifact = _relative(artifact, setup.run_dir)
         record.metrics = metrics
         record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
