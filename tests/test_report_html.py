@@ -23,6 +23,7 @@ from torchslim.report._html import render_html
 
 def _metrics(acc: float, size: int, p50: float, runtime: str = "eager") -> Metrics:
     return Metrics(accuracy=acc, size_bytes=size, params=size // 4, macs=1000, runtime=runtime, peak_memory_bytes=2**20,
+                   cold_start_ms=size / 1000,
                    latency_ms={"1": Latency(p50=p50, p95=p50 * 1.2, cv=0.05), "32": Latency(p50=p50 * 8, p95=p50 * 9, cv=0.04)},
                    throughput_per_s=32 / (p50 * 8 / 1e3))
 
@@ -71,6 +72,9 @@ def test_html_is_complete_and_self_contained(tmp_path):
     assert [r["data-name"] for r in rows] == ["baseline"] + [c.name for c in report.candidates]
     assert [r for r in rows if "best" in r["class"].split()][0]["data-name"] == "pruned-distilled-int8"
     assert sum(1 for t, _ in tags if t == "svg") == 3  # two Pareto plots + sensitivity
+    assert "<th title=\"load the artifact and run its first call\">cold start ms</th>" in page
+    assert '<tr class="best ok" data-name="pruned-distilled-int8">' in page
+    assert page.split('data-name="pruned-distilled-int8">', 1)[1].count("<td>12</td>") == 1  # its cold start, in the table
     for needle in ("p50 ms, batch 1", "p50 ms, batch 32", "samples/s", "peak memory", "within budget", "ExportError",
                    "time budget", "no speed-up at batch 1 over the baseline (x0.50)", "masked/unstructured sparsity",
                    "Baseline and environment", "accuracy budget (", "chosen (latency): pruned-distilled-int8",

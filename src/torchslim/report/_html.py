@@ -69,7 +69,7 @@ def _row(c: Candidate, report: Report, keys: list[str], is_baseline: bool = Fals
     link = f'<a href="#cand-{escape(c.name)}">{escape(c.name)}</a>' if not is_baseline else escape(c.name)
     cells = [f'<td class="l name">{link}{badges}</td>']
     if m is None:
-        cells.append(f'<td class="l err" colspan="{5 + len(keys)}">{escape(c.status)}: {escape(c.error or "")}</td>')
+        cells.append(f'<td class="l err" colspan="{6 + len(keys)}">{escape(c.status)}: {escape(c.error or "")}</td>')
     else:
         drop = (base.metrics.accuracy - m.accuracy) * 100 if base.metrics else 0.0
         ratio = base.metrics.size_bytes / m.size_bytes if base.metrics and m.size_bytes else None
@@ -79,7 +79,8 @@ def _row(c: Candidate, report: Report, keys: list[str], is_baseline: bool = Fals
             lat, speed = m.latency_ms.get(k), speedup(c, base, k)
             extra = f" ({speed:.1f}x)" if speed and not is_baseline else ""
             cells.append(f"<td>{lat.p50:.3f}{extra}</td>" if lat else "<td>-</td>")
-        cells += [f"<td>{m.throughput_per_s:,.0f}</td>", f'<td class="l">{escape(m.runtime)}</td>']
+        cold = f"{m.cold_start_ms:,.0f}" if m.cold_start_ms is not None else "-"
+        cells += [f"<td>{m.throughput_per_s:,.0f}</td>", f"<td>{cold}</td>", f'<td class="l">{escape(m.runtime)}</td>']
     within = "-" if is_baseline else ('<span class="yes">yes</span>' if c.within_budget else '<span class="no">no</span>')
     cells.append(f"<td>{within}</td>")
     classes = " ".join(x for x in ["best" if c.name == report.best else "", c.status, "baseline" if is_baseline else ""] if x)
@@ -91,11 +92,13 @@ def _candidate_table(report: Report) -> str:
     metric = "fidelity" if report.metric == "fidelity" else "accuracy"
     head = ['<th class="l">candidate</th>', f"<th>{metric} %</th>", "<th>drop (pts)</th>", "<th>size (smaller)</th>"]
     head += [f"<th>p50 ms, batch {k} (faster)</th>" for k in keys]
-    head += ["<th>samples/s</th>", '<th class="l">runtime</th>', "<th>within budget</th>"]
+    head += ["<th>samples/s</th>", '<th title="load the artifact and run its first call">cold start ms</th>',
+             '<th class="l">runtime</th>', "<th>within budget</th>"]
     rows = [_row(report.baseline, report, keys, is_baseline=True)] + [_row(c, report, keys) for c in report.candidates]
     return ('<table id="candidates"><thead><tr>' + "".join(head) + "</tr></thead><tbody>" + "".join(rows) +
             '</tbody></table><p class="hint">Click a name for its steps, artifact, how to load it, and its notes. '
-            "p50 = median latency; speed-ups and size ratios are against the baseline.</p>")
+            "p50 = median latency; speed-ups and size ratios are against the baseline; cold start = loading the "
+            "artifact and running its first call in a fresh process.</p>")
 
 
 def _kv_table(pairs: list[tuple[str, object]], table_id: str) -> str:
