@@ -42,6 +42,12 @@ def test_timer_statistics_with_a_fake_clock(monkeypatch):
     stats = time_callable(clock.run, warmup_s=0.003, min_warmup=1, target_s=10.0, min_runs=2, max_runs=4)
     assert stats.runs == 4 and stats.p50 == pytest.approx(50.0)  # max_runs caps a long target_s
 
+    clock = FakeClock([60_000] + [40_000] * 30)  # 40 s a call: 2 warm-up and 3 timed calls, not 5 + 20
+    monkeypatch.setattr(_timing, "time", clock)
+    stats = time_callable(clock.run, budget_s=30.0)
+    assert stats.runs == 3 and stats.p50 == pytest.approx(40_000.0)
+    assert clock.now == pytest.approx(60 + 40 * 4)  # seconds spent in all
+
 
 def test_params_and_macs_of_a_known_model():
     model = nn.Sequential(nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 3))

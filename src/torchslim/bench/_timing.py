@@ -35,16 +35,21 @@ def time_callable(
     target_s: float = 1.0,
     min_runs: int = 20,
     max_runs: int = 300,
+    budget_s: float = 30.0,
 ) -> LatencyStats:
     """Time ``fn()``: warm up for ``warmup_s`` (at least ``min_warmup`` calls), then run until
     ``target_s`` has passed or ``max_runs`` calls are made, never fewer than ``min_runs``.
 
     Warm-up absorbs lazy initialization, allocator growth and (for compiled runtimes) the
-    first-call compile, which would otherwise dominate a p95.
+    first-call compile, which would otherwise dominate a p95. A slow call bounds both phases
+    by ``budget_s`` each (at least 2 warm-up calls and 3 timed ones): int8 without a fast kernel
+    on this CPU can take 40 s a batch, and 25 such calls would stall a search for 17 minutes.
     """
     start = time.perf_counter()
     n = 0
     while n < min_warmup or time.perf_counter() - start < warmup_s:
+        if n >= 2 and time.perf_counter() - start > budget_s:
+            break
         fn()
         n += 1
         if n > 10 * max_runs:
@@ -53,6 +58,8 @@ def time_callable(
     samples: list[float] = []
     begin = time.perf_counter()
     while len(samples) < min_runs or (time.perf_counter() - begin < target_s and len(samples) < max_runs):
+        if len(samples) >= 3 and time.perf_counter() - begin > budget_s:
+            break
         t0 = time.perf_counter()
         fn()
         _sync(cuda)
