@@ -54,8 +54,9 @@ def probe_artifact(path: str | Path, batch_size: int, *, runtime: str | None = N
         if not receive.poll(timeout_s):
             raise RuntimeError(f"memory probe failed: no result within {timeout_s:g} s")
         status, result = receive.recv()
-    except EOFError:
-        status, result = "error", f"the probe process died (exit code {child.join(5) or child.exitcode})"
+    except EOFError:  # it died before sending anything (killed, out of memory, a crash in native code)
+        child.join(5)
+        status, result = "error", f"the probe process died (exit code {child.exitcode})"
     finally:
         if child.is_alive():
             child.kill()
