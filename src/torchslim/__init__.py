@@ -89,19 +89,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def _load_plugins() -> None:
-    """Import the modules named in TORCHSLIM_PLUGINS (comma-separated): a plug-in registers its
-    techniques, runtimes and writers in ``torchslim.core.registry`` when imported, in this
-    process and in the fresh processes measurement starts."""
-    import importlib
-    import os
-
-    for name in filter(None, (n.strip() for n in os.environ.get("TORCHSLIM_PLUGINS", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ConfigError(f"TORCHSLIM_PLUGINS names {name!r}, which does not import ({e}). "
-                              "Fix the module name or unset TORCHSLIM_PLUGINS.") from None
-
+from torchslim.core.registry import load_plugins as _load_plugins  # noqa: E402
 
 _load_plugins()

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from torchslim.core.registry import load_plugins
 
 
 def _status_kib(field: str) -> int:
@@ -46,8 +49,8 @@ def probe_artifact(path: str | Path, batch_size: int, *, runtime: str | None = N
         return _probe_cuda(path, batch_size, runtime, device)
     ctx = _forkserver()
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, str(path), batch_size, runtime, torch.get_num_threads(),
-                                             dict(os.environ)), daemon=True)
+    caller = {"env": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path), "threads": torch.get_num_threads()}
+    child = ctx.Process(target=_child, args=(send, str(path), batch_size, runtime, caller), daemon=True)
     child.start()
     send.close()
     try:
@@ -76,12 +79,16 @@ def _forkserver():
     return ctx
 
 
-def _child(conn, path: str, batch_size: int, runtime: str | None, threads: int, env: dict) -> None:
-    """In the forked process: this caller's environment and thread count, then one probe."""
+def _child(conn, path: str, batch_size: int, runtime: str | None, caller: dict) -> None:
+    """In the forked process: the caller's environment, directory, import path, thread count
+    and plug-ins (TORCHSLIM_PLUGINS as the caller has it now), then one probe."""
     try:
         os.environ.clear()
-        os.environ.update(env)
-        torch.set_num_threads(threads)
+        os.environ.update(caller["env"])
+        os.chdir(caller["cwd"])
+        sys.path[:] = caller["sys_path"]
+        torch.set_num_threads(caller["threads"])
+        load_plugins()
         conn.send(("ok", _probe(path, batch_size, runtime)))
     except BaseException as e:  # noqa: BLE001  (sent back and raised in the caller)
         lines = str(e).strip().splitlines() or [""]

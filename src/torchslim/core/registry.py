@@ -79,3 +79,18 @@ TECHNIQUES: Registry[Technique] = Registry(
     "step", " Each step is a one-key mapping such as {prune: {method: channel, ratio: 0.5}}.")
 RUNTIMES: Registry[RuntimeEntry] = Registry("runtime")
 WRITERS: Registry[Writer] = Registry("runtime", " (no writer makes artifacts for it)")
+
+
+def load_plugins() -> None:
+    """Import the modules named in TORCHSLIM_PLUGINS (comma-separated): a plug-in registers its
+    techniques, runtimes and writers here when imported, in this process (``import torchslim``
+    calls this) and in the processes measurement forks (the memory probe)."""
+    import importlib
+    import os
+
+    for name in filter(None, (n.strip() for n in os.environ.get("TORCHSLIM_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"TORCHSLIM_PLUGINS names {name!r}, which does not import ({e}). "
+                              "Fix the module name or unset TORCHSLIM_PLUGINS.") from None
