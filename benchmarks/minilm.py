@@ -147,15 +147,21 @@ def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
 
 
 def run_candidates(run: Path) -> tuple[dict, str | None]:
-    """The artifacts a ``torchslim optimize`` run wrote (every candidate within its budget), loaded
+    """The artifacts a ``torchslim optimize`` run wrote (every candidate within its budget that
+    was faster than the run's fp32 baseline somewhere; always its pick), loaded
     with ``torchslim.load`` on their recorded runtimes; and the name given to the run's pick."""
     import torchslim
     from torchslim.report import load_report
 
     report = load_report(run)
     candidates, pick = {}, None
+    base = report.baseline.metrics.latency_ms
     for c in report.candidates:
         if c.status != "ok" or not c.within_budget or not c.artifact:
+            continue
+        slower = all(c.metrics.latency_ms[k].p50 > base[k].p50 for k in base if k in c.metrics.latency_ms)
+        if slower and c.name != report.best:  # slower than fp32 eager everywhere in the run: no contender
+            print(f"left out {c.name}: slower than the fp32 baseline at every batch size in the run", flush=True)
             continue
         name = f"torchslim {c.name} ({c.metrics.runtime})" + (" = pick" if c.name == report.best else "")
         candidates[name] = torchslim.load(run / c.artifact)
