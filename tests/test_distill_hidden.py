@@ -1,15 +1,130 @@
-"""The built-in English corpus (``text+corpus:FILE``)."""
+"""Hidden-state distillation of transformers (``distill: {hidden_states: true}``) and the
+built-in English corpus (``text+corpus:FILE``), on a tiny randomly initialized BERT."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.test_hf import WordTokenizer
-from torchslim.errors import DataError
+from torchslim.errors import ConfigError, DataError
 
 SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
+
+
+def _tiny_bert(layers: int = 2, hidden: int = 32, init: float = 0.2):
+    """A random BERT SentenceEmbedder; init 0.2 (not BERT's 0.02) makes every head matter, so
+    pruning moves the states measurably."""
+    transformers = pytest.importorskip("transformers")
+    from torchslim.hf import SentenceEmbedder
+
+    config = transformers.BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                                     intermediate_size=64, attn_implementation="eager", initializer_range=init)
+    torch.manual_seed(0)
+    return SentenceEmbedder(transformers.BertModel(config, add_pooling_layer=False)).eval()
+
+
+def _token_bundle(count: int = 48, length: int = 12):
+    from torchslim.data import DataBundle
+    from torchslim.data._text import TokenizedText
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 100, (count, length), generator=g)
+    mask = (torch.arange(length) < torch.randint(4, length + 1, (count, 1), generator=g)).to(torch.int64)
+    full = TokenizedText(ids * mask, mask, torch.zeros(count, dtype=torch.int64), [str(i) for i in range(count)])
+    third = count // 3
+    return DataBundle("tokens", full.subset(list(range(third, count))), full.subset(list(range(third // 2))),
+                      full.subset(list(range(third // 2, third))), "embedding")
+
+
+@torch.no_grad()
+def _hidden_term(student, teacher, ids, mask) -> float:
+    """The hidden-state part of the loss (total minus the output loss) on one batch."""
+    from torchslim.train import hidden_state_kd, kd_output_loss
+
+    with hidden_state_kd(student, teacher, task="embedding") as loss_fn:
+        out = student(ids, mask)
+        total = loss_fn(out, None, (ids, mask))
+    return float(total - kd_output_loss(task="embedding")(out, teacher(ids, mask), None))
+
+
+# ----- the loss ---------------------------------------------------------------------------------
+
+
+def test_hidden_state_loss_is_zero_for_identical_models_and_positive_for_a_pruned_one():
+    import torchslim
+
+    teacher, data = _tiny_bert(), _token_bundle()
+    ids, mask = data.example_inputs(8, split="test")
+    assert _hidden_term(copy.deepcopy(teacher), teacher, ids, mask) == pytest.approx(0.0, abs=1e-9)
+    pruned = torchslim.prune(teacher, {"method": "channel", "ratio": 0.5}, example_inputs=(ids, mask))
+    assert _hidden_term(pruned, teacher, ids, mask) > 0.1
+    assert not any(layer._forward_hooks for layer in teacher.encoder.encoder.layer)  # hooks gone on exit
+
+
+def test_hidden_state_loss_ignores_padding_positions():
+    from torchslim.train import hidden_state_loss
+
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 8) for _ in range(3)]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]])
+    student = [t.clone() for t in teacher]
+    for s in student:  # garbage where the mask is 0
+        s[mask == 0] = torch.randn(int((mask == 0).sum()), 8) * 100
+    assert hidden_state_loss(student, teacher, mask).item() == pytest.approx(0.0, abs=1e-12)
+    assert hidden_state_loss(student, teacher).item() > 1.0  # without the mask the padding counts
+    student[1][0, 0] += 1.0  # one real token off, in one layer of three
+    expected = (1.0 * 8) / float((teacher[1] ** 2).sum(-1)[mask == 1].sum()) / 3
+    assert hidden_state_loss(student, teacher, mask).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_hidden_states_refuse_mismatched_layers_widths_and_non_transformers(digits):
+    import torchslim
+    from torchslim.distill import DistillConfig
+    from torchslim.train import HiddenStateKD, kd_output_loss
+    from torchslim.zoo import create_model
+
+    teacher, data = _tiny_bert(), _token_bundle()
+    config = DistillConfig(epochs=1, hidden_states=True)
+    with pytest.raises(ConfigError, match="student has 1 transformer layers and the teacher 2"):
+        torchslim.distill(_tiny_bert(layers=1), teacher, data, config)
+    narrow = HiddenStateKD(_tiny_bert(hidden=16), teacher, kd_output_loss(task="embedding"))
+    with pytest.raises(ConfigError, match="hidden width kept"):
+        narrow.check(data.example_inputs(2))
+    zoo = create_model("tiny-transformer")  # a transformer, but not a transformers model with its layer list
+    with pytest.raises(ConfigError, match="the student and the teacher have no transformer layers"):
+        torchslim.distill(zoo, create_model("tiny-transformer"), digits, config)
+    with pytest.raises(ConfigError, match="the teacher has no transformer layers"):
+        HiddenStateKD(teacher, zoo, kd_output_loss(task="embedding"))
+
+
+def test_distill_with_hidden_states_moves_the_states_toward_the_teacher():
+    import torchslim
+    from torchslim.distill import DistillConfig
+
+    teacher, data = _tiny_bert(), _token_bundle()
+    ids, mask = data.example_inputs(16, split="test")
+    pruned = torchslim.prune(teacher, {"method": "channel", "ratio": 0.5}, data=data)
+    before = _hidden_term(pruned, teacher, ids, mask)
+    student = torchslim.distill(copy.deepcopy(pruned), teacher, data, DistillConfig(epochs=3, hidden_states=True))
+    assert _hidden_term(student, teacher, ids, mask) < before - 0.01
+    hooked = [m for m in list(student.modules()) + list(teacher.modules()) if m._forward_hooks]
+    assert not hooked  # the run's hooks are removed
+
+
+def test_distill_step_validates_the_hidden_state_options():
+    from torchslim.distill import DistillConfig, validate_step
+
+    config = validate_step({"epochs": 2, "hidden_states": True, "hidden_weight": 0.5})
+    assert config.hidden_states and config.hidden_weight == 0.5
+    assert "hidden_states" in config.describe() and "hidden" not in DistillConfig().describe()
+    for options, field in (({"hidden_states": "sometimes"}, "hidden_states"), ({"hidden_weight": 2.0}, "hidden_weight"),
+                           ({"hidden_states": True, "hidden_weight": 0}, "hidden_weight")):
+        with pytest.raises(ConfigError, match=field):
+            validate_step(options)
 
 
 # ----- the built-in corpus ----------------------------------------------------------------------
