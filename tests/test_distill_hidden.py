@@ -127,6 +127,30 @@ def test_distill_step_validates_the_hidden_state_options():
             validate_step(options)
 
 
+def test_iterative_pruning_distills_hidden_states_between_rounds():
+    import torchslim
+
+    teacher, data = _tiny_bert(), _token_bundle()
+    options = {"method": "channel", "ratio": 0.5, "iterations": 2, "finetune_epochs": 1, "finetune_hidden_states": True}
+    with pytest.raises(ConfigError, match="teacher="):  # embedding data: fine-tuning always needs one
+        torchslim.prune(teacher, options, data=data)
+    with pytest.raises(ConfigError, match="finetune_hidden_states"):
+        torchslim.prune(teacher, {**options, "finetune_epochs": 0}, data=data, teacher=teacher)
+    log: list[str] = []
+    pruned = torchslim.prune(teacher, options, data=data, teacher=teacher, log=log.append)
+    rounds = [i for i, line in enumerate(log) if "prune round" in line]
+    tuned = [i for i, line in enumerate(log) if "val_fidelity" in line]
+    assert len(rounds) == 2 and rounds[0] < tuned[0] < rounds[1] < tuned[-1]  # distilled after each round
+    assert not [m for m in list(pruned.modules()) + list(teacher.modules()) if m._forward_hooks]
+
+
+def test_cli_refuses_hidden_state_options_before_any_work(tmp_path):
+    from torchslim.cli import run
+
+    assert run(["prune", "--model", "digits-mlp", "--finetune-hidden-states", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "report.json").exists()
+
+
 # ----- the built-in corpus ----------------------------------------------------------------------
 
 

@@ -116,18 +116,21 @@ class HiddenStateKD:
 
     @torch.no_grad()
     def check(self, example_inputs: tuple) -> None:
-        """ConfigError unless both models' layers give states of the same shapes on these inputs."""
-        student = self.student
-        with self:
-            was_training = student.training
-            student.eval()
-            try:
-                student(*as_args(example_inputs))
-                self.teacher(*as_args(example_inputs))
-            finally:
-                student.train(was_training)
-            states = [c.states for c in self._captures]
-            hidden_state_loss(states[0], states[1], _attention_mask(as_args(example_inputs), states[0]))
+        """ConfigError unless both models' layers give states of the same shapes on these inputs
+        (its own hooks, removed before it returns: it may be called inside or outside ``with``)."""
+        student, args = self.student, as_args(example_inputs)
+        captures = _Capture(self.layers[0]), _Capture(self.layers[1])
+        was_training = student.training
+        student.eval()
+        try:
+            student(*args)
+            self.teacher(*args)
+            states = [list(c.states) for c in captures]
+        finally:
+            student.train(was_training)
+            for capture in captures:
+                capture.remove()
+        hidden_state_loss(states[0], states[1], _attention_mask(args, states[0]))
 
 
 def _attention_mask(args: tuple, states: list) -> torch.Tensor | None:
