@@ -46,6 +46,8 @@ VARIANTS = ("output", "hidden")
 
 def main() -> None:
     args = _parse_args()
+    if args.table:
+        return print_saved(args.out)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,7 +62,10 @@ def main() -> None:
     data = load_text(f"{'text+corpus' if args.corpus > 0 else 'text'}:{SENTENCES}", SENTENCES, tokenizer=handle.hf.tokenizer, seed=0,
                      corpus=args.corpus if args.corpus > 0 else False)
     one = (data.test.input_ids[:1].clone(), data.test.attention_mask[:1].clone())
-    base = {"params": _params(model), "macs": count_macs(model, one)}
+    layers = model.encoder.encoder.layer
+    base = {"params": _params(model), "macs": count_macs(model, one),
+            "heads_per_layer": [layer.attention.self.num_attention_heads for layer in layers],
+            "ffn_per_layer": [layer.intermediate.dense.out_features for layer in layers]}
     result = {"benchmark": "minilm_prune", "model": f"{args.model} (all-MiniLM-L6-v2)" if args.model == "hf:minilm" else args.model,
               "sequence_length": int(one[0].shape[1]), "distill_epochs": args.epochs, "variants": args.variants,
               "hidden_weight": args.hidden_weight, "train_sentences": len(data.train), "val_sentences": len(data.val),
@@ -92,6 +97,11 @@ def main() -> None:
     _print_table(result)
 
 
+def print_saved(path: str) -> None:
+    """``python benchmarks/minilm_prune.py --table``: the saved results' table (a killed run's too)."""
+    _print_table(json.loads(Path(path).read_text()))
+
+
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hf:minilm")
@@ -105,6 +115,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--export", action="store_true", help="check each distilled model's torch.export round trip")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_prune.json"))
+    parser.add_argument("--table", action="store_true", help="print the table of the results saved in --out, run nothing")
     args = parser.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -158,13 +169,21 @@ def _write(result: dict, out: str) -> None:
 
 
 def _print_table(result: dict) -> None:
+    """The results as the markdown table docs/transformers.md shows."""
     variants = result["variants"]
-    print(f"{'ratio':>5s} {'heads':>5s} {'params':>11s} {'MACs':>6s} {'before':>7s} " + " ".join(f"{v:>7s}" for v in variants))
-    for row in result["rows"]:
-        after = " ".join(f"{row['kd'][v]['fidelity']:7.4f}" if v in row["kd"] else f"{'-':>7s}" for v in variants)
-        print(f"{row['ratio']:5g} {sum(row['heads_per_layer']):5d} {row['params']:11,d} {row['macs_ratio']:6.3f} "
-              f"{row['fidelity_before_kd']:7.4f} {after}")
-    print(f"saved after every variant; {result['train_sentences']} training sentences, {result['distill_epochs']} epochs")
+    names = {"output": "after output-only KD", "hidden": "after output + hidden-state KD"}
+    print("| ratio | heads | FFN / layer | params | MACs (fewer) | fidelity pruned | "
+          + " | ".join(names[v] for v in variants) + " |")
+    print("|---" * (6 + len(variants)) + "|")
+    base = result["unpruned"]
+    print(f"| 0 | {sum(base.get('heads_per_layer', [0]))} | {base.get('ffn_per_layer', ['?'])[0]} | {base['params']:,} | "
+          "1.00 | 1.0000 | " + " | ".join("-" for _ in variants) + " |")
+    for row in sorted(result["rows"], key=lambda r: r["ratio"]):
+        after = " | ".join(f"{row['kd'][v]['fidelity']:.4f}" if v in row["kd"] else "-" for v in variants)
+        print(f"| {row['ratio']:g} | {sum(row['heads_per_layer'])} | {row['ffn_per_layer'][0]} | {row['params']:,} | "
+              f"{row['macs_ratio']:.2f} ({1 / row['macs_ratio']:.2f}x) | {row['fidelity_before_kd']:.4f} | {after} |")
+    print(f"{result['train_sentences']} training sentences ({result['corpus']['sentences']} from the corpus), "
+          f"{result['distill_epochs']} epochs; results saved after every run")
 
 
 @torch.no_grad()

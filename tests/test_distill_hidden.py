@@ -151,6 +151,24 @@ def test_cli_refuses_hidden_state_options_before_any_work(tmp_path):
     assert not (tmp_path / "report.json").exists()
 
 
+@pytest.mark.slow
+def test_cli_distill_hidden_states_on_an_encoder(tmp_path):
+    import json
+
+    from tests.test_hf import _tiny_bert_dir
+    from torchslim.cli import run
+
+    folder = _tiny_bert_dir(tmp_path, classifier=False, with_tokenizer=True)
+    out = tmp_path / "run"
+    code = run(["distill", "--teacher", f"hf:{folder}", "--data", f"text:{SENTENCES}", "--width-multiplier", "0.5",
+                "--epochs", "1", "--hidden-states", "--batch-sizes", "1", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    (candidate,) = report["candidates"]
+    assert code == 0 and candidate["status"] == "ok", candidate.get("error")
+    notes = [n["text"] for n in candidate["notes"] if n["kind"] == "technique"]
+    assert any("hidden_states" in n and "per-token states" in n for n in notes), notes
+
+
 # ----- the built-in corpus ----------------------------------------------------------------------
 
 
