@@ -65,6 +65,19 @@ def test_hidden_state_loss_is_zero_for_identical_models_and_positive_for_a_prune
     assert not any(layer._forward_hooks for layer in teacher.encoder.encoder.layer)  # hooks gone on exit
 
 
+def test_transformer_layers_are_found_in_encoders_and_classifiers_only():
+    transformers = pytest.importorskip("transformers")
+    from torchslim.hf import SequenceClassifier, transformer_layers
+
+    encoder_layers = transformer_layers(_tiny_bert(layers=3))
+    assert len(encoder_layers) == 3 and all(type(m).__name__ == "BertLayer" for m in encoder_layers)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, num_labels=3)
+    classifier = SequenceClassifier(transformers.BertForSequenceClassification(config))
+    assert transformer_layers(classifier) == list(classifier.classifier.bert.encoder.layer)
+    assert transformer_layers(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ModuleList([torch.nn.ReLU()]))) == []
+
+
 def test_hidden_state_loss_ignores_padding_positions():
     from torchslim.train import hidden_state_loss
 

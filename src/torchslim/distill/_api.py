@@ -51,7 +51,7 @@ def distill(
     # it freezes the teacher's parameters, whose requires_grad flags are put back afterwards.
     grad_flags = [(p, p.requires_grad) for p in teacher.parameters()]
     try:
-        with _loss_fn(student, teacher, config, data, device) as loss_fn:
+        with _loss_fn(student, teacher, config, data) as loss_fn:
             fit(student, data, TrainConfig(**config.training_options(data.task)), device=device, loss_fn=loss_fn,
                 log=log, teacher=teacher if data.task == "embedding" else None)
     finally:
@@ -60,12 +60,12 @@ def distill(
     return student.eval()
 
 
-def _loss_fn(student: nn.Module, teacher: nn.Module, config: DistillConfig, data: DataBundle, device):
+def _loss_fn(student: nn.Module, teacher: nn.Module, config: DistillConfig, data: DataBundle):
     """The KD loss as a context manager: hidden-state KD hooks the layers for the run only."""
     if not config.hidden_states:
         return contextlib.nullcontext(make_kd_loss(teacher, config, task=data.task))
     loss_fn = hidden_state_kd(student, teacher, config, task=data.task, weight=config.hidden_weight)
-    loss_fn.check(tuple(t.to(device) for t in data.example_inputs(2, split="train")))
+    loss_fn.check(data.example_inputs(2, split="train"))
     return loss_fn
 
 

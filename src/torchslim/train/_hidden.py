@@ -118,7 +118,9 @@ class HiddenStateKD:
     def check(self, example_inputs: tuple) -> None:
         """ConfigError unless both models' layers give states of the same shapes on these inputs
         (its own hooks, removed before it returns: it may be called inside or outside ``with``)."""
-        student, args = self.student, as_args(example_inputs)
+        student = self.student
+        device = next(student.parameters()).device
+        args = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in as_args(example_inputs))
         captures = _Capture(self.layers[0]), _Capture(self.layers[1])
         was_training = student.training
         student.eval()
