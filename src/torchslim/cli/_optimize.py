@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 def optimize_cmd(
     model: Annotated[str, typer.Option(help="MODEL spec: zoo name, file.py:factory, module:factory or hf:DIR")] = "digits-cnn",
-    data: Annotated[str, typer.Option(help="DATA spec: digits, npz:FILE, imagefolder:DIR, text:FILE, module:function")] = "digits",
+    data: Annotated[str, typer.Option(help="DATA spec: digits, npz:FILE, imagefolder:DIR, text:FILE, text+corpus:FILE, module:function")] = "digits",
     recipe: Annotated[str, typer.Option(help="a built-in recipe NAME (see `torchslim recipes`) or a YAML FILE")] = "default",
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model (.pt or .safetensors)")] = None,
     max_accuracy_drop: Annotated[float, typer.Option(help="accuracy budget in percentage points")] = 1.0,

@@ -22,6 +22,7 @@ def prune_cmd(
     scope: Annotated[str | None, typer.Option(help="channel only: uniform (same ratio per layer) or global")] = None,
     iterations: Annotated[int, typer.Option(help="prune -> fine-tune rounds toward the ratio")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after each round (distilled from the original)")] = 0,
+    finetune_hidden_states: Annotated[bool, typer.Option(help="fine-tuning also matches every transformer layer's hidden states (hf: models)")] = False,
     ignore: Annotated[str, typer.Option(help="comma-separated module names never pruned")] = "",
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/prune-<timestamp>)")] = None,
@@ -39,7 +40,7 @@ def prune_cmd(
     from torchslim.prune import parse_prune_config
 
     options = {"method": method, "ratio": ratio, "importance": importance, "iterations": iterations,
-               "finetune_epochs": finetune_epochs, "ignore": [n.strip() for n in ignore.split(",") if n.strip()]}
+               "finetune_epochs": finetune_epochs, "finetune_hidden_states": finetune_hidden_states, "ignore": [n.strip() for n in ignore.split(",") if n.strip()]}
     if scope is not None:
         options["scope"] = scope
     parse_prune_config(options, where="prune options")  # bad options fail before any work
@@ -59,6 +60,7 @@ def distill_cmd(
     temperature: Annotated[float, typer.Option(help="softmax temperature T (the KL term is scaled by T^2)")] = 4.0,
     alpha: Annotated[float, typer.Option(help="weight of the soft-target KL; 1 - alpha weighs the hard-label cross-entropy")] = 0.7,
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default 1e-3; 3e-4 on embedding data)")] = None,
+    hidden_states: Annotated[bool, typer.Option(help="also match every transformer layer's per-token hidden states (hf: models)")] = False,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory teacher")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/distill-<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
@@ -71,7 +73,7 @@ def distill_cmd(
     from torchslim.distill import parse_distill_config
     from torchslim.errors import ConfigError
 
-    options = {"epochs": epochs, "temperature": temperature, "alpha": alpha, "seed": seed}
+    options = {"epochs": epochs, "temperature": temperature, "alpha": alpha, "seed": seed, "hidden_states": hidden_states}
     if lr is not None:
         options["lr"] = lr
     parse_distill_config(options)  # bad options fail before any work

@@ -1,5 +1,5 @@
 """DATA spec strings -> DataBundle: ``digits``, ``npz:FILE``, ``imagefolder:DIR``,
-``text:FILE`` and ``package.module:function``."""
+``text:FILE``, ``text+corpus:FILE`` and ``package.module:function``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from torchslim.data._bundle import DataBundle
 from torchslim.data._checks import check_arrays, check_tensors
 from torchslim.errors import DataError, SpecError
 
+CORPUS_PREFIX = "text+corpus:"
 DATA_SPEC_HELP = (
     "Valid DATA specs: 'digits' (built-in), 'npz:FILE' (arrays x_train, y_train, x_val, y_val, "
     "optionally x_test, y_test), 'imagefolder:DIR' (one sub-folder per class), 'text:FILE' "
-    "(one sentence per line, for hf: models) or 'package.module:function' returning "
+    "(one sentence per line, for hf: models), 'text+corpus:FILE' (the same, its training split "
+    "extended with torchslim's built-in English corpus) or 'package.module:function' returning "
     "(train_dataset, val_dataset)."
 )
 
@@ -40,6 +42,10 @@ def load_data(spec: str = "digits", *, seed: int = 0, tokenizer: Any = None) -> 
         from torchslim.data._text import load_text
 
         return load_text(spec, Path(spec[5:]), tokenizer=tokenizer, seed=seed)
+    if spec.startswith(CORPUS_PREFIX):
+        from torchslim.data._text import load_text
+
+        return load_text(spec, Path(spec[len(CORPUS_PREFIX):]), tokenizer=tokenizer, seed=seed, corpus=True)
     if ":" in spec and not spec.startswith(("/", ".")):
         return _load_function(spec, seed)
     raise SpecError(f"Unknown DATA spec {spec!r}. {DATA_SPEC_HELP}")

@@ -106,8 +106,13 @@ def read_sentences(spec: str, path: Path) -> tuple[list[str], list[int] | None]:
 
 
 def load_text(spec: str, path: Path, *, tokenizer: Any = None, seed: int = 0,
-              max_length: int = DEFAULT_MAX_LENGTH) -> DataBundle:
-    """Read, tokenize and split a ``text:FILE``; see the module docstring for the format."""
+              max_length: int = DEFAULT_MAX_LENGTH, corpus: bool | int = False) -> DataBundle:
+    """Read, tokenize and split a ``text:FILE``; see the module docstring for the format.
+
+    ``corpus`` (``text+corpus:FILE``): the training split also gets the sentences of the
+    built-in English corpus (``torchslim.data.english_corpus``; an int: its first that many),
+    minus every sentence of FILE. Validation and test are FILE's, the same as without it.
+    """
     if tokenizer is None:
         raise SpecError(
             f"{spec}: text data is tokenized with the model's own tokenizer, so it needs a Hugging Face "
@@ -128,6 +133,12 @@ def load_text(spec: str, path: Path, *, tokenizer: Any = None, seed: int = 0,
     full = TokenizedText(input_ids, attention_mask, targets, sentences)
     train, val, test = _split(full, seed)
     extra = {"tokenizer": tokenizer, "max_length": max_length, "input_names": ["input_ids", "attention_mask"]}
+    if corpus is not False:
+        if labels is not None:
+            raise DataError(f"{spec}: the built-in corpus adds unlabeled sentences, but {str(path)!r} is labeled "
+                            "(LABEL<TAB>SENTENCE). Use text:FILE for classification data.")
+        train, extra["corpus"] = _add_corpus(train, sentences, tokenizer, max_length,
+                                             None if corpus is True else int(corpus))
     if labels is None:
         return DataBundle(spec, train, val, test, "embedding", None, None, extra)
     num_classes = max(labels) + 1
@@ -135,6 +146,22 @@ def load_text(spec: str, path: Path, *, tokenizer: Any = None, seed: int = 0,
         raise DataError(f"{spec}: the training split has fewer than 2 classes; a classifier needs at least 2 "
                         "(labels are 0-based integers before the tab).")
     return DataBundle(spec, train, val, test, "classification", num_classes, None, extra)
+
+
+def _add_corpus(train: TokenizedText, exclude: list[str], tokenizer: Any, max_length: int,
+                limit: int | None) -> tuple[TokenizedText, dict]:
+    """``train`` followed by the built-in corpus, tokenized the same way; and what was added."""
+    from torchslim.data._corpus import corpus_digest, english_corpus
+
+    added = english_corpus(exclude=exclude, limit=limit)
+    encoded = tokenizer(added, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    combined = TokenizedText(
+        torch.cat([train.input_ids, encoded["input_ids"].to(torch.int64)]),
+        torch.cat([train.attention_mask, encoded["attention_mask"].to(torch.int64)]),
+        torch.cat([train.targets, torch.zeros(len(added), dtype=torch.int64)]),
+        train.sentences + added,
+    )
+    return combined, {"sentences": len(added), "digest": corpus_digest(added)}
 
 
 def _split(full: TokenizedText, seed: int) -> tuple[TokenizedText, TokenizedText, TokenizedText]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -10,7 +11,7 @@ import torch.nn as nn
 from torchslim.data import DataBundle, as_args
 from torchslim.distill._config import DistillConfig, parse_distill_config
 from torchslim.errors import ConfigError
-from torchslim.train import make_kd_loss
+from torchslim.train import hidden_state_kd, make_kd_loss
 
 
 def distill(
@@ -29,6 +30,10 @@ def distill(
     the teacher's output vectors (``embedding_loss``, 1 - cosine similarity), best epoch by
     validation fidelity to the teacher; ``temperature`` and ``alpha`` do not apply.
 
+    ``hidden_states=True`` adds the per-token hidden-state loss of every transformer layer
+    (``torchslim.train.hidden_state_kd``), for hf: models whose hidden width was kept; a
+    student whose layers do not match the teacher's is refused before training (ConfigError).
+
     The teacher is never changed. Runs on ``torchslim.train.fit``: its schedule, its
     best-on-validation checkpointing. A teacher whose output shape differs from the
     student's is refused before any training (ConfigError).
@@ -46,13 +51,22 @@ def distill(
     # it freezes the teacher's parameters, whose requires_grad flags are put back afterwards.
     grad_flags = [(p, p.requires_grad) for p in teacher.parameters()]
     try:
-        fit(student, data, TrainConfig(**config.training_options(data.task)), device=device,
-            loss_fn=make_kd_loss(teacher, config, task=data.task), log=log,
-            teacher=teacher if data.task == "embedding" else None)
+        with _loss_fn(student, teacher, config, data) as loss_fn:
+            fit(student, data, TrainConfig(**config.training_options(data.task)), device=device, loss_fn=loss_fn,
+                log=log, teacher=teacher if data.task == "embedding" else None)
     finally:
         for p, flag in grad_flags:
             p.requires_grad_(flag)
     return student.eval()
+
+
+def _loss_fn(student: nn.Module, teacher: nn.Module, config: DistillConfig, data: DataBundle):
+    """The KD loss as a context manager: hidden-state KD hooks the layers for the run only."""
+    if not config.hidden_states:
+        return contextlib.nullcontext(make_kd_loss(teacher, config, task=data.task))
+    loss_fn = hidden_state_kd(student, teacher, config, task=data.task, weight=config.hidden_weight)
+    loss_fn.check(data.example_inputs(2, split="train"))
+    return loss_fn
 
 
 @torch.no_grad()

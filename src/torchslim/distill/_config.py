@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
 
@@ -20,7 +20,19 @@ class DistillConfig(BaseModel):
                              "3e-4 on embedding data (a pretrained encoder is fine-tuned there, not trained from scratch)")
     batch_size: int | None = Field(None, ge=1, le=65536, description="training batch size; default 64 on classification "
                                    "data, 16 on embedding data (a few hundred sentences need more, smaller steps)")
+    hidden_states: bool = Field(False, description="also match every transformer layer's per-token output, student "
+                                "layer i to teacher layer i, padding masked (normalized squared error, averaged over "
+                                "layers): for hf: models whose pruning kept the hidden width (channel pruning does); "
+                                "ConfigError for models without matching layers")
+    hidden_weight: float = Field(1.0, gt=0, le=1000, description="weight of the hidden-state term against the output "
+                                 "loss; only with hidden_states: true")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _hidden_weight_needs_hidden_states(self) -> DistillConfig:
+        if self.hidden_weight != 1.0 and not self.hidden_states:
+            raise ValueError("hidden_weight weighs the hidden-state loss; set hidden_states: true as well, or remove hidden_weight")
+        return self
 
     def training_options(self, task: str) -> dict[str, Any]:
         """``TrainConfig`` options for data of ``task``, the defaults filled in.
@@ -33,7 +45,10 @@ class DistillConfig(BaseModel):
         return {"epochs": self.epochs, "lr": lr, "batch_size": batch_size, "seed": self.seed}
 
     def describe(self) -> str:
-        return f"distill(epochs={self.epochs}, temperature={self.temperature:g}, alpha={self.alpha:g})"
+        return f"distill(epochs={self.epochs}, temperature={self.temperature:g}, alpha={self.alpha:g}{self.hidden_label()})"
+
+    def hidden_label(self) -> str:
+        return f", hidden_states, hidden_weight={self.hidden_weight:g}" if self.hidden_states else ""
 
 
 def parse_distill_config(options: Any, where: str = "distill options") -> DistillConfig:

@@ -1,4 +1,5 @@
-"""The recipe step: ``distill: {epochs, temperature, alpha, lr}`` with teacher = ``ctx.teacher``."""
+"""The recipe step: ``distill: {epochs, temperature, alpha, lr, batch_size, hidden_states, hidden_weight}``
+with teacher = ``ctx.teacher``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def run_step(model: nn.Module, config, ctx: StepContext) -> StepOutput:
     t_params = sum(p.numel() for p in ctx.teacher.parameters())
     what = config.describe()
     if ctx.data.task == "embedding":  # temperature and alpha do not apply there
-        what = f"distill(epochs={config.epochs}) of embeddings (loss 1 - cosine to the teacher's)"
+        what = f"distill(epochs={config.epochs}{config.hidden_label()}) of embeddings (loss 1 - cosine to the teacher's"
+        what += " plus every layer's per-token states)" if config.hidden_states else ")"
     notes = [f"{what}: student {s_params:,} params learned from the unoptimized teacher ({t_params:,} params)"]
     return StepOutput(model=student, notes=notes)

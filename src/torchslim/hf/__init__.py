@@ -12,6 +12,7 @@ Which quantization configurations work on MiniLM on CPU, measured: docs/transfor
 
 from __future__ import annotations
 
+from torchslim.hf._layers import transformer_layers
 from torchslim.hf._load import (
     DEFAULT_MAX_LENGTH,
     INPUT_NAMES,
@@ -32,4 +33,5 @@ __all__ = [
     "mean_pool",
     "reconcile_task",
     "resolve_model_dir",
+    "transformer_layers",
 ]

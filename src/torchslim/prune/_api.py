@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from torchslim.data import DataBundle
+from torchslim.errors import ConfigError
 from torchslim.prune._channel import prune_channels
 from torchslim.prune._config import (
     ChannelPruneConfig,
@@ -45,12 +46,16 @@ def prune(
     ``config`` is a typed config (``ChannelPruneConfig(ratio=0.5)``) or its mapping
     (``{"method": "channel", "ratio": 0.5}``). ``data`` is needed for fine-tuning
     (``finetune_epochs > 0``), Taylor importance and BN recalibration; ``teacher`` turns
-    that fine-tuning into knowledge distillation. ``example_inputs`` trace the model
+    that fine-tuning into knowledge distillation (of every layer's hidden states too with
+    ``finetune_hidden_states``): iterative pruning with distillation between the rounds. ``example_inputs`` trace the model
     (default: a real batch of ``data``, or the zoo model's own example inputs).
     """
     config = parse_prune_config(config)
     if config.finetune_epochs > 0 and data is not None:
         check_finetune_teacher(data, teacher)  # before any pruning work, not after the first round
+    if config.finetune_hidden_states and teacher is None:
+        raise ConfigError("prune.finetune_hidden_states: the fine-tuning epochs match a teacher's layers; pass "
+                          "teacher=<the unoptimized model> (the recipe's prune step does), or remove the option.")
     device = torch.device(device)
     pruned = copy.deepcopy(model).to(device).eval()
     if teacher is not None:

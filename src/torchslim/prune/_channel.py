@@ -62,7 +62,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
         ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,}){heads}")
         if config.finetune_epochs > 0:
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
-                     seed=ctx.seed, teacher=ctx.teacher, log=ctx.log)
+                     seed=ctx.seed, teacher=ctx.teacher, log=ctx.log, hidden_states=config.finetune_hidden_states)
     if config.ratio > 0 and _param_count(model) >= before:
         raise ConfigError(
             f"prune: channel pruning at ratio {config.ratio} removed nothing from {type(model).__name__}: every "

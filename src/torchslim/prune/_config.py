@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
 
@@ -28,10 +36,18 @@ class _PruneBase(BaseModel):
     iterations: int = Field(1, ge=1, le=100, description="prune -> fine-tune rounds reaching `ratio`; each round removes the same share of the remaining weights")
     finetune_epochs: int = Field(0, ge=0, le=1000, description="fine-tuning epochs after each round (0: none)")
     finetune_lr: float = Field(1e-3, gt=0, le=1.0, description="learning rate of those fine-tuning epochs")
+    finetune_hidden_states: bool = Field(False, description="with a teacher: those epochs also match every transformer "
+                                         "layer's per-token states (distill's hidden_states) — hf: models only")
     ignore: list[str] = Field(default_factory=list, description="module names never pruned (e.g. the first conv)")
     layer_ratios: dict[str, float] = Field(
         default_factory=dict, description="per-layer ratios overriding `ratio` (see ratios_from_sensitivity)"
     )
+
+    @model_validator(mode="after")
+    def _hidden_states_need_finetuning(self):
+        if self.finetune_hidden_states and self.finetune_epochs == 0:
+            raise ValueError("finetune_hidden_states applies to the fine-tuning epochs; set finetune_epochs > 0 too")
+        return self
 
     @field_validator("ratio")
     @classmethod

@@ -41,7 +41,7 @@ def prune_unstructured(model: nn.Module, config: MagnitudePruneConfig | GlobalPr
         ctx.log(f"prune round {round_index}/{config.iterations}: target sparsity {_scheduled(config.ratio, fraction):.1%}")
         if config.finetune_epochs > 0:
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
-                     seed=ctx.seed, teacher=ctx.teacher, log=ctx.log)
+                     seed=ctx.seed, teacher=ctx.teacher, log=ctx.log, hidden_states=config.finetune_hidden_states)
     for module in layers.values():
         if torch_prune.is_pruned(module):
             torch_prune.remove(module, "weight")

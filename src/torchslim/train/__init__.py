@@ -21,7 +21,14 @@ from torchslim.train._finetune import (
     run_step,
     validate_step,
 )
-from torchslim.train._kd import embedding_loss, kd_loss, make_kd_loss
+from torchslim.train._hidden import HiddenStateKD, hidden_state_loss
+from torchslim.train._kd import (
+    embedding_loss,
+    hidden_state_kd,
+    kd_loss,
+    kd_output_loss,
+    make_kd_loss,
+)
 from torchslim.train._loop import evaluate, fit
 from torchslim.train._state import FitResult, TrainState
 
@@ -31,6 +38,10 @@ __all__ = [
     "validate_step",
     "check_finetune_teacher",
     "embedding_loss",
+    "HiddenStateKD",
+    "hidden_state_kd",
+    "hidden_state_loss",
+    "kd_output_loss",
     "finetune",
     "kd_loss",
     "make_kd_loss","FitResult", "TrainConfig", "TrainState", "evaluate", "fit", "load_train_config"]

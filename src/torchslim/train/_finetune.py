@@ -13,7 +13,7 @@ from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import ConfigError, config_error_from_pydantic
 from torchslim.train._config import TrainConfig
-from torchslim.train._kd import make_kd_loss
+from torchslim.train._kd import hidden_state_kd, make_kd_loss
 from torchslim.train._loop import fit
 
 
@@ -28,19 +28,28 @@ def finetune(
     teacher: nn.Module | None = None,
     log: Callable[[str], None] | None = None,
     patience: int | None = None,
+    hidden_states: bool = False,
 ) -> None:
     """A few epochs on the train split; with a ``teacher``, by knowledge distillation.
 
     Embedding data has no labels, so there it needs the ``teacher`` (the unpruned model):
     the student relearns the teacher's embeddings and the best epoch is picked by fidelity.
+    ``hidden_states`` adds the per-token hidden-state loss of every transformer layer
+    (``hidden_state_kd``; needs the teacher and a kept hidden width).
     """
     check_finetune_teacher(data, teacher)
-    loss_fn = None
-    if teacher is not None:
-        loss_fn = make_kd_loss(teacher, task=data.task)
+    if hidden_states and teacher is None:
+        raise ConfigError("fine-tuning: hidden-state distillation (finetune_hidden_states) learns from a teacher's "
+                          "layers: pass teacher=<the unoptimized model>, or set finetune_hidden_states: false.")
     config = TrainConfig(epochs=epochs, lr=lr, seed=seed, early_stopping_patience=patience)
-    fit(model, data, config, device=device, loss_fn=loss_fn, log=log,
-        teacher=teacher if data.task != "classification" else None)
+    fit_teacher = teacher if data.task != "classification" else None
+    if hidden_states:
+        with hidden_state_kd(model, teacher, task=data.task) as loss_fn:
+            loss_fn.check(data.example_inputs(2, split="train"))
+            fit(model, data, config, device=device, loss_fn=loss_fn, log=log, teacher=fit_teacher)
+        return
+    loss_fn = make_kd_loss(teacher, task=data.task) if teacher is not None else None
+    fit(model, data, config, device=device, loss_fn=loss_fn, log=log, teacher=fit_teacher)
 
 
 def check_finetune_teacher(data: DataBundle, teacher: nn.Module | None) -> None:

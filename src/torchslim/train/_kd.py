@@ -2,6 +2,8 @@
 
 Classification: Hinton et al.'s (2015) soft-target KL plus hard-label cross-entropy.
 Embeddings (no labels): the student reproduces the teacher's output vectors (``embedding_loss``).
+Transformers whose hidden width was kept can also match every layer's per-token states
+(``hidden_state_kd``, see ``_hidden.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 
 from torchslim.data import as_args
 from torchslim.errors import ConfigError
+from torchslim.train._hidden import HiddenStateKD
 
 
 def kd_loss(
@@ -78,28 +81,40 @@ def make_kd_loss(teacher: nn.Module, config=None, task: str = "classification", 
     "embedding" gives ``embedding_loss`` (the targets are placeholders and are ignored;
     temperature and alpha do not apply).
     """
-    if config is not None:  # a DistillConfig (or anything with temperature and alpha)
-        temperature, alpha = config.temperature, config.alpha
+    output_loss = kd_output_loss(config, task, temperature=temperature, alpha=alpha)
     teacher.eval()
-    if task == "embedding":
 
-        def embedding_loss_fn(outputs: torch.Tensor, _targets, inputs) -> torch.Tensor:
-            with torch.no_grad():
-                teacher_out = teacher(*as_args(inputs))
-            return embedding_loss(_first(outputs), _first(teacher_out))
-
-        return embedding_loss_fn
-
-    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor, inputs) -> torch.Tensor:
+    def loss_fn(outputs, targets, inputs) -> torch.Tensor:
         with torch.no_grad():
             teacher_out = teacher(*as_args(inputs))
-        if isinstance(outputs, (tuple, list)):
-            outputs = outputs[0]
-        if isinstance(teacher_out, (tuple, list)):
-            teacher_out = teacher_out[0]
-        return kd_loss(outputs, teacher_out, targets, temperature=temperature, alpha=alpha)
+        return output_loss(_first(outputs), _first(teacher_out), targets)
 
     return loss_fn
+
+
+def kd_output_loss(config=None, task: str = "classification", *, temperature: float = 4.0,
+                   alpha: float = 0.7) -> Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]:
+    """``loss(student_out, teacher_out, targets)`` on the models' outputs for data of ``task``:
+    ``kd_loss`` for classification, ``embedding_loss`` for embeddings. ``config`` (a
+    DistillConfig, or anything with temperature and alpha) overrides the keyword values."""
+    if config is not None:
+        temperature, alpha = config.temperature, config.alpha
+    if task == "embedding":
+        return lambda student_out, teacher_out, _targets: embedding_loss(student_out, teacher_out)
+    return lambda student_out, teacher_out, targets: kd_loss(student_out, teacher_out, targets,
+                                                             temperature=temperature, alpha=alpha)
+
+
+def hidden_state_kd(student: nn.Module, teacher: nn.Module, config=None, task: str = "embedding", *,
+                    weight: float = 1.0, temperature: float = 4.0, alpha: float = 0.7) -> HiddenStateKD:
+    """``make_kd_loss``'s output loss plus ``weight`` x the per-token hidden-state loss of every
+    transformer layer (``torchslim.train._hidden``). A context manager (it hooks the layers):
+
+        with hidden_state_kd(student, teacher, task="embedding") as loss_fn:
+            fit(student, data, config, loss_fn=loss_fn, teacher=teacher)
+    """
+    teacher.eval()
+    return HiddenStateKD(student, teacher, kd_output_loss(config, task, temperature=temperature, alpha=alpha), weight)
 
 
 def _first(output):
