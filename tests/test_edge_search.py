@@ -168,3 +168,20 @@ def test_families_under_size_are_searched_smallest_first():
     # a and d are well inside a 0.5-point budget (drops 0 and 0.2 <= 0.25), b and c outside it.
     assert choose_families(spec, results, plans, "size", base, 0.5) == ["c", "b", "d"]
     assert choose_families(spec, results, plans, "latency", base, 0.5) == ["b", "c"]
+
+
+def test_a_failed_try_ends_that_familys_search(trained, tmp_path, monkeypatch):  # noqa: F811
+    # A refused setting (factorize: "would change no layer") says nothing about the budget:
+    # bisecting further toward it would only repeat the refusal.
+    def refusing_run(model, config, ctx):
+        if config.ratio < 0.5:
+            raise RuntimeError("this technique refuses so weak a setting")
+        return _cliff_run(model, config, ctx)
+
+    monkeypatch.setitem(TABLE, "prune", (TABLE["prune"][0], refusing_run))
+    CALLS.clear()
+    recipe = {"candidates": [{"name": "p", "steps": [{"prune": {"ratio": 0.9}}]}], "search": {"max_tries": 4}}
+    report = _optimize(trained, tmp_path, recipe)
+    tries = [c for c in report.candidates if c.refined_from == "p"]
+    assert [c.name for c in tries] == ["p.ratio-0.6838", "p.ratio-0.4377"]  # then no more tries
+    assert [c.status for c in tries] == ["ok", "failed"] and "refuses" in tries[1].error

@@ -15,7 +15,8 @@ Bounds: a knob's weakest setting (no pruning, full rank, 8 bits) is taken as wit
 its strongest (99% pruned, rank ratio 0.05, 1 bit) as the far end. For magnitude pruning the
 tries allocate per-layer ratios from the recipe's sensitivity pass (``_allocate``); the first
 try then re-runs the recipe's own strength, allocated. ``--time-budget`` bounds it like every
-candidate: a skipped try ends that family's search.
+candidate: a skipped try ends that family's search, and so does a failed one (factorize refuses
+rank ratios that would change no layer: bisecting further toward them only repeats the refusal).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _search_family(fam: _Family, spec: SearchSpec, sensitivity: dict | None, ste
         if text not in record.note_texts():  # a try kept from the run being resumed has it already
             record.notes.append(Note(kind="technique", text=text))
         tries.append(record)
-        if record.status == "skipped":
+        if record.status != "ok":  # skipped (time), or failed: a refused setting says nothing about the budget
             break
         if record.within_budget:
             fam.good = target
