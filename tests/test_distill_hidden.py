@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_hf import WordTokenizer
+from tests.test_hf import WordTokenizer, _token_bundle
 from torchslim.errors import ConfigError, DataError
 
 SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
@@ -25,19 +25,6 @@ def _tiny_bert(layers: int = 2, hidden: int = 32, init: float = 0.2):
                                      intermediate_size=64, attn_implementation="eager", initializer_range=init)
     torch.manual_seed(0)
     return SentenceEmbedder(transformers.BertModel(config, add_pooling_layer=False)).eval()
-
-
-def _token_bundle(count: int = 48, length: int = 12):
-    from torchslim.data import DataBundle
-    from torchslim.data._text import TokenizedText
-
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, 100, (count, length), generator=g)
-    mask = (torch.arange(length) < torch.randint(4, length + 1, (count, 1), generator=g)).to(torch.int64)
-    full = TokenizedText(ids * mask, mask, torch.zeros(count, dtype=torch.int64), [str(i) for i in range(count)])
-    third = count // 3
-    return DataBundle("tokens", full.subset(list(range(third, count))), full.subset(list(range(third // 2))),
-                      full.subset(list(range(third // 2, third))), "embedding")
 
 
 @torch.no_grad()
@@ -57,7 +44,7 @@ def _hidden_term(student, teacher, ids, mask) -> float:
 def test_hidden_state_loss_is_zero_for_identical_models_and_positive_for_a_pruned_one():
     import torchslim
 
-    teacher, data = _tiny_bert(), _token_bundle()
+    teacher, data = _tiny_bert(), _token_bundle(48)
     ids, mask = data.example_inputs(8, split="test")
     assert _hidden_term(copy.deepcopy(teacher), teacher, ids, mask) == pytest.approx(0.0, abs=1e-9)
     pruned = torchslim.prune(teacher, {"method": "channel", "ratio": 0.5}, example_inputs=(ids, mask))
@@ -100,7 +87,7 @@ def test_hidden_states_refuse_mismatched_layers_widths_and_non_transformers(digi
     from torchslim.train import HiddenStateKD, kd_output_loss
     from torchslim.zoo import create_model
 
-    teacher, data = _tiny_bert(), _token_bundle()
+    teacher, data = _tiny_bert(), _token_bundle(48)
     config = DistillConfig(epochs=1, hidden_states=True)
     with pytest.raises(ConfigError, match="student has 1 transformer layers and the teacher 2"):
         torchslim.distill(_tiny_bert(layers=1), teacher, data, config)
@@ -118,7 +105,7 @@ def test_distill_with_hidden_states_moves_the_states_toward_the_teacher():
     import torchslim
     from torchslim.distill import DistillConfig
 
-    teacher, data = _tiny_bert(), _token_bundle()
+    teacher, data = _tiny_bert(), _token_bundle(48)
     ids, mask = data.example_inputs(16, split="test")
     pruned = torchslim.prune(teacher, {"method": "channel", "ratio": 0.5}, data=data)
     before = _hidden_term(pruned, teacher, ids, mask)
@@ -143,7 +130,7 @@ def test_distill_step_validates_the_hidden_state_options():
 def test_iterative_pruning_distills_hidden_states_between_rounds():
     import torchslim
 
-    teacher, data = _tiny_bert(), _token_bundle()
+    teacher, data = _tiny_bert(), _token_bundle(48)
     options = {"method": "channel", "ratio": 0.5, "iterations": 2, "finetune_epochs": 1, "finetune_hidden_states": True}
     with pytest.raises(ConfigError, match="teacher="):  # embedding data: fine-tuning always needs one
         torchslim.prune(teacher, options, data=data)
