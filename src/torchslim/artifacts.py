@@ -36,6 +36,7 @@ from torchslim.core.manifest import (
     read_manifest,
     write_manifest,
 )
+from torchslim.core.padding import SkipPadding, padding_extra
 from torchslim.core.registry import WRITERS
 from torchslim.export import writer_for  # noqa: F401  (registers the exporters' writers)
 from torchslim.runtime import get_runtime
@@ -76,6 +77,8 @@ def save_exported(
     atomic_write(path, lambda p: torch.export.save(program, str(p)))
     extra = dict(extra or {})
     extra["sequence_outputs"] = core_export.output_sequence_axes(program)
+    # the model as given when it is one (a quantized module runs eagerly), else the program's module
+    extra |= padding_extra(model if isinstance(model, nn.Module) else program.module(), example_inputs, input_names)
     specs = input_specs(example_inputs, input_names, core_export.dynamic_axes(program))
     write_manifest(path, Manifest("exported", runtime, specs, task, steps or [], extra))
     return path
@@ -128,4 +131,7 @@ def load(path: str | Path, *, runtime: str | None = None, device: str | torch.de
     model = get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
     if precompile and hasattr(model, "precompile"):
         model.precompile()
+    padding = manifest.extra.get("padding")
+    if isinstance(padding, dict) and padding.get("skip") and isinstance(padding.get("input_index"), int):
+        model = SkipPadding(model, padding["input_index"])  # trailing padding is not computed (core.padding)
     return model

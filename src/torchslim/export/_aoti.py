@@ -20,6 +20,7 @@ import torch.nn as nn
 from torchslim._io import atomic_write
 from torchslim.core import export as core_export
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
+from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
 
@@ -45,6 +46,7 @@ def export_aoti(
         precision = "int8" if _is_quantized(program) else "fp32"
         batches = common.parity_inputs(example)
         references = common.reference_outputs(module, batches)
+        padding = padding_extra(module, example, input_names)
     log("compiling with AOTInductor (tens of seconds)")
     with tempfile.TemporaryDirectory(prefix="torchslim-aoti-") as tmp:
         package = Path(tmp) / "model.pt2"
@@ -59,7 +61,7 @@ def export_aoti(
         log(f"AOTI parity with PyTorch: {parity.describe()}")
         atomic_write(path, lambda p: shutil.copyfile(package, p))
     extra = {"precision": precision, "device": device.type, "compiler": f"AOTInductor, torch {torch.__version__}",
-             "parity": parity.as_dict()}
+             "parity": parity.as_dict()} | padding
     specs = input_specs(example, input_names, core_export.dynamic_axes(program))
     write_manifest(path, Manifest("aoti", "aoti", specs, task, steps or [], extra))
     return path

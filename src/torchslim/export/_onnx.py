@@ -27,6 +27,7 @@ import torch.nn as nn
 from torchslim._io import atomic_write
 from torchslim.core import export as core_export
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
+from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
 from torchslim.export._onnx_parity import check_parity
@@ -56,12 +57,13 @@ def export_onnx(
     calibration_data = None
     if quantize == "static":  # validate the data before spending seconds on the export
         calibration_data = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
+    padding = padding_extra(module, example, names)
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
         fused = _fused_encoder(module, example, names, quantize, Path(tmp), log)
         if fused is not None:  # an encoder whose graph ORT's transformer optimizer fuses
             final, extra, parity, output_names = fused
             log(f"ONNX parity with PyTorch: {parity.describe()}")
-            extra |= {"output_names": output_names}
+            extra |= {"output_names": output_names} | padding
             # The TorchScript export takes any batch and (token inputs) any length up to the model's limit.
             limit = core_export.sequence_limit(module, example)
             axes = [{0: (1, core_export.MAX_BATCH), **({1: (1, limit)} if core_export.is_token_input(t) else {})}
@@ -81,7 +83,8 @@ def export_onnx(
             extra = _quantize(fp32, final, quantize, calibration_data, symmetric_activations, log)
         parity = check_parity(final, parity_batches, references, extra["precision"], type(module).__name__)
         log(f"ONNX parity with PyTorch: {parity.describe()}")
-        extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}", "output_names": output_names}
+        extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+                  "output_names": output_names} | padding
         specs = input_specs(example, names, axes)
         _write(final, path, Manifest("onnx", "onnxruntime", specs, task, steps or [], extra), parity)
     return path

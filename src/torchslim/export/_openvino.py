@@ -27,6 +27,7 @@ import torch.nn as nn
 from torchslim._io import atomic_write
 from torchslim.core.export import is_token_input
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
+from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
 
@@ -64,8 +65,9 @@ def export_openvino(
         model = convert(module, example, names)
         parity_batches = _parity_batches(module, example)
         references = common.reference_outputs(module, parity_batches)
+        padding = padding_extra(module, example, names)
     extra: dict[str, Any] = {"quantize": "none", "precision": precision,
-                             "inference_precision": "bf16" if precision == "bf16" else "f32"}
+                             "inference_precision": "bf16" if precision == "bf16" else "f32"} | padding
     if quantize == "static":
         model, info = _quantize(model, calibration_data, names, example, log)
         extra |= {"quantize": "nncf", "precision": "int8", "quantization": info}

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from torchslim._io import atomic_write_bytes
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
+from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
 from torchslim.runtime._tensorrt_engine import MAX_BATCH_SIZE, build_engine, require_tensorrt
@@ -68,6 +69,7 @@ def build_tensorrt(
     batches = [tuple(t.to(device) for t in b) for b in common.parity_inputs(common.batch_of_two(example))]
     with common.eval_mode(module), torch.no_grad():
         references = common.reference_outputs(module, [tuple(t.to(next(module.parameters()).device) for t in b) for b in batches])
+        padding = padding_extra(module, example, names)
     worst = None
     for batch, reference in zip(batches, references, strict=True):
         out_tensors = compiled(*batch)
@@ -78,6 +80,6 @@ def build_tensorrt(
         worst = parity if worst is None or parity.max_abs_diff > worst.max_abs_diff else worst
     atomic_write_bytes(path, engine)
     extra = {"precision": precision, "tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(device),
-             "max_batch_size": MAX_BATCH_SIZE, "parity": worst.as_dict()}
+             "max_batch_size": MAX_BATCH_SIZE, "parity": worst.as_dict()} | padding
     write_manifest(path, Manifest("tensorrt", "tensorrt", specs, task, steps or [], extra))
     return path

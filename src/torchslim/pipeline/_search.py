@@ -24,6 +24,7 @@ from torchslim._log import say
 from torchslim.artifacts import artifact_files, load, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
 from torchslim.core.notes import Note
+from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
@@ -124,6 +125,8 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     artifact = _inside_run_dir(artifact, work_dir, setup.run_dir)
     runtime = plan.runtime or read_manifest(artifact).runtime
     fn = load(artifact, runtime=runtime, device=setup.device)
+    if isinstance(fn, SkipPadding):
+        notes.append(Note(kind="technique", text=SKIP_PADDING_NOTE))
     params = macs = None
     if not isinstance(fn, nn.Module) and isinstance(model, nn.Module):
         # Foreign runtimes (onnxruntime, compiled) hide their weights; count the model they came from.

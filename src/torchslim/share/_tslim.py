@@ -13,6 +13,7 @@ import torch.nn as nn
 from torchslim._io import atomic_write_bytes
 from torchslim.core.export import dynamic_axes, export_program
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
+from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError
 from torchslim.share import _codec
 from torchslim.share._format import encode_program, read_tslim, rebuild_program
@@ -56,8 +57,10 @@ def save_tslim(
         "inputs": [[[max(2, t.shape[0]), *t.shape[1:]], _codec.dtype_name(t.dtype)] for t in example_cpu]})
     atomic_write_bytes(path, blob)
     info = tslim_info(path)
-    write_manifest(path, Manifest("tslim", "tslim", input_specs(example_cpu, input_names, dynamic_axes(program)), task, steps or [],
-                                  extra={k: info[k] for k in ("structure_bytes", "weight_bytes", "header_bytes")}))
+    extra = {k: info[k] for k in ("structure_bytes", "weight_bytes", "header_bytes")}
+    extra |= padding_extra(cpu_model, example_cpu, input_names)
+    specs = input_specs(example_cpu, input_names, dynamic_axes(program))
+    write_manifest(path, Manifest("tslim", "tslim", specs, task, steps or [], extra))
     return path
 
 
