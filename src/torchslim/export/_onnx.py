@@ -155,6 +155,7 @@ def _quantize(source: Path, target: Path, method: str, calibration_data, symmetr
 
 
 def _write(final: Path, path: Path, manifest: Manifest, parity: common.Parity) -> None:
+    _drop_stack_traces(final)
     graph = onnx.load(str(final), load_external_data=False)
     manifest.extra |= {
         "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
@@ -163,6 +164,22 @@ def _write(final: Path, path: Path, manifest: Manifest, parity: common.Parity) -
     }
     atomic_write(path, lambda p: shutil.copyfile(final, p))
     write_manifest(path, manifest)
+
+
+def _drop_stack_traces(final: Path) -> None:
+    """Remove the Python stack trace the dynamo exporter records on every node: it names the
+    user's source files and lines (nothing a deployed artifact should carry; 200 KB on MiniLM).
+    The module scopes and class names, which say what a node came from, are kept."""
+    model = onnx.load(str(final), load_external_data=True)
+    changed = False
+    for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            changed = True
+    if changed:
+        onnx.save_model(model, str(final), save_as_external_data=False)
 
 
 def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

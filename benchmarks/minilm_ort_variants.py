@@ -1,0 +1,121 @@
+"""Why was torchslim's ORT dynamic int8 of MiniLM slower than ORT's own at batch 1? Ten ORT
+variants of all-MiniLM-L6-v2, one process, interleaved, the same workloads as benchmarks/minilm.py.
+
+Variants (all ORT `quantize_dynamic`, int8 weights, unless said):
+
+    plain(dynamo).q        torch.onnx.export (dynamo) -> per-channel   (the "ORT quantize_dynamic" peer)
+    ts.q                   TorchScript export (dynamo=False) -> per-channel
+    fused.q                TorchScript -> optimize_model("bert") -> per-channel  (torchslim's graph,
+                           and the "ORT optimizer + quantize_dynamic" peer)
+    fused.qmm(attn fp32)   as fused.q, only MatMul quantized: the fused Attention op stays fp32
+    noattn.q               optimizer with Attention fusion off (SkipLayerNorm, BiasGelu only)
+    fused.q per-tensor     fused.q with per-tensor weight scales
+    fused.q t2 / plain.q t2  intra_op_num_threads=2, inter_op 1 (torchslim's session options)
+                           instead of ORT's defaults
+    fused.q nospin         session.intra_op.allow_spinning=0
+
+Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_ort_variants.py [--rounds 5]
+Writes benchmarks/results/minilm_ort_variants.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minilm import NAMES, ROOT, SENTENCES, _machine, fidelity, measure  # noqa: E402
+
+WORKLOADS = ("b1x128 ms", "b32x128 ms", "sentences s")
+
+
+def _session(path: Path, threads: int = 0, config: dict | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    if threads:
+        options.inter_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda ids, mask: torch.from_numpy(session.run(None, {"input_ids": ids.numpy(),
+                                                                  "attention_mask": mask.numpy()})[0])
+
+
+def build(model, example, folder: Path) -> dict:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    with torch.no_grad():
+        torch.onnx.export(model, example, str(folder / "plain.onnx"), input_names=NAMES, output_names=["embedding_out"],
+                          dynamic_shapes=(axes["input_ids"], axes["attention_mask"]), external_data=False)
+        torch.onnx.export(model, example, str(folder / "ts.onnx"), dynamo=False, input_names=NAMES,
+                          output_names=["embedding_out"], dynamic_axes=axes, opset_version=17)
+    optimize_model(str(folder / "ts.onnx"), model_type="bert", num_heads=12,
+                   hidden_size=384).save_model_to_file(str(folder / "fused.onnx"))
+    no_attention = FusionOptions("bert")
+    no_attention.enable_attention = False
+    optimize_model(str(folder / "ts.onnx"), model_type="bert", num_heads=12, hidden_size=384,
+                   optimization_options=no_attention).save_model_to_file(str(folder / "noattn.onnx"))
+    contrib = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # the fused graphs' contrib ops need it
+    jobs = {"plain.q": ("plain", {}), "ts.q": ("ts", {}), "fused.q": ("fused", contrib),
+            "fused.qmm": ("fused", contrib | {"op_types": ["MatMul"]}), "noattn.q": ("noattn", contrib),
+            "fused.qpt": ("fused", contrib | {"per_channel": False})}
+    with contextlib.chdir(folder):
+        for target, (source, extra) in jobs.items():
+            extra = dict(extra)
+            per_channel, op_types = extra.pop("per_channel", True), extra.pop("op_types", None)
+            quantize_dynamic(f"{source}.onnx", f"{target}.onnx", per_channel=per_channel,
+                             weight_type=QuantType.QInt8, extra_options=extra, op_types_to_quantize=op_types)
+    q = {name: folder / f"{name}.onnx" for name in jobs}
+    return {"plain(dynamo).q": _session(q["plain.q"]), "ts.q": _session(q["ts.q"]), "fused.q": _session(q["fused.q"]),
+            "fused.qmm(attn fp32)": _session(q["fused.qmm"]), "noattn.q": _session(q["noattn.q"]),
+            "fused.q per-tensor": _session(q["fused.qpt"]), "fused.q t2": _session(q["fused.q"], threads=2),
+            "plain.q t2": _session(q["plain.q"], threads=2),
+            "fused.q nospin": _session(q["fused.q"], config={"session.intra_op.allow_spinning": "0"})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_variants.json"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    from torchslim.specs import resolve
+
+    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
+    model = handle.model.eval()
+    ids, mask = bundle.example_inputs(32)
+    fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask)}
+    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
+    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    with tempfile.TemporaryDirectory(prefix="minilm-ort-") as tmp, torch.no_grad():
+        variants = {"fp32 eager": model} | build(model, bundle.example_inputs(2), Path(tmp))
+        fid = fidelity(variants, model, singles)
+
+        def write(median: dict, done: int) -> None:
+            rows = {n: {"fidelity": round(fid[n], 5)} | {w: round(median[n][w], 4) for w in WORKLOADS} for n in median}
+            Path(args.out).write_text(json.dumps({"benchmark": "minilm_ort_variants", "rounds": done,
+                                                  "machine": _machine(), "rows": rows}, indent=2) + "\n")
+            print(f"wrote {args.out} ({done} rounds)", flush=True)
+
+        measure(variants, fixed, bundle.test, args.rounds, write, workloads=WORKLOADS)
+
+
+if __name__ == "__main__":
+    main()
