@@ -94,6 +94,17 @@ def test_skip_padding_passes_through_what_it_must_not_touch():
     assert inner.shapes == [(2, 128), (2, 9), (2, 128)]
 
 
+def test_an_artifact_that_takes_one_length_gets_its_inputs_uncut():
+    from torchslim.core.manifest import InputSpec
+
+    inner = _Recorder()
+    inner.manifest = type("M", (), {"inputs": [InputSpec([2, 16], "int64", "ids", {"0": [1, 64]}),
+                                               InputSpec([2, 16], "int64", "mask", {"0": [1, 64]})]})()
+    ids, mask = _batch([5, 9], width=16)
+    SkipPadding(inner, mask_input=1)(ids, mask)
+    assert inner.shapes == [(2, 16)]
+
+
 def test_inert_padding_is_measured_not_assumed():
     ids, mask = _batch([5, 9], width=16)
     embedder = _tiny_embedder()

@@ -148,12 +148,20 @@ class SkipPadding:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
+    def _takes(self, inputs: tuple[Any, ...]) -> bool:
+        """Whether the artifact's manifest accepts a shorter sequence (an engine built for one
+        length does not: it gets its inputs uncut)."""
+        specs = getattr(getattr(self.model, "manifest", None), "inputs", None)
+        if not specs or len(specs) != len(inputs):
+            return True
+        return all(spec.accepts(t) for spec, t in zip(specs, inputs, strict=True) if isinstance(t, torch.Tensor))
+
     def __call__(self, *inputs: Any, **named: Any) -> Any:
         mask = inputs[self.mask_input] if not named and self.mask_input < len(inputs) else None
         if not is_token_input(mask) or bool(mask[:, -1].all()):  # nothing to cut (the usual fast exit)
             return self.model(*inputs, **named)
         lengths = right_padded_lengths(mask)
-        if lengths is None:
+        if lengths is None or not self._takes(cut(inputs, 1)):
             return self.model(*inputs)
         groups = plan_groups(lengths.tolist(), self.call_cost)
         if len(groups) == 1:
