@@ -94,6 +94,16 @@ def test_skip_padding_passes_through_what_it_must_not_touch():
     assert inner.shapes == [(2, 128), (2, 9), (2, 128)]
 
 
+def test_a_runtime_that_compiles_per_shape_gets_whole_batches():
+    inner = _Recorder()
+    inner.shape_specialized = True  # as torchslim.runtime.compiled.CompiledModel
+    ids, mask = _batch([3, 128, 7, 64, 5])
+    SkipPadding(inner, mask_input=1)(ids, mask)
+    ids, mask = _batch([3, 40, 7])
+    SkipPadding(inner, mask_input=1)(ids, mask)
+    assert inner.shapes == [(5, 128), (3, 40)]  # one call each, cut to the longest row
+
+
 def test_an_artifact_that_takes_one_length_gets_its_inputs_uncut():
     from torchslim.core.manifest import InputSpec
 

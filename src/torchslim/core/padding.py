@@ -8,7 +8,7 @@ Such an artifact can run on the real tokens alone:
 
 - one length in the batch (or one call): every token input is cut to the longest real row;
 - mixed lengths: the rows are sorted by length and split into groups where that saves more
-  than a call costs (an exact partition by dynamic programming; cost = rows x longest row of
+  than a call costs (not on a runtime that compiles per shape: the ``compile`` runtime) (an exact partition by dynamic programming; cost = rows x longest row of
   the group, plus :data:`CALL_COST_TOKENS` per call), each group runs cut to its own longest
   row, and the outputs come back in the caller's order.
 
@@ -144,6 +144,9 @@ class SkipPadding:
 
     def __init__(self, model: Any, mask_input: int, call_cost: int = CALL_COST_TOKENS) -> None:
         self.model, self.mask_input, self.call_cost = model, mask_input, call_cost
+        # A runtime that compiles a graph per input shape (``shape_specialized``) would compile
+        # one per group size: it gets the whole batch, only cut to its longest row.
+        self.split = not getattr(model, "shape_specialized", False)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -163,7 +166,7 @@ class SkipPadding:
         lengths = right_padded_lengths(mask)
         if lengths is None or not self._takes(cut(inputs, 1)):
             return self.model(*inputs)
-        groups = plan_groups(lengths.tolist(), self.call_cost)
+        groups = plan_groups(lengths.tolist(), self.call_cost) if self.split else [list(range(len(lengths)))]
         if len(groups) == 1:
             return self.model(*cut(inputs, int(lengths.max())))
         outputs, order = [], []

@@ -40,6 +40,8 @@ _MAX_SHAPES = 64  # distinct input-shape sets compiled before falling back to ea
 class CompiledModel(torch.nn.Module):
     """A compiled exported program behind the original model's call signature."""
 
+    shape_specialized = True  # one graph per input shape: torchslim.core.padding does not split batches
+
     def __init__(self, module: torch.nn.Module, manifest: Any = None, path: Path | None = None) -> None:
         super().__init__()
         self.module = module  # kept as a child so parameters can be counted
