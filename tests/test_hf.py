@@ -445,3 +445,5 @@ def test_cli_prune_and_optimize_prune_distill_on_an_encoder(tmp_path):
     assert code == 0 and candidate["status"] == "ok", candidate["error"]
     assert report["metric"] == "fidelity" and candidate["metrics"]["params"] < report["baseline"]["metrics"]["params"]
     assert any("of embeddings" in note["text"] for note in candidate["notes"] if note["kind"] == "technique")
+    # a mask-pooled encoder's artifact runs the real tokens only, and the report says so
+    assert any("trailing padding is cut off" in note["text"] for note in candidate["notes"])
