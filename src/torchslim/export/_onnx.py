@@ -71,15 +71,8 @@ def export_onnx(
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
         fused = _fused_encoder(module, example, names, quantize, Path(tmp), log)
         if fused is not None:  # an encoder whose graph ORT's transformer optimizer fuses
-            final, extra, parity, output_names = fused
-            log(f"ONNX parity with PyTorch: {parity.describe()}")
-            extra |= {"output_names": output_names} | padding
-            # The TorchScript export takes any batch and (token inputs) any length up to the model's limit.
-            limit = core_export.sequence_limit(module, example)
-            axes = [{0: (1, core_export.MAX_BATCH), **({1: (1, limit)} if core_export.is_token_input(t) else {})}
-                    for t in example]
-            specs = input_specs(example, names, axes)
-            _write(final, path, Manifest("onnx", "onnxruntime", specs, task, steps or [], extra), parity)
+            _write_fused(fused, path, module, example, names, Manifest("onnx", "onnxruntime", [], task, steps or [],
+                                                                       padding), log)
             return path
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):
@@ -174,6 +167,18 @@ def _quantize(source: Path, target: Path, method: str, calibration_data, symmetr
     log(f"ONNX Runtime {method} int8 quantization")
     info = quantize_file(source, target, method, calibration=calibration_data, symmetric_activations=symmetric, log=log)
     return {"quantize": method, "precision": "int8", "quantization": info}
+
+
+def _write_fused(fused, path: Path, module, example, names, manifest: Manifest, log) -> None:
+    final, extra, parity, output_names = fused
+    log(f"ONNX parity with PyTorch: {parity.describe()}")
+    manifest.extra = extra | {"output_names": output_names} | manifest.extra
+    # The TorchScript export takes any batch and (token inputs) any length up to the model's limit.
+    limit = core_export.sequence_limit(module, example)
+    axes = [{0: (1, core_export.MAX_BATCH), **({1: (1, limit)} if core_export.is_token_input(t) else {})}
+            for t in example]
+    manifest.inputs = input_specs(example, names, axes)
+    _write(final, path, manifest, parity)
 
 
 def _smoothed(module, example, batches, names, static: StaticOptions, log):
