@@ -68,21 +68,24 @@ def _fake_fallback(monkeypatch, costs: dict[str, float]) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("name, costs, kept", [
-    # 1.4 points all-int8 -> ffn.0 in float: 0.6 -> q: no gain, back to int8 -> head: 0.2, within 0.5.
+@pytest.mark.parametrize("name, costs, kept, budget", [
+    # 1.4 points all-int8 -> ffn.0 in float: 0.6 -> q: no gain, back to int8 -> head: 0.2, within the
+    # target: 0.4, the recipe's budget, which caps the default 0.5.
     ("tiny-transformer", {"layers.0.ffn.0": 0.8, "layers.1.attn.q": 0.0, "head": 0.4, "layers.1.ffn.2": 0.2},
-     ["layers.0.ffn.0", "head"]),
-    ("resnet-mini", {"stem.0": 0.9, "stages.1.0.shortcut.0": 0.6, "fc": 0.3}, ["stem.0", "stages.1.0.shortcut.0"]),
+     ["layers.0.ffn.0", "head"], 0.4),
+    ("resnet-mini", {"stem.0": 0.9, "stages.1.0.shortcut.0": 0.6, "fc": 0.3}, ["stem.0", "stages.1.0.shortcut.0"],
+     1.0),
 ])
-def test_fallback_keeps_the_costly_layers_in_float_in_the_ort_graph(name, costs, kept, monkeypatch, tmp_path):
+def test_fallback_keeps_the_costly_layers_in_float_in_the_ort_graph(name, costs, kept, budget, monkeypatch, tmp_path):
     model, bundle = trained(name)
     costs = {layer: c for layer, c in costs.items() if layer in dict(model.named_modules())}
     assert costs, "the costs name layers of the zoo model"
     mapping = _fake_fallback(monkeypatch, costs)
     config = validate_step({"format": "onnx", "quantize": "static", "calibration_batches": 2, "fallback": "auto",
                             "fallback_max_layers": 3})
-    out = run_step(model, config, _context(bundle, model, tmp_path, budget=1.0))
+    out = run_step(model, config, _context(bundle, model, tmp_path, budget=budget))
     record = out.facts["fallback"]
+    assert record["target_drop"] == min(budget, 0.5)
     assert record["kept_in_float"] == [k for k in kept if k in costs]
     assert record["within_target"] and record["quantized"] == pytest.approx(1 - sum(costs.values()) / 100)
     assert [s["layer"] for s in record["steps"]] == list(costs)[:len(record["steps"])]
@@ -100,13 +103,30 @@ def test_fallback_keeps_the_costly_layers_in_float_in_the_ort_graph(name, costs,
     assert sorted(mapping) == sorted(layers)
 
 
-def test_recipe_budget_caps_the_fallback_target(monkeypatch, tmp_path):
-    model, bundle = trained("tiny-transformer")
-    _fake_fallback(monkeypatch, {"layers.0.ffn.0": 0.3})
-    config = validate_step({"format": "onnx", "quantize": "static", "calibration_batches": 1, "fallback": "auto"})
-    out = run_step(model, config, _context(bundle, model, tmp_path, budget=0.2))
-    assert out.facts["fallback"]["target_drop"] == 0.2  # 0.3 points > 0.2: it tried
-    assert out.facts["fallback"]["kept_in_float"] == ["layers.0.ffn.0"]
+@pytest.mark.slow  # 10 s; the static export of a tiny BERT (no fallback) is in test_export_ort_fusion.py
+def test_a_token_model_is_calibrated_per_sentence_and_falls_back_on_fidelity(monkeypatch, tmp_path):
+    """A tiny BERT on embedding data: the fallback steers by fidelity, and the recipe's budget
+    (0.2 points) caps its target (0.5 by default)."""
+    transformers = pytest.importorskip("transformers")
+    from tests.test_hf import _token_bundle
+    from torchslim.hf._wrap import SentenceEmbedder
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=64, attn_implementation="eager")
+    model, bundle = SentenceEmbedder(transformers.BertModel(config)).eval(), _token_bundle()
+    _fake_fallback(monkeypatch, {"encoder.encoder.layer.0.intermediate.dense": 0.3})
+    config = validate_step({"format": "onnx", "quantize": "static", "fallback": "auto"})
+    ctx = _context(bundle, model, tmp_path, budget=0.2)
+    ctx.input_names = ["input_ids", "attention_mask"]
+    out = run_step(model, config, ctx)
+    record = out.facts["fallback"]
+    assert record["metric"] == "fidelity" and record["target_drop"] == 0.2  # 0.3 points > 0.2: it tried
+    assert record["kept_in_float"] == ["encoder.encoder.layer.0.intermediate.dense"]
+    quantization = read_manifest(out.artifact).extra["quantization"]
+    # 16 train sentences, one batch: each calibrated alone at its own length.
+    assert quantization["calibration_samples"] == len(bundle.train) and quantization["calibration_batches"] == 1
+    assert quantization["operators"] == "weights"  # a transformer graph: its Linear layers only
 
 
 def test_token_models_calibrate_one_sentence_at_its_own_length():
