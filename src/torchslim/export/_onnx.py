@@ -143,7 +143,12 @@ def quantize_onnx(
     references = [common.flatten_outputs(fp32(*b)) for b in batches]
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
         final = Path(tmp) / "quantized.onnx"
-        extra = dict(manifest.extra) | _quantize(source, final, method, calibration_data, False, log)
+        if method == "static":  # per-sentence calibration and the operator choice; no fallback (no torch model)
+            samples = _calibration_feeds(calibration_data, [spec.name for spec in manifest.inputs])
+            quantized = _quantize_static(source, final, samples, len(calibration_data), StaticOptions(), None, log)
+        else:
+            quantized = _quantize(source, final, method, calibration_data, False, log)
+        extra = dict(manifest.extra) | quantized
         parity = check_parity(final, batches, references, "int8", source.name)
         steps = [*manifest.steps, f"quantize(method={method}, backend=onnxruntime)"]
         _write(final, path, Manifest("onnx", "onnxruntime", manifest.inputs, manifest.task, steps, extra), parity)
@@ -184,11 +189,16 @@ def _write_fused(fused, path: Path, module, example, names, manifest: Manifest, 
 def _smoothed(module, example, batches, names, static: StaticOptions, log):
     """(the model to export, the calibration feeds): token models are calibrated one sentence
     at a time at its own length; with ``smoothquant``, a smoothed copy is exported."""
-    token = "attention_mask" in names
-    samples = common.calibration_samples(batches, names) if token else batches
+    samples = _calibration_feeds(batches, names)
     if static.smoothquant is None:
         return module, samples
     return smoothed_copy(module, example, samples, static.smoothquant, log)[0], samples
+
+
+def _calibration_feeds(batches, names: list[str]):
+    """Token models (an attention_mask input): one sentence at a time at its own length, so no
+    pad position widens an activation range; other models: the batches as they are."""
+    return common.calibration_samples(batches, names) if "attention_mask" in names else batches
 
 
 def _quantize_static(fp32: Path, target: Path, samples, batches: int, static: StaticOptions, fallback_inputs,
