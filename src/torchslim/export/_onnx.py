@@ -92,12 +92,7 @@ def export_onnx(
         elif quantize != "none":
             final = Path(tmp) / "quantized.onnx"
             extra = _quantize(fp32, final, quantize, calibration_data, symmetric_activations, log)
-        # A fallback that measured the metric within its target on the validation split is the
-        # judge of an int8 model's accuracy; the example batch's cosine is then only recorded.
-        judged = extra.get("quantization", {}).get("fallback", {}).get("within_target", False)
-        parity = check_parity(final, parity_batches, references, extra["precision"], type(module).__name__,
-                              enforce=not judged)
-        log(f"ONNX parity with PyTorch: {parity.describe()}")
+        parity = _parity(final, parity_batches, references, extra, type(module).__name__, log)
         extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
                   "output_names": output_names} | padding
         specs = input_specs(example, names, axes)
@@ -172,6 +167,15 @@ def _quantize(source: Path, target: Path, method: str, calibration_data, symmetr
     log(f"ONNX Runtime {method} int8 quantization")
     info = quantize_file(source, target, method, calibration=calibration_data, symmetric_activations=symmetric, log=log)
     return {"quantize": method, "precision": "int8", "quantization": info}
+
+
+def _parity(final: Path, batches, references, extra: dict[str, Any], name: str, log) -> common.Parity:
+    # A fallback that measured the metric within its target on the validation split is the
+    # judge of an int8 model's accuracy; the example batch's cosine is then only recorded.
+    judged = extra.get("quantization", {}).get("fallback", {}).get("within_target", False)
+    parity = check_parity(final, batches, references, extra["precision"], name, enforce=not judged)
+    log(f"ONNX parity with PyTorch: {parity.describe()}")
+    return parity
 
 
 def _write_fused(fused, path: Path, module, example, names, manifest: Manifest, log) -> None:
