@@ -112,7 +112,7 @@ def test_damaged_weights_exit_2_with_a_message(digits, tmp_path, capsys, damage)
 
 @pytest.mark.slow
 def test_nncf_calibrates_on_samples_each_sentence_at_its_own_length():
-    from torchslim.export._openvino import calibration_samples
+    from torchslim.export._common import calibration_samples
 
     ids = torch.arange(12).reshape(3, 4)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])

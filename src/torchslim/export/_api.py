@@ -10,8 +10,9 @@ import torch
 import torch.nn as nn
 
 from torchslim.core.registry import WRITERS
-from torchslim.errors import ArtifactError
+from torchslim.errors import ArtifactError, ConfigError
 from torchslim.export._common import FORMATS, check_combination, resolve_format
+from torchslim.export._ort_static import StaticOptions
 
 
 def export_onnx(module: nn.Module, out: str | Path, example_inputs: tuple[torch.Tensor, ...], **options: Any) -> Path:
@@ -49,19 +50,19 @@ def export_openvino(module: nn.Module, out: str | Path, example_inputs: tuple[to
     return run(module, out, example_inputs, **options)
 
 
-def _onnx(module, out, example_inputs, *, quantize, precision, **common):
-    return export_onnx(module, out, example_inputs, quantize=quantize, **common)
+def _onnx(module, out, example_inputs, *, quantize, precision, static, **common):
+    return export_onnx(module, out, example_inputs, quantize=quantize, static=static, **common)
 
 
-def _pt2(module, out, example_inputs, *, quantize, precision, calibration, calibration_batches, **common):
+def _pt2(module, out, example_inputs, *, quantize, precision, static, calibration, calibration_batches, **common):
     return export_aoti(module, out, example_inputs, **common)
 
 
-def _tensorrt(module, out, example_inputs, *, quantize, precision, **common):
+def _tensorrt(module, out, example_inputs, *, quantize, precision, static, **common):
     return build_tensorrt(module, out, example_inputs, precision=precision, **common)
 
 
-def _openvino(module, out, example_inputs, *, quantize, precision, **common):
+def _openvino(module, out, example_inputs, *, quantize, precision, static, **common):
     return export_openvino(module, out, example_inputs, quantize=quantize, precision=precision, **common)
 
 
@@ -81,6 +82,10 @@ def export(
     calibration: Any = None,
     calibration_batches: int = 16,
     precision: str | None = None,
+    smoothquant: float | str | None = None,
+    fallback: str | None = None,
+    fallback_target_drop: float = 0.5,
+    fallback_max_layers: int = 8,
     steps: list[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> Path:
@@ -92,18 +97,26 @@ def export(
     Runtime's int8 quantization (static needs ``calibration``: a DataBundle, whose train
     split is used, or an iterable of input tuples; ``calibration_batches`` of them). For
     TensorRT, ``precision`` is fp32 | fp16 | int8 (int8 = static QDQ, needs calibration).
+    ONNX static int8 also takes ``smoothquant`` (alpha in [0, 1] or "auto": SmoothQuant on a
+    copy of the model before the export) and ``fallback="auto"`` (the layers that cost the most
+    on the validation split of a DataBundle ``calibration`` stay in float, one at a time, until
+    within ``fallback_target_drop`` points or ``fallback_max_layers`` tries).
     """
     if not isinstance(example_inputs, tuple):
         example_inputs = tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
     chosen = resolve_format(format, runtime)
     quantize, precision = check_combination(chosen, quantize, precision)
+    static = StaticOptions(smoothquant, fallback, fallback_target_drop, fallback_max_layers)
+    if static != StaticOptions() and (chosen, quantize) != ("onnx", "static"):
+        raise ConfigError("smoothquant and fallback are options of ONNX Runtime static int8: use format='onnx', "
+                          f"quantize='static' (got format {chosen!r}, quantize {quantize!r}).")
     if not steps:
         described = ", ".join(f"{k}={v}" for k, v in (("format", chosen), ("quantize", quantize), ("precision", precision))
                               if not (k == "quantize" and v == "none"))
         steps = [f"export({described})"]
     return _EXPORTERS[chosen](module, out, example_inputs, task=task, input_names=input_names, quantize=quantize,
-                              precision=precision, calibration=calibration, calibration_batches=calibration_batches,
-                              steps=steps, log=log)
+                              precision=precision, static=static, calibration=calibration,
+                              calibration_batches=calibration_batches, steps=steps, log=log)
 
 
 def onnx_param_count(path: str | Path) -> int:

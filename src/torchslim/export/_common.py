@@ -198,6 +198,22 @@ def calibration_batches(calibration: Any, signature: Signature, max_batches: int
     return batches
 
 
+def calibration_samples(batches: list[tuple[torch.Tensor, ...]], names: list[str]) -> list[tuple[torch.Tensor, ...]]:
+    """One item per sample, as NNCF counts them (its ``subset_size`` is in items). With an
+    ``attention_mask`` input, each sentence's token inputs are cut to its own length: padding
+    is what a served sentence does not have, and its activations would widen the ranges."""
+    mask_at = names.index("attention_mask") if "attention_mask" in names else None
+    samples = []
+    for batch in batches:
+        for row in range(len(batch[0])):
+            sample = tuple(t[row:row + 1] for t in batch)
+            if mask_at is not None:
+                n = max(1, int(sample[mask_at].sum()))
+                sample = tuple(t[:, :n] if is_token_input(t) and t.dim() == 2 else t for t in sample)
+            samples.append(sample)
+    return samples
+
+
 def _take(source: Iterable, n: int) -> Iterator:
     for index, item in enumerate(source):
         if index >= n:

@@ -147,7 +147,7 @@ def _quantize(model: Any, batches: list[tuple[torch.Tensor, ...]], names: list[s
 
     transformer = any(is_token_input(t) for t in example)
     model_type = nncf.ModelType.TRANSFORMER if transformer else None
-    samples = calibration_samples(batches, names)
+    samples = common.calibration_samples(batches, names)
     log(f"NNCF int8 post-training quantization ({len(samples)} calibration samples from {len(batches)} batches"
         f"{', each sentence at its own length, ModelType.TRANSFORMER' if transformer else ''})")
     dataset = nncf.Dataset(samples, lambda sample: {n: t.numpy() for n, t in zip(names, sample, strict=True)})
@@ -163,22 +163,6 @@ def _quantize(model: Any, batches: list[tuple[torch.Tensor, ...]], names: list[s
                           "in fp32. Export without quantize.")
     return quantized, {"method": "nncf.quantize", "nncf": nncf.__version__, "model_type": "TRANSFORMER" if transformer
                        else "default", "calibration_batches": len(batches), "fake_quantize_ops": fake_quantize}
-
-
-def calibration_samples(batches: list[tuple[torch.Tensor, ...]], names: list[str]) -> list[tuple[torch.Tensor, ...]]:
-    """One item per sample, as NNCF counts them (its ``subset_size`` is in items). With an
-    ``attention_mask`` input, each sentence's token inputs are cut to its own length: padding
-    is what a served sentence does not have, and its activations would widen the ranges."""
-    mask_at = names.index("attention_mask") if "attention_mask" in names else None
-    samples = []
-    for batch in batches:
-        for row in range(len(batch[0])):
-            sample = tuple(t[row:row + 1] for t in batch)
-            if mask_at is not None:
-                n = max(1, int(sample[mask_at].sum()))
-                sample = tuple(t[:, :n] if is_token_input(t) and t.dim() == 2 else t for t in sample)
-            samples.append(sample)
-    return samples
 
 
 def check_parity(xml: Path, manifest: Manifest, batches: list[tuple[torch.Tensor, ...]],

@@ -103,47 +103,79 @@ def quantize_file(
     ``symmetric_activations`` makes activation zero-points 0, which TensorRT requires of QDQ
     models; ORT on CPU is free to use asymmetric ranges (slightly more accurate).
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
     source, target = Path(source).resolve(), Path(target).resolve()
+    with prepared_workdir(source, log) as (prepared, preprocessing):
+        info = quantize_prepared(prepared, target, method, calibration=calibration,
+                                 symmetric_activations=symmetric_activations)
+    return info | {"preprocessing": preprocessing}
+
+
+@contextlib.contextmanager
+def prepared_workdir(source: Path, log: Callable[[str], None] = lambda _m: None):
+    """A temp working directory holding ``source`` pre-processed for quantization; yields
+    (prepared path, which pre-processing worked). Quantize it as often as needed inside."""
     # ORT's pre-processing writes a <uuid>.data external-data file into the working directory
     # for models over its inline limit (MiniLM's 90 MB): work inside the temp dir so nothing of
     # the user's current directory is touched.
+    source = Path(source).resolve()
     with tempfile.TemporaryDirectory(prefix="torchslim-quant-") as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
-        preprocessing = prepare_for_quantization(source, prepared, log)
-        try:
-            with quiet():
-                if method == "dynamic":
-                    quantize_dynamic(prepared, target, per_channel=True, weight_type=QuantType.QInt8)
-                elif method == "static":
-                    names = [v.name for v in onnx.load(str(prepared), load_external_data=False).graph.input]
-                    reader = _reader(calibration or [], names)
-                    quantize_static(
-                        prepared, target, reader,
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
-                    )
-                else:
-                    raise ValueError(f"unknown ONNX quantization method {method!r}")
-        except ExportError:
-            raise
-        except Exception as e:
-            raise ExportError(f"ONNX Runtime's {method} quantization failed: {exporter_reason(e)}. The fp32 export "
-                              "itself works; export with quantize='none', or try the other method.") from None
+        yield prepared, prepare_for_quantization(source, prepared, log)
+
+
+def quantize_prepared(
+    prepared: Path,
+    target: Path,
+    method: str,
+    *,
+    calibration: list[tuple[torch.Tensor, ...]] | None = None,
+    symmetric_activations: bool = False,
+    op_types: list[str] | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    ranges_cache: Path | None = None,
+) -> dict[str, Any]:
+    """ORT's quantizer on a pre-processed model. Static only: ``op_types`` limits the op types
+    quantized (None: all ORT supports), ``include`` the only nodes quantized (None: all of
+    those types), ``exclude`` nodes kept in float, and
+    ``ranges_cache`` (a JSON path) reuses the calibrated ranges of an earlier call on the same
+    model and op types (calibration is an inference pass per sample; exclusions do not change it)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        with quiet():
+            if method == "dynamic":
+                quantize_dynamic(prepared, target, per_channel=True, weight_type=QuantType.QInt8)
+            elif method == "static":
+                _static(prepared, target, calibration or [], symmetric_activations, (op_types, include, exclude),
+                        ranges_cache)
+            else:
+                raise ValueError(f"unknown ONNX quantization method {method!r}")
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"ONNX Runtime's {method} quantization failed: {exporter_reason(e)}. The fp32 export "
+                          "itself works; export with quantize='none', or try the other method.") from None
     quantized = onnx.load(str(target), load_external_data=False)
     int8_weights = sum(1 for init in quantized.graph.initializer if init.data_type in _INT8_TYPES and len(init.dims) >= 1)
     if int8_weights == 0:
         # A "quantized" model with no int8 weights would be reported as int8 while being fp32.
         raise ExportError(f"ONNX Runtime's {method} quantization quantized no weight of this model (no Conv, MatMul "
                           "or Gemm it supports); it would run in fp32. Export without quantize.")
-    return {"method": method, "int8_weight_tensors": int8_weights, "preprocessing": preprocessing,
-            "per_channel": True, "calibration_batches": len(calibration or []), "format": "QDQ" if method == "static" else "QOperator"}
+    return {"method": method, "int8_weight_tensors": int8_weights, "per_channel": True,
+            "calibration_batches": len(calibration or []), "format": "QDQ" if method == "static" else "QOperator"}
+
+
+def _static(prepared: Path, target: Path, calibration, symmetric: bool, selection, ranges_cache) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    op_types, include, exclude = selection
+    names = [v.name for v in onnx.load(str(prepared), load_external_data=False).graph.input]
+    quantize_static(
+        prepared, target, _reader(calibration, names),
+        quant_format=QuantFormat.QDQ, per_channel=True, op_types_to_quantize=op_types,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_quantize=include,
+        nodes_to_exclude=exclude or None,
+        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges_cache,
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+    )

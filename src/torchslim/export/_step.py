@@ -6,7 +6,7 @@ runtime it must be measured on; the model itself passes through unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,6 +25,14 @@ class ExportStepConfig(BaseModel):
     quantize: Literal["none", "dynamic", "static", "int8"] = "none"
     calibration_batches: int = Field(16, ge=1, le=4096, description="train batches used to calibrate static int8")
     precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None  # None: follows from quantize
+    smoothquant: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] | None = Field(
+        default=None, description="ONNX static int8: SmoothQuant on a copy of the model before the export; "
+        "alpha in [0, 1], 'auto' (per layer from a grid) or null (off)")
+    fallback: Literal["auto"] | None = Field(
+        default=None, description="ONNX static int8: 'auto' keeps the layers that cost the most on the "
+        "validation split in float, one at a time, until within fallback_target_drop; null: off")
+    fallback_target_drop: float = Field(0.5, ge=0.0, le=100.0, description="metric drop (points) fallback stops at")
+    fallback_max_layers: int = Field(8, ge=1, le=1000, description="most layers fallback tries in float")
 
     @model_validator(mode="after")
     def _combination(self) -> ExportStepConfig:
@@ -34,11 +42,20 @@ class ExportStepConfig(BaseModel):
             raise ValueError(e.message) from None
         object.__setattr__(self, "quantize", quantize)
         object.__setattr__(self, "precision", precision)
+        tuned = self.smoothquant is not None or self.fallback is not None
+        if tuned and (self.format, self.quantize) != ("onnx", "static"):
+            raise ValueError("smoothquant and fallback are options of ONNX Runtime static int8 (format onnx, "
+                             f"quantize static), not of format {self.format} with quantize {self.quantize}")
         return self
 
     def describe(self) -> str:
         parts = [f"format={self.format}"] + ([f"quantize={self.quantize}"] if self.quantize != "none" else [])
-        return "export(" + ", ".join(parts + [f"precision={self.precision}"]) + ")"
+        parts += [f"precision={self.precision}"]
+        parts += [f"{k}={v}" for k, v in self.model_dump(include={"smoothquant", "fallback"}).items() if v is not None]
+        if self.fallback is not None:
+            parts += [f"{k}={getattr(self, k)}" for k in ("fallback_target_drop", "fallback_max_layers")
+                      if k in self.model_fields_set]
+        return "export(" + ", ".join(parts) + ")"
 
 
 def validate_step(options: dict[str, Any] | str | None) -> ExportStepConfig:
@@ -56,20 +73,35 @@ def validate_step(options: dict[str, Any] | str | None) -> ExportStepConfig:
 
 
 def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> StepOutput:
+    from torchslim.core.manifest import read_manifest
     from torchslim.core.step import StepOutput
     from torchslim.export._api import export
     from torchslim.export._common import FORMATS
 
+    target_drop = config.fallback_target_drop
+    if config.fallback and ctx.max_accuracy_drop is not None:
+        # Never aim looser than the recipe's budget: a candidate outside it is discarded anyway.
+        target_drop = min(target_drop, ctx.max_accuracy_drop)
     path = export(
         model, ctx.work_dir, ctx.example_inputs, format=config.format, task=ctx.data.task,
         input_names=ctx.input_names, quantize=config.quantize,
         calibration=ctx.data if config.quantize == "static" else None,  # openvino int8 is static too
         calibration_batches=config.calibration_batches, precision=config.precision,
-        steps=[config.describe()], log=ctx.log,
+        smoothquant=config.smoothquant, fallback=config.fallback, fallback_target_drop=target_drop,
+        fallback_max_layers=config.fallback_max_layers, steps=[config.describe()], log=ctx.log,
     )
-    from torchslim.core.manifest import read_manifest
+    extra = read_manifest(path).extra
+    parity = extra.get("parity", {})
+    notes = [f"{config.describe()}: outputs vs the PyTorch model on the example batch: max |diff| "
+             f"{parity.get('max_abs_diff', float('nan')):.3g}, cosine {parity.get('cosine', float('nan')):.5f}"]
+    facts = {}
+    quantization = extra.get("quantization", {})
+    if quantization.get("fallback"):
+        from torchslim.quantize._fallback import FallbackResult
 
-    parity = read_manifest(path).extra.get("parity", {})
-    note = (f"{config.describe()}: outputs vs the PyTorch model on the example batch: max |diff| "
-            f"{parity.get('max_abs_diff', float('nan')):.3g}, cosine {parity.get('cosine', float('nan')):.5f}")
-    return StepOutput(model=model, runtime=FORMATS[config.format][0], artifact=path, notes=[note])
+        facts["fallback"] = quantization["fallback"]
+        notes += FallbackResult.from_dict(quantization["fallback"]).notes()
+    if quantization.get("operators") == "weights":
+        notes.append("ONNX static int8 of a transformer graph: only the Linear layers' MatMul/Gemm are quantized "
+                     "(activation-only ops stay float); token models are calibrated per sentence at its own length.")
+    return StepOutput(model=model, runtime=FORMATS[config.format][0], artifact=path, notes=notes, facts=facts)

@@ -53,6 +53,13 @@ class FallbackResult:
     def to_dict(self) -> dict:
         return {**asdict(self), "within_target": self.within_target}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> FallbackResult:
+        """The record ``to_dict`` wrote (e.g. into an artifact's manifest), back as a result."""
+        fields = {k: v for k, v in record.items() if k != "within_target"}
+        return cls(**fields | {"steps": [FallbackStep(**s) for s in fields.get("steps", [])],
+                               "ranking": [tuple(r) for r in fields.get("ranking", [])]})
+
     def notes(self) -> list[str]:
         """The report's account: what was kept in float and the metric before/after each try."""
         drop = (self.reference - self.quantized) * 100

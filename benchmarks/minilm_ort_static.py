@@ -1,0 +1,175 @@
+"""all-MiniLM-L6-v2: ONNX Runtime static int8 (QDQ) made to survive a transformer, step by step.
+
+Fidelity (mean cosine to fp32 eager) of each variant on the held-out test sentences, each alone at
+its own length, and on the validation split (what fallback steers by, padded to 128):
+
+    padded batches, all ops        what torchslim did before: 16 padded train batches, every op type
+    per sentence, all ops          calibrated one train sentence at a time at its own length
+    per sentence, all MatMul       ... quantizing only MatMul/Gemm (attention's score/value MatMuls too)
+    per sentence, Linear only      ... only the weight-carrying MatMul/Gemm (torchslim's "auto" here)
+    + SmoothQuant 0.5 / auto       SmoothQuant on a copy of the torch model before the export
+    + fallback auto                torchslim.export(..., fallback="auto"): the Linear layers that cost
+                                   the most on the validation split stay in float (target 0.5 points)
+
+Then latency of the final static artifact (and all-int8 static) against ORT dynamic int8
+(torchslim's fused export), at batch 1 x 128 and 32 x 128 tokens (real test sentences padded to
+128), raw ORT sessions with torchslim's options, in ONE process, interleaved, 50 ms pause before
+each timed call, medians.
+
+Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_ort_static.py [--rounds 15]
+Writes benchmarks/results/minilm_ort_static.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
+NAMES = ["input_ids", "attention_mask"]
+PAUSE_S = 0.05
+
+
+def _session(path: Path):
+    from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    return OnnxModel(make_session(path))
+
+
+def _fidelities(fn, references, bundle, singles) -> dict:
+    from torchslim.data import fidelity
+
+    expected, val_reference = references
+    got = torch.cat([fn(*s).float() for s in singles])
+    return {"test": round(float(F.cosine_similarity(got, expected).mean()), 5),
+            "val": round(fidelity(fn, val_reference, bundle.val), 5)}
+
+
+def quantized_variants(model, bundle, example, folder: Path) -> dict:
+    """name -> static int8 file, built with torchslim's pieces on one fp32 export per model."""
+    from torchslim.export import _common as common
+    from torchslim.export._onnx import write_fp32
+    from torchslim.export._ort_static import StaticOptions, quantize_static_onnx, smoothed_copy
+
+    batches = common.calibration_batches(bundle, common.signature_of(example), 16)
+    samples = common.calibration_samples(batches, NAMES)
+    fp32 = folder / "fp32.onnx"
+    write_fp32(model, fp32, example, NAMES)
+    plans = {"padded batches, all ops": (fp32, batches, "all"), "per sentence, all ops": (fp32, samples, "all"),
+             "per sentence, all MatMul": (fp32, samples, "matmul"),
+             "per sentence, Linear only": (fp32, samples, "weights")}
+    for alpha in (0.5, "auto"):
+        smoothed, _ = smoothed_copy(model, example, samples, alpha, lambda _m: None)
+        write_fp32(smoothed, folder / f"sq-{alpha}.onnx", example, NAMES)
+        plans[f"per sentence, Linear only, SmoothQuant {alpha}"] = (folder / f"sq-{alpha}.onnx", samples, "weights")
+    built = {}
+    for i, (name, (source, feeds, operators)) in enumerate(plans.items()):
+        started = time.perf_counter()
+        built[name] = folder / f"static-{i}.onnx"
+        quantize_static_onnx(source, built[name], samples=feeds, options=StaticOptions(operators=operators))
+        print(f"built {name} in {time.perf_counter() - started:.0f}s", flush=True)
+    return built
+
+
+def torchslim_exports(model, bundle, example, folder: Path, smoothquant) -> dict:
+    """The artifacts ``torchslim.export`` writes: ORT dynamic int8, static int8 with fallback."""
+    import torchslim
+    from torchslim.artifacts import read_manifest
+    from torchslim.errors import TorchslimError
+
+    out = {}
+    plans = {"ORT dynamic int8 (torchslim, fused)": ("dynamic", {"quantize": "dynamic"}),
+             "ORT static int8 + fallback auto": ("fallback", {"quantize": "static", "calibration": bundle,
+                                                              "fallback": "auto", "smoothquant": smoothquant})}
+    record: dict = {}
+    for name, (sub, options) in plans.items():
+        started = time.perf_counter()
+        try:
+            out[name] = torchslim.export(copy.deepcopy(model), folder / sub, example, format="onnx",
+                                         input_names=NAMES, task="embedding", log=print, **options)
+        except TorchslimError as e:  # refused by the parity check: say so, keep measuring the rest
+            print(f"{name}: refused: {e.message[:300]}", flush=True)
+            record["error"] = e.message
+            continue
+        print(f"built {name} in {time.perf_counter() - started:.0f}s", flush=True)
+        record |= {"build_s": round(time.perf_counter() - started, 1)} if options["quantize"] == "static" else {}
+    if "ORT static int8 + fallback auto" in out:
+        record |= read_manifest(out["ORT static int8 + fallback auto"]).extra["quantization"]
+    return out, record
+
+
+def latency(paths: dict, fixed: dict, rounds: int) -> dict:
+    sessions = {name: _session(path) for name, path in paths.items()}
+    times = {(n, w): [] for n in sessions for w in fixed}
+    for fn in sessions.values():  # warm-up
+        for inputs in fixed.values():
+            fn(*inputs)
+    for r in range(rounds):
+        for name, fn in sessions.items():
+            for w, inputs in fixed.items():
+                time.sleep(PAUSE_S)
+                t0 = time.perf_counter()
+                fn(*inputs)
+                times[(name, w)].append((time.perf_counter() - t0) * 1e3)
+        print(f"round {r + 1}/{rounds}, load {os.getloadavg()[0]:.1f}", flush=True)
+    return {n: {w: round(statistics.median(times[(n, w)]), 3) for w in fixed} for n in sessions}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    parser.add_argument("--smoothquant", default=None, help="SmoothQuant for the fallback export (e.g. auto)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_static.json"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    from torchslim.specs import resolve
+
+    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
+    model = handle.model.eval()
+    example = bundle.example_inputs(2, split="train")
+    ids, mask = bundle.example_inputs(32)
+    fixed = {"b1x128 ms": (ids[:1], mask[:1]), "b32x128 ms": (ids, mask)}
+    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
+    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    smoothquant = None if args.smoothquant in (None, "none") else (
+        args.smoothquant if args.smoothquant == "auto" else float(args.smoothquant))
+    with tempfile.TemporaryDirectory(prefix="minilm-ort-static-") as tmp, torch.no_grad():
+        variants, record = torchslim_exports(model, bundle, example, Path(tmp), smoothquant)
+        variants |= quantized_variants(model, bundle, example, Path(tmp))
+        from torchslim.data import predict
+
+        references = (torch.cat([model(*s) for s in singles]), predict(model, bundle.val)[0])
+        fid = {name: _fidelities(_session(path), references, bundle, singles) for name, path in variants.items()}
+        print(json.dumps(fid, indent=1), flush=True)
+        result = {"benchmark": "minilm_ort_static", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": 0,
+                  "test_sentences": len(singles), "val_sentences": len(bundle.val),
+                  "threads": torch.get_num_threads(), "torch": torch.__version__, "fidelity": fid,
+                  "latency_median_ms": None, "fallback": record.get("fallback"), "fallback_smoothquant": smoothquant,
+                  "fallback_operators": record.get("operators"), "fallback_build_s": record.get("build_s"),
+                  "fallback_error": record.get("error")}
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # a killed timing run keeps these
+        timed = {n: variants[n] for n in ("ORT dynamic int8 (torchslim, fused)", "per sentence, Linear only",
+                                          "ORT static int8 + fallback auto") if n in variants}
+        median = latency(timed, fixed, args.rounds)
+    result |= {"rounds": args.rounds, "latency_median_ms": median,
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(median, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

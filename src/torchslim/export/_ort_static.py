@@ -1,0 +1,194 @@
+"""ONNX Runtime static int8 (QDQ) that survives transformers, with accuracy-aware fallback.
+
+Plain ``quantize_static`` over 16 padded batches gave all-MiniLM-L6-v2 a mean cosine of 0.34
+to PyTorch. What is done instead, each part measured (docs/transformers.md):
+
+- Calibration of token models one sentence at a time at its own length
+  (``common.calibration_samples``): the pad positions of a padded batch are activations no
+  served sentence has, and a MinMax range stretched by them wastes the int8 levels.
+- Which operators: ``operators="auto"`` quantizes only the weight-carrying MatMul/Gemm/Conv
+  nodes (the Linear layers) of a transformer graph (one with LayerNormalization or Softmax);
+  every op ORT supports for anything else (the zoo CNNs keep their QLinear adds and pools).
+- SmoothQuant (``smoothquant``): ``torchslim.quantize._smooth`` on a copy of the torch model
+  before the export, so the ONNX graph carries the rescaled weights.
+- Fallback (``fallback="auto"``): quantize everything, measure the metric on the validation
+  split through an ORT session, and while it is outside ``fallback_target_drop`` keep the
+  Linear layers that cost the most (ranked on the torch model by ``rank_layers``) in float
+  via ORT's ``nodes_to_exclude``, one at a time (``torchslim.quantize._fallback``). ONNX
+  nodes are matched to torch layers by the module path the dynamo exporter records on every
+  node (metadata ``pkg.torch.onnx.name_scopes``).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn as nn
+
+from torchslim.errors import ConfigError
+
+if TYPE_CHECKING:  # onnx is imported where a graph is read: importing torchslim.export stays light
+    import onnx
+
+_SCOPES = "pkg.torch.onnx.name_scopes"
+_WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
+_TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
+
+
+@dataclass(frozen=True)
+class StaticOptions:
+    """How ``export(format="onnx", quantize="static")`` quantizes, beyond calibration."""
+
+    smoothquant: float | Literal["auto"] | None = None  # alpha in [0, 1], "auto" (per layer), None: off
+    fallback: Literal["auto"] | None = None
+    fallback_target_drop: float = 0.5  # points of accuracy (fidelity x 100) the fallback stops at
+    fallback_max_layers: int = 8
+    operators: Literal["auto", "all", "weights", "matmul"] = "auto"  # see the module docstring
+
+    def __post_init__(self) -> None:
+        sq = self.smoothquant
+        if sq is not None and sq != "auto" and not (isinstance(sq, (int, float)) and 0.0 <= sq <= 1.0):
+            raise ConfigError(f"smoothquant {sq!r}: use a migration strength alpha in [0, 1], 'auto' or None.")
+        if self.fallback not in (None, "auto"):
+            raise ConfigError(f"fallback {self.fallback!r}: use 'auto' or None.")
+        if self.fallback_target_drop < 0 or self.fallback_max_layers < 1:
+            raise ConfigError("fallback_target_drop must be >= 0 points and fallback_max_layers >= 1.")
+
+
+def smoothed_copy(module: nn.Module, example: tuple[torch.Tensor, ...], samples: list[tuple[torch.Tensor, ...]],
+                  alpha: float | str, log: Callable[[str], None]) -> tuple[nn.Module, list[Any]]:
+    """A SmoothQuant'ed copy of ``module`` (the caller's model is never touched) and its groups."""
+    from torchslim.quantize._smooth import smooth_
+
+    smoothed = copy.deepcopy(module).eval()
+    groups = smooth_(smoothed, example, samples, alpha)
+    log(f"SmoothQuant (alpha {alpha}) on {sum(len(g.linears) for g in groups)} LayerNorm-fed Linear layers "
+        "before the ONNX export")
+    return smoothed, groups
+
+
+def layer_nodes(graph: onnx.ModelProto, model: nn.Module) -> dict[str, list[str]]:
+    """Linear/Conv layer name of ``model`` -> the ONNX nodes exported from it (by their
+    recorded module path). The exporter folds an eval-mode BatchNorm into the Conv before it
+    and the fused Conv carries the BatchNorm's path: it is given back to that Conv."""
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    modules = list(model.named_modules())
+    layers = {name for name, m in modules if isinstance(m, kinds)}
+    folded = {name: before for (before, m0), (name, m) in zip(modules, modules[1:], strict=False)
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and isinstance(m0, kinds)
+              and before.rpartition(".")[0] == name.rpartition(".")[0]}
+    found: dict[str, list[str]] = {name: [] for name, _ in modules if name in layers}
+    for node in graph.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == _SCOPES), None)
+        owners = [s for s in _scope_list(scopes or "[]") if s in layers or s in folded]
+        if not owners:
+            continue
+        owner = owners[-1]  # the innermost layer owns it
+        if owner in folded:
+            if node.op_type not in _WEIGHT_OPS:
+                continue  # the BatchNorm's own ops, if it was not folded
+            owner = folded[owner]
+        found[owner].append(node.name)
+    return {name: nodes for name, nodes in found.items() if nodes}
+
+
+def _scope_list(value: str) -> list[str]:
+    import ast
+
+    try:
+        scopes = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return []
+    return [str(s) for s in scopes] if isinstance(scopes, list) else []
+
+
+def operator_choice(graph: onnx.ModelProto, operators: str) -> tuple[str, list[str] | None, list[str] | None]:
+    """(the choice made, op types to quantize, nodes to quantize) for ``quantize_static``."""
+    if operators == "auto":
+        operators = "weights" if any(n.op_type in _TRANSFORMER_OPS for n in graph.graph.node) else "all"
+    if operators == "all":
+        return operators, None, None
+    if operators == "matmul":
+        return operators, list(_WEIGHT_OPS), None
+    constants = {i.name for i in graph.graph.initializer}
+    constants |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
+    nodes = [n.name for n in graph.graph.node if n.op_type in _WEIGHT_OPS and len(n.input) > 1 and n.input[1] in constants]
+    return operators, list(_WEIGHT_OPS), nodes
+
+
+def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.Tensor, ...]], options: StaticOptions,
+                         fallback_inputs: tuple[nn.Module, nn.Module, Any] | None = None,
+                         log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Static int8 of the exported ``fp32`` file into ``target``; returns the manifest's
+    ``quantization`` entry (with ``fallback``, the record, when it ran). ``fallback_inputs`` is
+    (the float model as given, the model that was exported, the DataBundle) for the fallback."""
+    import onnx
+
+    from torchslim.export._ort_quant import prepared_workdir, quantize_prepared
+
+    graph = onnx.load(str(fp32), load_external_data=False)
+    choice, op_types, include = operator_choice(graph, options.operators)
+    with prepared_workdir(fp32, log) as (prepared, preprocessing):
+        ranges = prepared.parent / "ranges.json"  # calibrated once, reused by every fallback try
+
+        def quantize(kept: tuple[str, ...], nodes: dict[str, list[str]], path: Path) -> dict[str, Any]:
+            exclude = [n for layer in kept for n in nodes[layer]]
+            return quantize_prepared(prepared, path, "static", calibration=samples, op_types=op_types,
+                                     include=include, exclude=exclude, ranges_cache=ranges)
+
+        if options.fallback is None:
+            info = quantize((), {}, target)
+        else:
+            assert fallback_inputs is not None
+            info, best = _fallback(graph, quantize, prepared.parent, options, fallback_inputs, log)
+            shutil.copyfile(best, target)
+    return info | {"preprocessing": preprocessing, "operators": choice, "calibration_samples": len(samples),
+                   "smoothquant": options.smoothquant}
+
+
+def _fallback(graph, quantize, folder: Path, options: StaticOptions, inputs, log) -> tuple[dict[str, Any], Path]:
+    """The measured loop of ``torchslim.quantize._fallback`` over ORT sessions; returns the
+    chosen try's quantization info (with the record under ``fallback``) and its file."""
+    from torchslim.quantize._fallback import fallback_search, metric_fn, rank_layers
+    from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    original, exported, data = inputs
+    score = metric_fn(original, data, torch.device("cpu"))
+    nodes = layer_nodes(graph, exported)
+    reference = score(original)
+    ranking: list[tuple[str, float]] = []
+    tries: list[Path] = []
+
+    def ranked() -> list[str]:  # only when all-int8 misses the target: a validation pass per layer
+        log(f"fallback: ranking {len(nodes)} layers by int8 sensitivity on the validation split")
+        ranking.extend(rank_layers(exported, list(nodes), score, reference))
+        return [name for name, _ in ranking]
+
+    def measured(kept: tuple[str, ...]) -> tuple[float, tuple[dict[str, Any], Path]]:
+        path = folder / f"try-{len(tries)}.onnx"
+        tries.append(path)
+        info = quantize(kept, nodes, path)
+        value = score(OnnxModel(make_session(path), path=path))
+        log(f"fallback: {len(kept)} layer(s) in float ({', '.join(kept) or 'none'}): {data.metric} {value:.4f}")
+        return value, (info, path)
+
+    result, (info, best) = fallback_search(ranked, measured, reference=reference,
+                                           target_drop=options.fallback_target_drop,
+                                           max_layers=options.fallback_max_layers, metric=data.metric)
+    result.ranking = ranking
+    return info | {"fallback": result.to_dict(), "kept_in_float_nodes": [n for k in result.kept_in_float
+                                                                          for n in nodes[k]]}, best
+
+
+def check_fallback_data(options: StaticOptions, calibration: Any) -> None:
+    from torchslim.data import DataBundle
+
+    if options.fallback is not None and (not isinstance(calibration, DataBundle) or len(calibration.val) == 0):
+        raise ConfigError("fallback: auto measures the metric on the validation split: pass calibration= a "
+                          "DataBundle with a non-empty val split (--data on the command line), or set fallback off.")
