@@ -239,13 +239,7 @@ def main() -> None:
     parser.add_argument("--run", help="a `torchslim optimize` run directory on hf:minilm: measure its within-budget "
                                       "artifacts (and its pick) instead of building candidates with the verbs")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    from torchslim.specs import resolve
-
-    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
-    model = handle.model.eval()
+    model, bundle = load_minilm()
     ids, mask = bundle.example_inputs(32)
     full_ids, full_mask = _full_length(bundle.test, 32, ids.shape[1])
     fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask),
@@ -278,6 +272,17 @@ def main() -> None:
             print(f"wrote {args.out} ({done} rounds)", flush=True)
 
         measure(variants, fixed, bundle.test, args.rounds, write)
+
+
+def load_minilm():
+    """(the fp32 model in eval mode, its DataBundle) for every MiniLM benchmark, quietly and seeded."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    from torchslim.specs import resolve
+
+    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
+    return handle.model.eval(), bundle
 
 
 def _full_length(test, rows: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,13 +27,16 @@ import copy
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minilm import load_minilm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
@@ -132,13 +135,7 @@ def main() -> None:
     parser.add_argument("--smoothquant", default=None, help="SmoothQuant for the fallback export (e.g. auto)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_static.json"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    from torchslim.specs import resolve
-
-    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
-    model = handle.model.eval()
+    model, bundle = load_minilm()
     example = bundle.example_inputs(2, split="train")
     ids, mask = bundle.example_inputs(32)
     fixed = {"b1x128 ms": (ids[:1], mask[:1]), "b32x128 ms": (ids, mask)}

@@ -23,16 +23,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import NAMES, ROOT, SENTENCES, _machine, fidelity, measure  # noqa: E402
+from minilm import NAMES, ROOT, _machine, fidelity, load_minilm, measure  # noqa: E402
 
 WORKLOADS = ("b1x128 ms", "b32x128 ms", "sentences s")
 
@@ -93,13 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_variants.json"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    from torchslim.specs import resolve
-
-    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
-    model = handle.model.eval()
+    model, bundle = load_minilm()
     ids, mask = bundle.example_inputs(32)
     fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask)}
     test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
