@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from minilm import load_minilm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
 NAMES = ["input_ids", "attention_mask"]
 PAUSE_S = 0.05
 
