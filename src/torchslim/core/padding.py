@@ -22,6 +22,7 @@ packed sequences, an empty row) is passed through untouched, as is a call with k
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,21 +114,30 @@ def padding_extra(model: Any, example: tuple[Any, ...], names: Sequence[str] | N
 
 
 def plan_groups(lengths: Sequence[int], call_cost: int = CALL_COST_TOKENS) -> list[list[int]]:
-    """Row indices grouped by length so that sum(rows x longest) + call_cost x groups is least;
-    each group is contiguous in length order (an optimal partition of sorted rows always is)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    sorted_lengths = [lengths[i] for i in order]
-    best, start = [0] + [None] * len(order), [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):
+    """Row indices grouped by length so that sum(rows x longest) + call_cost x groups is least.
+    An optimal group is a run of the length-sorted rows and never splits rows of one length, so
+    the dynamic programme runs over the distinct lengths (at most the model's maximum length,
+    whatever the batch size)."""
+    counts = Counter(lengths)
+    distinct = sorted(counts)
+    rows_up_to = [0]  # rows of length <= distinct[i - 1]
+    for length in distinct:
+        rows_up_to.append(rows_up_to[-1] + counts[length])
+    best, start = [0] + [None] * len(distinct), [0] * (len(distinct) + 1)
+    for end in range(1, len(distinct) + 1):
         for begin in range(end):
-            cost = best[begin] + (end - begin) * sorted_lengths[end - 1] + call_cost
+            cost = best[begin] + (rows_up_to[end] - rows_up_to[begin]) * distinct[end - 1] + call_cost
             if best[end] is None or cost < best[end]:
                 best[end], start[end] = cost, begin
-    groups, end = [], len(order)
-    while end > 0:
-        groups.append(order[start[end]:end])
-        end = start[end]
-    return groups[::-1]
+    group_of, end, groups = {}, len(distinct), 0
+    while end > 0:  # walk the cuts back: each distinct length -> its group (numbered from the end)
+        for length in distinct[start[end]:end]:
+            group_of[length] = groups
+        groups, end = groups + 1, start[end]
+    out: list[list[int]] = [[] for _ in range(groups)]
+    for i, n in enumerate(lengths):
+        out[groups - 1 - group_of[n]].append(i)
+    return out
 
 
 def _gather(outputs: list[Any], inverse: torch.Tensor) -> Any:
