@@ -12,6 +12,7 @@ from torchslim.bench._memory import probe_artifact
 from torchslim.bench._timing import time_callable
 from torchslim.bench._workload import Workload, sentence_workload
 from torchslim.core.manifest import artifact_size
+from torchslim.core.padding import SkipPadding
 from torchslim.data import DataBundle
 from torchslim.data._evaluate import accuracy, fidelity
 
@@ -79,10 +80,11 @@ def measure(
             score = fidelity(fn, reference, data.test, device=device)
         else:
             score = accuracy(fn, data.test, device=device)
+    module = fn.model if isinstance(fn, SkipPadding) else fn  # count the model, not the padding wrapper
     if params is None:
-        params = _count_artifact_params(fn, artifact)
-    if macs is None and isinstance(fn, torch.nn.Module):
-        macs = count_macs(fn, make_inputs(1))
+        params = _count_artifact_params(module, artifact)
+    if macs is None and isinstance(module, torch.nn.Module):
+        macs = count_macs(module, make_inputs(1))
     latency = _latencies(fn, make_inputs, batch_sizes, device, target_s, say)
     largest = max(batch_sizes)
     throughput = largest / (latency[str(largest)].p50 / 1e3)
