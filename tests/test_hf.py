@@ -207,6 +207,7 @@ def _tokens(tokenizer, sentences):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # `make test-heavy`: test_varlen.test_minilm_pt2_and_onnx covers the .pt2 in CI
 def test_minilm_exported_artifact_round_trip(minilm, tmp_path):
     import torchslim
     from torchslim.artifacts import read_manifest, save_exported
@@ -222,6 +223,7 @@ def test_minilm_exported_artifact_round_trip(minilm, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # `make test-heavy`: test_varlen.test_minilm_pt2_and_onnx covers ONNX in CI
 def test_minilm_onnx_dynamo_export_with_dynamic_batch_and_sequence(minilm, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
