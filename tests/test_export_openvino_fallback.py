@@ -194,6 +194,7 @@ def test_step_and_export_accept_the_options_for_openvino_int8_only(tmp_path):
                             "fallback_target_drop": 0.2})
     assert config.quantize == "static" and config.describe() == \
         "export(format=openvino, quantize=static, precision=int8, smoothquant=auto, fallback=auto, fallback_target_drop=0.2)"
+    assert validate_step({"format": "openvino", "quantize": "static", "fallback": "auto"}).fallback == "auto"
     for options in ({"format": "openvino", "fallback": "auto"}, {"format": "openvino", "precision": "bf16",
                                                                  "smoothquant": 0.5}):
         with pytest.raises(ConfigError, match="OpenVINO's NNCF int8 \\(format openvino, quantize int8\\)"):
