@@ -89,22 +89,25 @@ def _fake_fallback(monkeypatch, costs: dict[str, float]) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("name, costs, kept, budget, max_layers", [
+@pytest.mark.parametrize("name, costs, kept, budget, max_layers, smoothquant", [
     # 1.2 points all-int8, target 0.3 (the recipe's budget caps the default 0.5): ffn.0 in float
     # leaves 0.4 -> q costs nothing: no gain, back to int8; 2 tries, the limit: the IR written is
-    # ffn.0's try, not the last one.
-    ("tiny-transformer", {"layers.0.ffn.0": 0.8, "layers.1.attn.q": 0.0, "head": 0.4}, ["layers.0.ffn.0"], 0.3, 2),
+    # ffn.0's try, not the last one. SmoothQuant auto: torchslim's, on a copy before the conversion.
+    ("tiny-transformer", {"layers.0.ffn.0": 0.8, "layers.1.attn.q": 0.0, "head": 0.4}, ["layers.0.ffn.0"], 0.3, 2,
+     "auto"),
     # 1.2 points, target 0.5: the stem in float leaves 0.3, within; Convs fused with their
     # BatchNorm by the converter are found too.
-    ("resnet-mini", {"stem.0": 0.9, "fc": 0.3}, ["stem.0"], 1.0, 3),
+    ("resnet-mini", {"stem.0": 0.9, "fc": 0.3}, ["stem.0"], 1.0, 3, None),
 ])
-def test_fallback_leaves_the_costly_layers_out_of_nncf(name, costs, kept, budget, max_layers, monkeypatch, tmp_path):
+def test_fallback_leaves_the_costly_layers_out_of_nncf(name, costs, kept, budget, max_layers, smoothquant,
+                                                       monkeypatch, tmp_path):
     import openvino as ov
 
     model, bundle = trained(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     mapping = _fake_fallback(monkeypatch, costs)
     config = validate_step({"format": "openvino", "quantize": "int8", "calibration_batches": 1, "fallback": "auto",
-                            "fallback_max_layers": max_layers})
+                            "fallback_max_layers": max_layers, "smoothquant": smoothquant})
     out = run_step(model, config, _context(bundle, model, tmp_path, budget=budget))
     record = out.facts["fallback"]
     assert record["target_drop"] == min(budget, 0.5)
@@ -119,6 +122,9 @@ def test_fallback_leaves_the_costly_layers_out_of_nncf(name, costs, kept, budget
     assert manifest.extra["quantization"]["kept_in_float_ops"] == [op for layer in kept for op in mapping[layer]]
     assert "fallback=auto" in manifest.steps[0]
     assert any("Kept in float: " + ", ".join(kept) in n for n in out.notes)
+    if smoothquant == "auto":  # q/k/v and ffn.0 of both blocks read a LayerNorm
+        assert manifest.extra["quantization"]["smoothing"] == {"by": "torchslim", "alpha": "auto", "layers": 8}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model untouched
     # Every Linear/Conv of the model is one MatMul/Convolution of the converted graph.
     layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     assert list(mapping) == layers and all(len(ops) == 1 for ops in mapping.values())
@@ -159,17 +165,6 @@ def test_a_tiny_bert_maps_every_linear_and_takes_nncf_smoothquant(tmp_path):
     assert mapping["encoder.encoder.layer.0.attention.self.query"] == \
         ["__module.encoder.encoder.layer.0.attention.self.query/aten::linear/MatMul"]
     assert _float_layers(ir, mapping) == set()
-
-
-def test_smoothquant_auto_is_torchslims_before_the_conversion(tmp_path):
-    """Auto smooths the LayerNorm-fed Linears of a copy before the conversion, NNCF's own off."""
-    model, bundle = trained("tiny-transformer")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    path = export(model, tmp_path, bundle.example_inputs(2), format="openvino", quantize="int8",
-                  calibration=bundle, calibration_batches=1, smoothquant="auto")
-    smoothing = read_manifest(path).extra["quantization"]["smoothing"]
-    assert smoothing == {"by": "torchslim", "alpha": "auto", "layers": 8}  # q/k/v and ffn.0 of 2 blocks
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model untouched
 
 
 def test_smoothquant_maps_onto_nncfs_parameters():
