@@ -155,7 +155,7 @@ def test_options_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="fallback"):
         validate_step({"format": "onnx", "quantize": "dynamic", "fallback": "auto"})
     with pytest.raises(ConfigError, match="smoothquant"):
-        validate_step({"format": "openvino", "quantize": "int8", "smoothquant": 0.5})
+        validate_step({"format": "pt2", "smoothquant": 0.5})
     with pytest.raises(ConfigError, match="smoothquant"):
         validate_step({"format": "onnx", "quantize": "static", "smoothquant": 2})
     assert validate_step({"format": "onnx", "quantize": "static", "smoothquant": "auto", "fallback": "auto"}).describe() \

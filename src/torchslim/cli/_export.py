@@ -1,10 +1,10 @@
-"""``torchslim export``: one model -> one deployable artifact (ONNX, AOTInductor, TensorRT)."""
+"""``torchslim export``: one model -> one deployable artifact (ONNX, AOTInductor, TensorRT, OpenVINO)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ def export_cmd(
     quantize: Annotated[str, typer.Option(help="none, dynamic or static (ONNX Runtime int8; static: tensorrt int8); openvino: int8 (NNCF)")] = "none",
     calibration_batches: Annotated[int, typer.Option(help="train batches to calibrate static int8", min=1)] = 16,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 or int8 (fp16: tensorrt, bf16: openvino); default follows --quantize")] = None,
+    smoothquant: Annotated[str | None, typer.Option(help="calibrated int8 (onnx static, openvino int8): SmoothQuant alpha in [0, 1] or auto")] = None,
+    fallback: Annotated[str | None, typer.Option(help="calibrated int8: 'auto' keeps the layers that cost the most on --data's validation split in float")] = None,
+    fallback_target_drop: Annotated[float, typer.Option(help="points of accuracy (fidelity x 100) the fallback stops at")] = 0.5,
+    fallback_max_layers: Annotated[int, typer.Option(help="most layers the fallback tries in float")] = 8,
     out: Annotated[Path | None, typer.Option(help="output folder or file (default exports/<model>-<format>)")] = None,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where a pt2 package runs (ONNX is device-free)")] = "auto",
@@ -36,6 +40,7 @@ def export_cmd(
 
     chosen = resolve_format(format, None)
     quantize, precision = check_combination(chosen, quantize, precision)  # bad options fail before training
+    tuning = _tuning(chosen, quantize, smoothquant, fallback, fallback_target_drop, fallback_max_layers)
     dev = resolve_device(device)
     if chosen in ("onnx", "openvino"):
         dev = resolve_device("cpu")
@@ -47,10 +52,33 @@ def export_cmd(
                                                ([precision] if chosen == "tensorrt" else []))
     path = export(handle.model, target, example, format=chosen, task=bundle.task, input_names=input_names,
                   quantize=quantize, calibration=bundle if quantize == "static" else None,
-                  calibration_batches=calibration_batches, precision=precision, log=say)
+                  calibration_batches=calibration_batches, precision=precision, log=say, **tuning)
     manifest = read_manifest(path)
     parity = manifest.extra.get("parity", {})
     # Plain lines (no wrapping): scripts read the path back.
     typer.echo(f"wrote {path} ({artifact_size(path):,} bytes, {manifest.format}, runs on {manifest.runtime})")
     typer.echo(f"parity with PyTorch: max |diff| {parity.get('max_abs_diff', float('nan')):.3g}, mean cosine "
                f"{parity.get('cosine', float('nan')):.5f} (tolerance: {parity.get('tolerance', '?')})")
+
+
+def _tuning(format: str, quantize: str, smoothquant: str | None, fallback: str | None, target_drop: float,
+            max_layers: int) -> dict[str, Any]:
+    """``export``'s smoothquant/fallback keywords from the options; ConfigError (exit 2) on a
+    bad value or a format/quantize that does not take them."""
+    from torchslim.errors import ConfigError
+    from torchslim.export._common import check_tuning
+    from torchslim.export._ort_static import StaticOptions
+
+    alpha: float | str | None = smoothquant
+    if smoothquant is not None and smoothquant != "auto":
+        try:
+            alpha = float(smoothquant)
+        except ValueError:
+            raise ConfigError(f"--smoothquant {smoothquant!r}: use a migration strength alpha in [0, 1] "
+                              "(e.g. 0.5) or auto.") from None
+    if fallback is not None and fallback != "auto":
+        raise ConfigError(f"--fallback {fallback!r}: the one fallback is auto (leave the option out for none).")
+    options = StaticOptions(alpha, fallback, target_drop, max_layers)  # validates the values
+    check_tuning(format, quantize, options != StaticOptions())
+    return {"smoothquant": alpha, "fallback": fallback, "fallback_target_drop": target_drop,
+            "fallback_max_layers": max_layers}

@@ -9,7 +9,8 @@ Formats (the runtime that runs each, recorded in the manifest beside the file):
     tensorrt   a TensorRT engine (``.engine``) built from the ONNX model; fp32/fp16/int8;
                needs CUDA and ``pip install 'torchslim[tensorrt]'`` (untested on GPU)
     openvino   OpenVINO IR (``.xml`` + ``.bin`` weights beside it); fp32, bf16 (a compile hint)
-               or int8 (quantize="int8": NNCF post-training quantization, calibrated)
+               or int8 (quantize="int8": NNCF post-training quantization, calibrated; with
+               smoothquant= and fallback="auto" as ONNX static int8 takes them)
 
 Every artifact is checked before it is written: the exporter's errors become ExportError
 with its reason, and outputs must match the PyTorch model within a stated tolerance

@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 from torchslim.core.registry import WRITERS
-from torchslim.errors import ArtifactError, ConfigError
-from torchslim.export._common import FORMATS, check_combination, resolve_format
+from torchslim.errors import ArtifactError
+from torchslim.export._common import FORMATS, check_combination, check_tuning, resolve_format
 from torchslim.export._ort_static import StaticOptions
 
 
@@ -63,7 +63,7 @@ def _tensorrt(module, out, example_inputs, *, quantize, precision, static, **com
 
 
 def _openvino(module, out, example_inputs, *, quantize, precision, static, **common):
-    return export_openvino(module, out, example_inputs, quantize=quantize, precision=precision, **common)
+    return export_openvino(module, out, example_inputs, quantize=quantize, precision=precision, static=static, **common)
 
 
 _EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": _onnx, "pt2": _pt2, "tensorrt": _tensorrt, "openvino": _openvino}
@@ -97,19 +97,19 @@ def export(
     Runtime's int8 quantization (static needs ``calibration``: a DataBundle, whose train
     split is used, or an iterable of input tuples; ``calibration_batches`` of them). For
     TensorRT, ``precision`` is fp32 | fp16 | int8 (int8 = static QDQ, needs calibration).
-    ONNX static int8 also takes ``smoothquant`` (alpha in [0, 1] or "auto": SmoothQuant on a
-    copy of the model before the export) and ``fallback="auto"`` (the layers that cost the most
-    on the validation split of a DataBundle ``calibration`` stay in float, one at a time, until
-    within ``fallback_target_drop`` points or ``fallback_max_layers`` tries).
+    ONNX static int8 and OpenVINO int8 (NNCF) also take ``smoothquant`` (alpha in [0, 1] or
+    "auto"; ONNX: SmoothQuant on a copy of the model before the export; OpenVINO: NNCF's own
+    with that alpha, "auto" as for ONNX, see ``_openvino_quant``) and ``fallback="auto"`` (the
+    layers that cost the most on the validation split of a DataBundle ``calibration`` stay in
+    float, one at a time, until within ``fallback_target_drop`` points or
+    ``fallback_max_layers`` tries).
     """
     if not isinstance(example_inputs, tuple):
         example_inputs = tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
     chosen = resolve_format(format, runtime)
     quantize, precision = check_combination(chosen, quantize, precision)
     static = StaticOptions(smoothquant, fallback, fallback_target_drop, fallback_max_layers)
-    if static != StaticOptions() and (chosen, quantize) != ("onnx", "static"):
-        raise ConfigError("smoothquant and fallback are options of ONNX Runtime static int8: use format='onnx', "
-                          f"quantize='static' (got format {chosen!r}, quantize {quantize!r}).")
+    check_tuning(chosen, quantize, static != StaticOptions())
     if not steps:
         described = ", ".join(f"{k}={v}" for k, v in (("format", chosen), ("quantize", quantize), ("precision", precision))
                               if not (k == "quantize" and v == "none"))

@@ -70,6 +70,27 @@ def check_combination(format: str, quantize: str, precision: str | None) -> tupl
     return quantize, precision
 
 
+def check_tuning(format: str, quantize: str, tuned: bool) -> None:
+    """``smoothquant`` and ``fallback`` tune a calibrated int8: ONNX Runtime static or NNCF."""
+    if tuned and (format, quantize) not in {("onnx", "static"), ("openvino", "static")}:
+        raise ConfigError("smoothquant and fallback are options of calibrated int8: ONNX Runtime static (format "
+                          "onnx, quantize static) or OpenVINO's NNCF int8 (format openvino, quantize int8); got "
+                          f"format {format!r}, quantize {quantize!r}.")
+
+
+def weight_layers(model: nn.Module) -> tuple[list[str], dict[str, str]]:
+    """The Linear/Conv layers of ``model`` (module order), and BatchNorm -> the Conv just before it
+    in the same parent: exporters fold an eval-mode BatchNorm into that Conv, and the fused op
+    then carries the BatchNorm's module path, not the Conv's."""
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    modules = list(model.named_modules())
+    layers = [name for name, m in modules if isinstance(m, kinds)]
+    folded = {name: before for (before, m0), (name, m) in zip(modules, modules[1:], strict=False)
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and isinstance(m0, kinds)
+              and before.rpartition(".")[0] == name.rpartition(".")[0]}
+    return layers, folded
+
+
 def resolve_format(format: str | None, runtime: str | None) -> str:
     """The export format asked for by ``format`` or by the ``runtime`` that should run it."""
     if format == "aoti":
@@ -112,9 +133,10 @@ def flatten_outputs(out: Any) -> tuple[torch.Tensor, ...]:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence exporters and ORT's quantizer: they print graphs and advice to stdout/stderr and
-    the root logger. What they print is lost; failures keep their exception text."""
-    names = ["", "torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "torch._inductor"]
+    """Silence exporters and the quantizers (ORT, NNCF): they print graphs and advice to
+    stdout/stderr and the root logger. What they print is lost; failures keep their exception text."""
+    names = ["", "torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo", "onnxscript", "torch._inductor",
+             "nncf"]  # nncf logs through a handler bound to the real stderr: redirecting does not catch it
     # ORT's pre-processor logs a full traceback at ERROR for failures we catch and recover from.
     silenced = ["onnxruntime"]
     levels = {n: logging.getLogger(n).level for n in names + silenced}

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from torchslim.errors import ConfigError
+from torchslim.export._common import weight_layers
 
 if TYPE_CHECKING:  # onnx is imported where a graph is read: importing torchslim.export stays light
     import onnx
@@ -62,14 +63,15 @@ class StaticOptions:
 
 
 def smoothed_copy(module: nn.Module, example: tuple[torch.Tensor, ...], samples: list[tuple[torch.Tensor, ...]],
-                  alpha: float | str, log: Callable[[str], None]) -> tuple[nn.Module, list[Any]]:
+                  alpha: float | str, log: Callable[[str], None], *, before: str = "the ONNX export",
+                  ) -> tuple[nn.Module, list[Any]]:
     """A SmoothQuant'ed copy of ``module`` (the caller's model is never touched) and its groups."""
     from torchslim.quantize._smooth import smooth_
 
     smoothed = copy.deepcopy(module).eval()
     groups = smooth_(smoothed, example, samples, alpha)
     log(f"SmoothQuant (alpha {alpha}) on {sum(len(g.linears) for g in groups)} LayerNorm-fed Linear layers "
-        "before the ONNX export")
+        f"before {before}")
     return smoothed, groups
 
 
@@ -77,13 +79,9 @@ def layer_nodes(graph: onnx.ModelProto, model: nn.Module) -> dict[str, list[str]
     """Linear/Conv layer name of ``model`` -> the ONNX nodes exported from it (by their
     recorded module path). The exporter folds an eval-mode BatchNorm into the Conv before it
     and the fused Conv carries the BatchNorm's path: it is given back to that Conv."""
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    modules = list(model.named_modules())
-    layers = {name for name, m in modules if isinstance(m, kinds)}
-    folded = {name: before for (before, m0), (name, m) in zip(modules, modules[1:], strict=False)
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and isinstance(m0, kinds)
-              and before.rpartition(".")[0] == name.rpartition(".")[0]}
-    found: dict[str, list[str]] = {name: [] for name, _ in modules if name in layers}
+    ordered, folded = weight_layers(model)
+    layers = set(ordered)
+    found: dict[str, list[str]] = {name: [] for name in ordered}
     for node in graph.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == _SCOPES), None)
         owners = [s for s in _scope_list(scopes or "[]") if s in layers or s in folded]

@@ -12,7 +12,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
-from torchslim.export._common import check_combination
+from torchslim.export._common import check_combination, check_tuning
 
 if TYPE_CHECKING:  # the pipeline imports techniques, not the other way round
     from torchslim.core.step import StepContext, StepOutput
@@ -26,11 +26,12 @@ class ExportStepConfig(BaseModel):
     calibration_batches: int = Field(16, ge=1, le=4096, description="train batches used to calibrate static int8")
     precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None  # None: follows from quantize
     smoothquant: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] | None = Field(
-        default=None, description="ONNX static int8: SmoothQuant on a copy of the model before the export; "
-        "alpha in [0, 1], 'auto' (per layer from a grid) or null (off)")
+        default=None, description="ONNX static / OpenVINO int8: alpha in [0, 1] (ONNX: torchslim's SmoothQuant "
+        "before the export; OpenVINO: NNCF's, token models only), 'auto' (torchslim's, per layer from a grid, "
+        "before the export) or null (ONNX: off; OpenVINO: NNCF's default)")
     fallback: Literal["auto"] | None = Field(
-        default=None, description="ONNX static int8: 'auto' keeps the layers that cost the most on the "
-        "validation split in float, one at a time, until within fallback_target_drop; null: off")
+        default=None, description="ONNX static / OpenVINO int8: 'auto' keeps the layers that cost the most on "
+        "the validation split in float, one at a time, until within fallback_target_drop; null: off")
     fallback_target_drop: float = Field(0.5, ge=0.0, le=100.0, description="metric drop (points) fallback stops at")
     fallback_max_layers: int = Field(8, ge=1, le=1000, description="most layers fallback tries in float")
 
@@ -42,10 +43,10 @@ class ExportStepConfig(BaseModel):
             raise ValueError(e.message) from None
         object.__setattr__(self, "quantize", quantize)
         object.__setattr__(self, "precision", precision)
-        tuned = self.smoothquant is not None or self.fallback is not None
-        if tuned and (self.format, self.quantize) != ("onnx", "static"):
-            raise ValueError("smoothquant and fallback are options of ONNX Runtime static int8 (format onnx, "
-                             f"quantize static), not of format {self.format} with quantize {self.quantize}")
+        try:
+            check_tuning(self.format, quantize, self.smoothquant is not None or self.fallback is not None)
+        except ConfigError as e:
+            raise ValueError(e.message) from None
         return self
 
     def describe(self) -> str:
@@ -101,6 +102,8 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
 
         facts["fallback"] = quantization["fallback"]
         notes += FallbackResult.from_dict(quantization["fallback"]).notes()
+    if note := quantization.get("smoothing", {}).get("note"):
+        notes.append(f"smoothquant {config.smoothquant}: {note}.")
     if quantization.get("operators") == "weights":
         notes.append("ONNX static int8 of a transformer graph: only the Linear layers' MatMul/Gemm are quantized "
                      "(activation-only ops stay float); token models are calibrated per sentence at its own length.")

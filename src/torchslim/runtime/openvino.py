@@ -52,11 +52,11 @@ def check_weights(xml: Path, manifest: Any) -> Path:
     return bin_path
 
 
-def compile_config(manifest: Any) -> dict[str, Any]:
+def compile_config(inference_precision: str = "f32") -> dict[str, Any]:
     return {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "INFERENCE_PRECISION_HINT": manifest.extra.get("inference_precision", "f32"),
+        "INFERENCE_PRECISION_HINT": inference_precision,
     }
 
 
@@ -99,11 +99,19 @@ def compile_ir(path: Path, manifest: Any) -> Any:
     core = ov.Core()
     try:
         model = core.read_model(str(path), str(bin_path))
-        return core.compile_model(model, "CPU", compile_config(manifest))
+        return core.compile_model(model, "CPU", compile_config(manifest.extra.get("inference_precision", "f32")))
     except Exception as e:  # OpenVINO raises RuntimeError with a multi-line C++ trace
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip() and not ln.strip().startswith("Check ")]
         reason = lines[-1] if lines else type(e).__name__
         raise ArtifactError(f"OpenVINO cannot load {str(path)!r}: {reason}") from None
+
+
+def compile_in_memory(model: Any, inference_precision: str = "f32") -> OpenVINOModel:
+    """An in-memory ``ov.Model`` compiled as ``load`` compiles an IR: the OpenVINO export
+    measures its int8 tries this way before writing one."""
+    import openvino as ov
+
+    return OpenVINOModel(ov.Core().compile_model(model, "CPU", compile_config(inference_precision)))
 
 
 class OpenVINORuntime:
