@@ -22,8 +22,10 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/torchslim optimize
 
+# One worker per core (at most 4), a test file per worker so module fixtures (MiniLM) load once:
+# much of a test is single-threaded Python (tracing, export, calibration).
 test: install
-	$(PY) -m pytest -q -m "not gpu and not heavy"
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not gpu and not heavy"
 
 # Minutes-long MiniLM checks kept out of `make test` (CI's 2 cores): run them before a release.
 test-heavy: install

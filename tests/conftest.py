@@ -13,6 +13,11 @@ os.environ.setdefault("TORCHSLIM_CACHE", str(ROOT / ".cache" / "torchslim-test")
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / ".cache" / "inductor"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Under pytest-xdist the workers share the cores: split them (before torch is imported, so its
+# thread pool and the CLI subprocesses the tests start get the share) instead of every worker
+# spinning OpenMP threads on every core.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 
 def pytest_collection_modifyitems(config, items):
