@@ -1,8 +1,11 @@
 """all-MiniLM-L6-v2: structured pruning of attention heads and FFN neurons, then distillation
 from the unpruned model (output embedding only, or output + every layer's hidden states), on CPU.
 
-For each ratio: ``torchslim.prune(model, method="channel", ratio=r)`` (L1 importance, whole
-heads, hidden size kept at 384); test fidelity (mean cosine similarity to the unpruned model's
+For each ratio and each ``--importance`` (l1 by default; ``fisher``: the data-aware score of
+``torchslim.prune``, over ``--scoring-batches`` batches of 64 training sentences) and ``--scope``:
+``torchslim.prune(model, method="channel", ratio=r, importance=..., scope=...)`` (whole heads,
+hidden size kept at 384; ``--iterations``/``--finetune-epochs``: iterative pruning with
+output + hidden-state distillation between the rounds); test fidelity (mean cosine similarity to the unpruned model's
 embeddings over the held-out test sentences of src/torchslim/hf/sentences.txt, padded to 128
 tokens) before distillation; then, from the same pruned model, one ``torchslim.distill`` run
 per variant:
@@ -12,7 +15,7 @@ per variant:
   (``DistillConfig(hidden_states=True)``).
 
 Training data: the file's training split plus ``--corpus`` sentences of the built-in English
-corpus (``text+corpus:FILE``; 0: none); validation (best epoch) and test are the file's and
+corpus (``text+corpus:FILE``; 0: none; ``all``: every one); validation (best epoch) and test are the file's and
 are never trained on. Also recorded: heads and FFN width per layer, parameters, MACs (batch 1
 x 128 tokens), seconds per run (rough: the machine is shared). Results are written after every
 variant, so a killed run keeps what it measured.
@@ -21,8 +24,9 @@ Optional: ``--rounds N`` adds eager latency at batch 1 x 128 (interleaved rounds
 on a shared machine); ``--export`` checks the torch.export round trip of each distilled model.
 
 Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_prune.py [--ratios 0.1,0.2,0.3,0.5]
-       [--epochs 2] [--corpus 800] [--variants output,hidden] [--hidden-weight 1.0] [--threads 1]
-Writes benchmarks/results/minilm_prune.json.
+       [--epochs 2] [--corpus 800|all] [--variants output,hidden|''] [--hidden-weight 1.0]
+       [--importance l1,fisher] [--scope uniform|global] [--scoring-batches 4] [--threads 1] [--out FILE]
+Writes benchmarks/results/minilm_prune.json (or --out); ``--variants ''``: fidelity after pruning only.
 """
 
 from __future__ import annotations

@@ -68,11 +68,29 @@ def test_fisher_channel_pruning_removes_the_heads_that_matter_least_and_keeps_th
         assert layer.attention.output.dense.out_features == 32  # the hidden width stays
     assert not any(m._forward_pre_hooks for m in pruned.modules())  # the masks are gone
     # In every layer the head whose removal costs the most is kept and the one that costs the least is gone.
-    for li, (layer, original) in enumerate(zip(pruned.encoder.encoder.layer, model.encoder.encoder.layer, strict=True)):
-        kept = layer.attention.self.query.weight
+    for li, kept in enumerate(_kept_heads(pruned, model)):
+        assert int(losses[li].argmax()) in kept and int(losses[li].argmin()) not in kept, (li, losses[li])
+
+
+def _kept_heads(pruned, model) -> list[list[int]]:
+    """Per layer, which of the 4 original heads the pruned model kept (matched by their q rows)."""
+    kept = []
+    for layer, original in zip(pruned.encoder.encoder.layer, model.encoder.encoder.layer, strict=True):
         rows = [original.attention.self.query.weight[h * 8:(h + 1) * 8] for h in range(4)]
-        kept_heads = [h for h in range(4) if any(torch.equal(rows[h], kept[k * 8:(k + 1) * 8]) for k in range(2))]
-        assert int(losses[li].argmax()) in kept_heads and int(losses[li].argmin()) not in kept_heads, (li, losses[li])
+        weight = layer.attention.self.query.weight
+        kept.append([h for h in range(4) if any(torch.equal(rows[h], weight[k:k + 8]) for k in range(0, len(weight), 8))])
+    return kept
+
+
+def test_fisher_global_scope_ranks_heads_across_layers():
+    import torchslim
+
+    model, data = _tiny_bert(), _token_bundle(96)
+    losses = _ablation_losses(model, data).flatten()
+    pruned = torchslim.prune(model, {"method": "channel", "ratio": 0.5, "importance": "fisher", "scope": "global"}, data=data)
+    kept = [li * 4 + h for li, heads in enumerate(_kept_heads(pruned, model)) for h in heads]
+    assert len(kept) == 4 and int(losses.argmax()) in kept and int(losses.argmin()) not in kept
+    assert [len(heads) for heads in _kept_heads(pruned, model)] != [2, 2]  # not the uniform split
 
 
 def test_fisher_works_on_classification_data_and_refuses_convolutions(digits):
