@@ -73,7 +73,7 @@ def main() -> None:
             "ffn_per_layer": [layer.intermediate.dense.out_features for layer in layers]}
     result = {"benchmark": "minilm_prune", "model": f"{args.model} (all-MiniLM-L6-v2)" if args.model == "hf:minilm" else args.model,
               "sequence_length": int(one[0].shape[1]), "distill_epochs": args.epochs, "variants": args.variants,
-              "hidden_weight": args.hidden_weight, "train_sentences": len(data.train), "val_sentences": len(data.val),
+              "hidden_weight": args.hidden_weight, "distill_lr": args.lr if args.lr is not None else 3e-4, "train_sentences": len(data.train), "val_sentences": len(data.val),
               "test_sentences": len(data.test), "corpus": data.extra.get("corpus", {"sentences": 0}),
               "importance": args.importance, "scope": args.scope, "scoring_batches": args.scoring_batches,
               "iterations": args.iterations, "finetune_epochs": args.finetune_epochs,
@@ -128,6 +128,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="distillation epochs (output + hidden states) after each prune round")
     parser.add_argument("--hidden-weight", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=None, help="distillation peak learning rate (default: distill's, 3e-4)")
     parser.add_argument("--finetune-lr", type=float, default=3e-4, help="learning rate of those epochs (distill's default)")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved latency rounds (0: no latency)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per model per round")
@@ -159,6 +160,8 @@ def _distill(pruned, model, data, variant: str, args, handle) -> dict:
     student = copy.deepcopy(pruned)
     history: list[str] = []
     options = {"hidden_states": True, "hidden_weight": args.hidden_weight} if variant == "hidden" else {}
+    if args.lr is not None:
+        options["lr"] = args.lr
     def log(message: str) -> None:  # printed as it comes: a killed long run leaves its epochs in the log
         history.append(message)
         print(f"    {message}", flush=True)
