@@ -18,7 +18,7 @@ def prune_cmd(
     data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
     method: Annotated[str, typer.Option(help="magnitude (L1 per layer), global (L1 across layers) or channel (structured)")] = "channel",
     ratio: Annotated[float, typer.Option(help="fraction of weights/channels removed, in [0, 1)")] = 0.5,
-    importance: Annotated[str, typer.Option(help="l1, l2 or taylor (taylor: channel only)")] = "l1",
+    importance: Annotated[str, typer.Option(help="l1, l2, taylor or fisher (taylor, fisher: channel only; fisher also on embedding data)")] = "l1",
     scope: Annotated[str | None, typer.Option(help="channel only: uniform (same ratio per layer) or global")] = None,
     iterations: Annotated[int, typer.Option(help="prune -> fine-tune rounds toward the ratio")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after each round (distilled from the original)")] = 0,

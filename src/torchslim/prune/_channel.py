@@ -3,7 +3,8 @@
 Torch-Pruning traces the model once and groups every parameter slice that must go
 together when one channel goes: the conv, its BN, the next layer's input channels, both
 sides of a residual add, concatenations, depthwise convs, LayerNorms. We only choose
-*policy*: importance (L1/L2 norm or first-order Taylor), scope (each layer at the same
+*policy*: importance (L1/L2 norm, first-order Taylor, or the Fisher score of
+removing each head/neuron, ``_fisher.py``), scope (each layer at the same
 ratio, or one global ranking), the schedule, and what is never pruned (the classifier's
 outputs, user-named modules). Channels are physically removed: the result is an
 ordinary, smaller ``nn.Module`` of the same classes.
@@ -18,6 +19,7 @@ A Hugging Face model keeps its hidden size: only heads and FFN neurons shrink.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import torch
@@ -34,6 +36,7 @@ from torchslim.prune._attention import (
     kept_widths,
 )
 from torchslim.prune._config import ChannelPruneConfig
+from torchslim.prune._fisher import FisherImportance
 from torchslim.prune._layers import (
     RunContext,
     check_module_names,
@@ -72,11 +75,12 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
 
 
 def _check_inputs(model: nn.Module, config: ChannelPruneConfig, ctx) -> None:
-    if config.importance == "taylor" and ctx.data is None:
-        raise ConfigError("prune.importance: taylor scores channels with gradients of the loss and needs data=; use l1 or l2 without data.")
+    if config.importance in ("taylor", "fisher") and ctx.data is None:
+        raise ConfigError(f"prune.importance: {config.importance} scores channels with gradients on training data and "
+                          "needs data=; use l1 or l2 without data.")
     if config.importance == "taylor" and ctx.data.task != "classification":
         raise ConfigError(f"prune.importance: taylor scores channels with gradients of the classification loss, and "
-                          f"{ctx.data.spec!r} is {ctx.data.task} data without labels; use l1 or l2.")
+                          f"{ctx.data.spec!r} is {ctx.data.task} data without labels; use fisher (or l1, l2).")
     if config.finetune_epochs > 0 and ctx.data is None:
         raise ConfigError("prune.finetune_epochs > 0 needs training data: pass data= (or finetune_epochs: 0).")
     layers = prunable_layers(model)
@@ -101,7 +105,7 @@ def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
         return _guarded(model, tp.pruner.BasePruner,
             model,
             ctx.example_inputs,
-            importance=_importance(config.importance),
+            importance=_importance(config, attention),
             global_pruning=config.scope == "global",
             pruning_ratio=config.ratio,
             pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
@@ -118,6 +122,13 @@ def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
 def _prune_round(model: nn.Module, config: ChannelPruneConfig, ctx, pruner, attention, round_index: int) -> None:
     if config.importance == "taylor":
         _accumulate_gradients(model, ctx, batches=config.taylor_batches)
+    if config.importance == "fisher":
+        batches = loader(ctx.data.train, 64, shuffle=True, device=ctx.device, seed=ctx.seed + round_index,
+                         collate_fn=getattr(ctx.data.train, "training_collate", None))
+        # A small training split is passed over again (reshuffled): more samples of the random directions.
+        repeated = itertools.chain.from_iterable(itertools.repeat(batches, config.taylor_batches))
+        pruner.importance.collect(model, itertools.islice(repeated, config.taylor_batches), ctx.data.task,
+                                  device=ctx.device, seed=ctx.seed)
     if config.prune_heads and config.scope == "uniform":
         for att in attention:  # Torch-Pruning reads it per q/k/v projection at this step
             ratio = head_ratio_for_step(att, config.ratio, config.iterations, round_index)
@@ -137,6 +148,8 @@ def _guarded(model: nn.Module, call, *args, **kwargs):
     """Torch-Pruning's own failures (a reshape it cannot follow) as a clear UnsupportedError."""
     try:
         return call(*args, **kwargs)
+    except UnsupportedError:
+        raise  # ours (fisher importance's), already clear
     except Exception as e:
         raise UnsupportedError(
             f"Torch-Pruning could not prune {type(model).__name__} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
@@ -165,12 +178,14 @@ def _check_still_runs(model: nn.Module, example_inputs: tuple, expected_shape: t
         raise UnsupportedError(f"Channel pruning changed the output shape from {expected_shape} to {shape}; list the output layers under prune.ignore.")
 
 
-def _importance(name: str):
+def _importance(config: ChannelPruneConfig, attention):
     import torch_pruning as tp
 
-    if name == "taylor":
+    if config.importance == "fisher":
+        return FisherImportance(attention, whole_heads=config.prune_heads)
+    if config.importance == "taylor":
         return tp.importance.TaylorImportance()
-    return tp.importance.MagnitudeImportance(p=1 if name == "l1" else 2)
+    return tp.importance.MagnitudeImportance(p=1 if config.importance == "l1" else 2)
 
 
 def _accumulate_gradients(model: nn.Module, ctx, *, batches: int) -> None:

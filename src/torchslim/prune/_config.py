@@ -96,11 +96,13 @@ class ChannelPruneConfig(_PruneBase):
     """Structured pruning: ``ratio`` of the channels (per layer, or ranked globally) removed."""
 
     method: Literal["channel"] = "channel"
-    importance: Literal["l1", "l2", "taylor"] = "l1"
+    importance: Literal["l1", "l2", "taylor", "fisher"] = Field("l1", description=
+        "l1/l2: weight norms; taylor: |weight x gradient| of the classification loss; fisher: squared per-sample "
+        "gradients of a mask on each head/neuron (output change on data; classification or embedding data)")
     scope: Literal["uniform", "global"] = "uniform"
     prune_heads: bool = Field(True, description="remove whole attention heads (at `ratio`) in known attention modules")
     round_to: int | None = Field(None, ge=1, le=1024, description="keep channel counts multiples of this (vector/tensor-core widths)")
-    taylor_batches: int = Field(4, ge=1, le=1000, description="training batches whose gradients score taylor importance")
+    taylor_batches: int = Field(4, ge=1, le=1000, description="training batches (of 64) whose gradients score taylor or fisher importance")
     recalibrate_batches: int = Field(32, ge=0, le=100000, description="training batches used to re-estimate BN statistics")
 
 
