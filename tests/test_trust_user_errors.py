@@ -167,3 +167,11 @@ def test_ctrl_c_prints_the_resume_hint_on_stderr(digits, tmp_path, capsys):
     finally:
         INTERRUPT["on"] = False
     assert f"continue with --out {tmp_path / 'run'} --resume" in capsys.readouterr().err
+
+
+def test_an_error_message_keeps_a_long_path_on_one_line(tmp_path, capsys):
+    """A log or a pipe gets the path whole (the terminal wraps it, not torchslim)."""
+    missing = tmp_path / ("a-rather-long-folder-name-" * 4) / "model.onnx"
+    assert run(["bench", "--model", str(missing), "--data", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err

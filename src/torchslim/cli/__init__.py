@@ -66,7 +66,7 @@ def run(argv: list[str] | None = None) -> int:
         if os.environ.get("TORCHSLIM_DEBUG"):
             raise
         err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))}\n"
-                  "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False)
+                  "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False, soft_wrap=True)
         return 1
 
 
@@ -75,7 +75,9 @@ def _run(argv: list[str] | None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="torchslim")
         return result if isinstance(result, int) else 0
     except TorchslimError as e:
-        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)  # messages hold [shapes]
+        # Messages hold [shapes] (no markup) and paths: soft_wrap leaves line breaking to the
+        # terminal, so a path is never cut in two in a log or a pipe.
+        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True)
         return 2
     except Exception as e:
         code = _click_exit_code(e)
