@@ -6,7 +6,9 @@ its own length, and on the validation split (what fallback steers by, padded to 
     padded batches, all ops        what torchslim did before: 16 padded train batches, every op type
     per sentence, all ops          calibrated one train sentence at a time at its own length
     per sentence, all MatMul       ... quantizing only MatMul/Gemm (attention's score/value MatMuls too)
-    per sentence, Linear only      ... only the weight-carrying MatMul/Gemm (torchslim's "auto" here)
+    per sentence, Linear only      ... only the weight-carrying MatMul/Gemm (torchslim's "auto" here),
+                                   and only their inputs in int8 (their outputs and the residual
+                                   Add's copy of a LayerNorm output stay float, as in PT2E)
     + SmoothQuant 0.5 / auto       SmoothQuant on a copy of the torch model before the export
     + fallback auto                torchslim.export(..., fallback="auto"): the Linear layers that cost
                                    the most on the validation split stay in float (target 0.5 points)
@@ -155,7 +157,8 @@ def main() -> None:
                   "threads": torch.get_num_threads(), "torch": torch.__version__, "fidelity": fid,
                   "latency_median_ms": None, "fallback": record.get("fallback"), "fallback_smoothquant": smoothquant,
                   "fallback_operators": record.get("operators"), "fallback_build_s": record.get("build_s"),
-                  "fallback_error": record.get("error")}
+                  "fallback_error": record.get("error"), "fallback_calibration_method": record.get("calibration_method"),
+                  "fallback_int8_activations": record.get("int8_activations")}
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # a killed timing run keeps these
         timed = {n: variants[n] for n in ("ORT dynamic int8 (torchslim, fused)", "per sentence, Linear only",
                                           "ORT static int8 + fallback auto") if n in variants}

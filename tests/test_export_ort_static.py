@@ -186,3 +186,28 @@ def test_fallback_for_real_on_tiny_transformer(tmp_path):
     assert read_manifest(out.artifact).extra["quantization"]["smoothquant"] == "auto"
     if record["quantized"] < record["reference"]:
         assert len(record["ranking"]) == sum(isinstance(m, nn.Linear) for m in model.modules())
+
+
+def test_a_token_model_puts_only_its_linear_inputs_through_int8(tmp_path):
+    """As PT2E: the Linear inputs are the only int8 activations. ORT alone also quantized each
+    MatMul's output and handed the int8 LayerNorm output to the residual Add (MiniLM: 0.931
+    fidelity instead of 0.993)."""
+    pytest.importorskip("transformers")
+    from tests.test_varlen import batch, tiny_bert
+
+    model, names = tiny_bert(), ["input_ids", "attention_mask"]
+    calibration = [batch(4, 12, seed=1), batch(4, 9, seed=2)]
+    out = export(model, tmp_path / "m.onnx", batch(2, 12), input_names=names, quantize="static",
+                 calibration=calibration)
+    quantization = read_manifest(out).extra["quantization"]
+    assert quantization["operators"] == "weights" and quantization["int8_activations"] == "Linear inputs only"
+    assert quantization["calibration_method"] == "minmax"
+    graph = onnx.load(str(out), load_external_data=False)
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    activations = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"
+                   and n.input[0] in producer and producer[n.input[0]].op_type == "QuantizeLinear"}
+    readers = [n for n in graph.graph.node if any(i in activations for i in n.input)]
+    assert {n.op_type for n in readers} == {"MatMul"}  # the residual Add reads the float LayerNorm output
+    assert len(readers) == sum(isinstance(m, nn.Linear) for m in model.modules())  # and every Linear is int8
+    assert not any(producer[n.input[0]].op_type == "MatMul" for n in graph.graph.node
+                   if n.op_type == "QuantizeLinear" and n.input[0] in producer)  # Linear outputs stay float

@@ -3,8 +3,7 @@ own verbs, each with the fidelity threshold it earns (mean cosine similarity to 
 held-out sentences). tests/test_hf.py covers loading, bf16, torchao dynamic int8 and PT2E.
 
 Thresholds are what each method gave here minus a margin: ORT dynamic per-channel 0.993,
-weight-only int8 0.9999, fp16 0.99999. ORT static int8 (per-tensor activations) loses the
-embedding (cosine ~0.2-0.4): torchslim's parity check must refuse it, not ship it.
+weight-only int8 0.9999, fp16 0.99999, ORT static int8 (Linear inputs only, per sentence) 0.99.
 """
 
 from __future__ import annotations
@@ -55,14 +54,16 @@ def test_minilm_weight_only_int8_and_fp16(minilm):
 
 
 @pytest.mark.slow
-@pytest.mark.heavy  # 30 s on 2 cores: `make test-heavy`; the refusal path is tested on the zoo in test_export
-def test_minilm_onnxruntime_static_int8_is_refused_not_shipped(minilm, tmp_path):
+@pytest.mark.heavy  # a minute on 2 cores: `make test-heavy`; the refusal path is tested on the zoo in test_export
+def test_minilm_onnxruntime_static_int8_through_export(minilm, tmp_path):
+    """Only the Linear inputs in int8 (as PT2E): 0.993 on the held-out sentences alone, 0.992
+    padded (benchmarks/minilm_ort_static.py); ORT's own QDQ placement gave 0.93 and was refused."""
     import torchslim
-    from torchslim.errors import ExportError
+    from torchslim.artifacts import read_manifest
 
     handle, bundle = minilm
-    with pytest.raises(ExportError, match="does not match PyTorch"):
-        torchslim.export(handle.model, tmp_path / "ort-static", bundle.example_inputs(2), format="onnx",
-                         quantize="static", calibration=bundle, calibration_batches=4, input_names=NAMES,
-                         task="embedding")
-    assert not list(tmp_path.rglob("*.onnx"))  # nothing half-written left behind
+    path = torchslim.export(handle.model, tmp_path / "ort-static", bundle.example_inputs(2), format="onnx",
+                            quantize="static", calibration=bundle, calibration_batches=4, input_names=NAMES,
+                            task="embedding")
+    assert read_manifest(path).extra["quantization"]["int8_activations"] == "Linear inputs only"
+    assert _fidelity(torchslim.load(path), handle.model, bundle) >= 0.98

@@ -171,11 +171,44 @@ def _static(prepared: Path, target: Path, calibration, symmetric: bool, selectio
 
     op_types, include, exclude = selection
     names = [v.name for v in onnx.load(str(prepared), load_external_data=False).graph.input]
+    # Only named nodes (a transformer's Linear layers): their outputs stay float, as PT2E
+    # leaves a Linear's output; ORT would otherwise quantize each MatMul's output before the bias.
+    linear_only = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]} if include is not None else {}
     quantize_static(
         prepared, target, _reader(calibration, names),
         quant_format=QuantFormat.QDQ, per_channel=True, op_types_to_quantize=op_types,
         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_quantize=include,
         nodes_to_exclude=exclude or None,
         calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges_cache,
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True} | linear_only,
     )
+    if include is not None:
+        float_consumers_read_float(target, set(include) - set(exclude or ()))
+
+
+def float_consumers_read_float(path: Path, quantized: set[str]) -> int:
+    """Give the float input back to the nodes that read a quantized activation but are not
+    quantized themselves; returns how many inputs were rewired.
+
+    ORT puts one QuantizeLinear/DequantizeLinear pair on a tensor and hands its dequantized
+    value to every consumer: a LayerNorm output that feeds q, k, v and the residual Add puts
+    the residual stream through int8 too, which PT2E does not (its observers sit on the
+    Linear inputs only). ``quantized``: the names of the nodes the quantizer was told to quantize."""
+    model = onnx.load(str(path), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    float_of = {}  # DequantizeLinear output -> the float tensor its QuantizeLinear read
+    for node in model.graph.node:
+        q = producer.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
+            float_of[node.output[0]] = q.input[0]
+    rewired = 0
+    for node in model.graph.node:
+        if node.name in quantized or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for i, name in enumerate(node.input):
+            if name in float_of:
+                node.input[i] = float_of[name]
+                rewired += 1
+    if rewired:
+        onnx.save_model(model, str(path), save_as_external_data=False)
+    return rewired
