@@ -144,3 +144,24 @@ def test_safetensors_weights(tmp_path):
     dst = create_model("digits-mlp")
     load_weights(dst, path)
     assert torch.equal(dst.net[1].weight, src.net[1].weight)
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_fresh_cache_train_a_zoo_model_once(tmp_path):
+    """Parallel jobs (or test workers) share the cache: the second waits for the first's
+    weights instead of training the same model beside it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from torchslim.specs import resolve\n"
+            "handle, _ = resolve('digits-mlp', 'digits', log=lambda m: None)\n"
+            "print('trained' if handle.trained_now else 'cached')\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "TORCHSLIM_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    jobs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = sorted(job.communicate(timeout=300)[0].strip() for job in jobs)
+    assert [job.returncode for job in jobs] == [0, 0]
+    assert outputs == ["cached", "trained"]

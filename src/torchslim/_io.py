@@ -6,6 +6,7 @@ a write the disk refuses (full, read-only, ...) is a ``StorageError`` naming the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -62,3 +63,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str | os.PathLike):
+    """Hold an inter-process lock on ``lock_path`` (created if missing) for the block: the
+    second process waits for the first (POSIX ``flock``; where that is missing, no lock: at
+    worst both do the work, and ``atomic_write`` keeps the result whole)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115 (closed below)
+    except OSError:  # a read-only cache: work unlocked; the write after it says what is wrong
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -159,6 +159,16 @@ def _load_zoo(name: str, data: DataBundle, weights, device, seed: int, log) -> M
         load_weights(model, weights)
         return ModelHandle(model.to(device).eval(), name)
     cached = cache_dir("models") / f"{name}-{_data_key(data)}-seed{seed}-v{ZOO_CACHE_VERSION}.safetensors"
+    from torchslim._io import exclusive
+
+    # Two processes on a fresh cache (parallel jobs, test workers) train a model once: the
+    # second waits for the first's weights instead of training the same model beside it.
+    with exclusive(cached.with_name(cached.name + ".lock")):
+        return _cached_or_trained(model, name, entry, cached, data, device, seed, log)
+
+
+def _cached_or_trained(model: nn.Module, name: str, entry, cached: Path, data: DataBundle, device, seed: int,
+                       log) -> ModelHandle:
     if cached.exists():
         try:
             load_weights(model, cached)
