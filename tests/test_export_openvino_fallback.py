@@ -16,7 +16,7 @@ import torch.nn as nn
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from tests._quant_fixtures import trained  # noqa: E402
+from tests._quant_fixtures import check_real_fallback, trained  # noqa: E402
 from torchslim.artifacts import read_manifest  # noqa: E402
 from torchslim.cli import run  # noqa: E402
 from torchslim.errors import ConfigError  # noqa: E402
@@ -223,17 +223,8 @@ def test_cli_tuning_options_bad_input_exits_2(argv, words, tmp_path, capsys):
 @pytest.mark.slow
 def test_fallback_for_real_on_resnet_mini(tmp_path):
     """The real metric: accuracy through the compiled int8 tries; a 0-point target makes it try."""
-    from torchslim.artifacts import load
-    from torchslim.data import accuracy
-
     model, bundle = trained("resnet-mini")
     config = validate_step({"format": "openvino", "quantize": "int8", "calibration_batches": 2, "fallback": "auto",
                             "fallback_target_drop": 0.0, "fallback_max_layers": 2})
     out = run_step(model, config, _context(bundle, model, tmp_path))
-    record = out.facts["fallback"]
-    assert record["metric"] == "accuracy" and record["reference"] == pytest.approx(accuracy(model, bundle.val))
-    # The record is what the written artifact measures, and the fallback never made it worse.
-    assert accuracy(load(out.artifact), bundle.val) == pytest.approx(record["final"])
-    assert record["final"] >= record["quantized"] and len(record["steps"]) <= 2
-    if record["quantized"] < record["reference"]:
-        assert len(record["ranking"]) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
+    check_real_fallback(out, model, bundle, (nn.Linear, nn.Conv2d))
