@@ -160,28 +160,18 @@ def _fallback(model: Any, run: NNCFRun, static: StaticOptions, inputs: tuple[nn.
               log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The measured loop of ``torchslim.quantize._fallback`` over NNCF runs; returns the chosen
     try's model and the record (under ``fallback``) with the ops it left in float."""
-    from torchslim.quantize._fallback import fallback_search, metric_fn, rank_layers
+    from torchslim.quantize._fallback import measured_fallback
     from torchslim.runtime.openvino import compile_in_memory
 
     original, converted, data = inputs
-    score = metric_fn(original, data, torch.device("cpu"))
     ops = layer_ops(model, converted)
-    reference = score(original)
-    ranking: list[tuple[str, float]] = []
 
-    def ranked() -> list[str]:  # only when all-int8 misses the target: a validation pass per layer
-        log(f"fallback: ranking {len(ops)} layers by int8 sensitivity on the validation split")
-        ranking.extend(rank_layers(converted, list(ops), score, reference))
-        return [name for name, _ in ranking]
-
-    def measured(kept: tuple[str, ...]) -> tuple[float, Any]:
+    def quantize_with(kept: tuple[str, ...]) -> tuple[Any, Any]:
         quantized = quantize_model(model, run, [op for layer in kept for op in ops[layer]])
-        value = score(compile_in_memory(quantized))
-        log(f"fallback: {len(kept)} layer(s) in float ({', '.join(kept) or 'none'}): {data.metric} {value:.4f}")
-        return value, quantized
+        return compile_in_memory(quantized), quantized
 
-    result, best = fallback_search(ranked, measured, reference=reference, target_drop=static.fallback_target_drop,
-                                   max_layers=static.fallback_max_layers, metric=data.metric)
-    result.ranking = ranking
+    result, best = measured_fallback(original, converted, list(ops), data, quantize_with, device=torch.device("cpu"),
+                                     target_drop=static.fallback_target_drop,
+                                     max_layers=static.fallback_max_layers, log=log)
     return best, {"fallback": result.to_dict(),
                   "kept_in_float_ops": [op for layer in result.kept_in_float for op in ops[layer]]}

@@ -160,33 +160,22 @@ def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.
 def _fallback(graph, quantize, folder: Path, options: StaticOptions, inputs, log) -> tuple[dict[str, Any], Path]:
     """The measured loop of ``torchslim.quantize._fallback`` over ORT sessions; returns the
     chosen try's quantization info (with the record under ``fallback``) and its file."""
-    from torchslim.quantize._fallback import fallback_search, metric_fn, rank_layers
+    from torchslim.quantize._fallback import measured_fallback
     from torchslim.runtime.onnxrt import OnnxModel, make_session
 
     original, exported, data = inputs
-    score = metric_fn(original, data, torch.device("cpu"))
     nodes = layer_nodes(graph, exported)
-    reference = score(original)
-    ranking: list[tuple[str, float]] = []
     tries: list[Path] = []
 
-    def ranked() -> list[str]:  # only when all-int8 misses the target: a validation pass per layer
-        log(f"fallback: ranking {len(nodes)} layers by int8 sensitivity on the validation split")
-        ranking.extend(rank_layers(exported, list(nodes), score, reference))
-        return [name for name, _ in ranking]
-
-    def measured(kept: tuple[str, ...]) -> tuple[float, tuple[dict[str, Any], Path]]:
+    def quantize_with(kept: tuple[str, ...]) -> tuple[OnnxModel, tuple[dict[str, Any], Path]]:
         path = folder / f"try-{len(tries)}.onnx"
         tries.append(path)
         info = quantize(kept, nodes, path)
-        value = score(OnnxModel(make_session(path), path=path))
-        log(f"fallback: {len(kept)} layer(s) in float ({', '.join(kept) or 'none'}): {data.metric} {value:.4f}")
-        return value, (info, path)
+        return OnnxModel(make_session(path), path=path), (info, path)
 
-    result, (info, best) = fallback_search(ranked, measured, reference=reference,
-                                           target_drop=options.fallback_target_drop,
-                                           max_layers=options.fallback_max_layers, metric=data.metric)
-    result.ranking = ranking
+    result, (info, best) = measured_fallback(original, exported, list(nodes), data, quantize_with,
+                                             device=torch.device("cpu"), target_drop=options.fallback_target_drop,
+                                             max_layers=options.fallback_max_layers, log=log)
     return info | {"fallback": result.to_dict(), "kept_in_float_nodes": [n for k in result.kept_in_float
                                                                           for n in nodes[k]]}, best
 

@@ -109,6 +109,36 @@ def fallback_search(
 # --- the real metric and ranking -----------------------------------------------------------------
 
 
+def measured_fallback(original: nn.Module, ranked_on: nn.Module, layers: Sequence[str], data: DataBundle,
+                      quantize_with: Callable[[tuple[str, ...]], tuple[Any, Any]], *, device: torch.device,
+                      target_drop: float, max_layers: int,
+                      log: Callable[[str], None] = lambda _m: None) -> tuple[FallbackResult, Any]:
+    """``fallback_search`` with the real metric, shared by every int8 path (PT2E, ORT, NNCF).
+    ``quantize_with(kept_in_float)`` quantizes with those layers left in float and returns
+    (something callable on the validation inputs, what to return if this try is the best);
+    ``layers`` are ranked on ``ranked_on`` (the model the paths quantize) only when all-int8
+    misses the target. The metric is ``metric_fn``'s against ``original``."""
+    score = metric_fn(original, data, device)
+    reference = score(original)
+    ranking: list[tuple[str, float]] = []
+
+    def ranked() -> list[str]:  # a validation pass per layer
+        log(f"fallback: ranking {len(layers)} layers by int8 sensitivity on the validation split")
+        ranking.extend(rank_layers(ranked_on, list(layers), score, reference))
+        return [name for name, _ in ranking]
+
+    def measured(kept: tuple[str, ...]) -> tuple[float, Any]:
+        runnable, payload = quantize_with(kept)
+        value = score(runnable)
+        log(f"fallback: {len(kept)} layer(s) in float ({', '.join(kept) or 'none'}): {data.metric} {value:.4f}")
+        return value, payload
+
+    result, best = fallback_search(ranked, measured, reference=reference, target_drop=target_drop,
+                                   max_layers=max_layers, metric=data.metric)
+    result.ranking = ranking
+    return result, best
+
+
 def metric_fn(reference_model: nn.Module, data: DataBundle, device: torch.device) -> Callable[[Any], float]:
     """Accuracy on the validation split; for embedding data, fidelity to ``reference_model``."""
     if data.task == "embedding":

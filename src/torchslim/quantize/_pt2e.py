@@ -129,37 +129,21 @@ def _convert_static(graph, model, config, kept_in_float, batches) -> torch.fx.Gr
 def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, convert) -> torch.fx.GraphModule:
     """``fallback: auto``: the measured loop of ``torchslim.quantize._fallback``; the record is
     kept on the result as ``torchslim_fallback`` (the recipe step turns it into notes)."""
-    from torchslim.quantize._fallback import (
-        fallback_search,
-        metric_fn,
-        quantizable_layers,
-        rank_layers,
-    )
+    from torchslim.quantize._fallback import measured_fallback, quantizable_layers
 
     if inputs.data is None or len(inputs.data.val) == 0:
         raise ConfigError("quantize fallback: auto measures the metric on the validation split: pass "
                           "data=DataBundle with a non-empty val split, or set fallback: null.")
     say = inputs.log if callable(inputs.log) else (lambda _m: None)
-    score = metric_fn(model, inputs.data, inputs.device)
     layers = quantizable_layers(model, SkipList(config.skip, model))
-    reference = score(model)
-    ranking: list[tuple[str, float]] = []
 
-    def ranked() -> list[str]:  # only when all-int8 misses the target
-        say(f"fallback: ranking {len(layers)} layers by int8 sensitivity on the validation split")
-        ranking.extend(rank_layers(model, layers, score, reference))
-        return [name for name, _ in ranking]
-
-    def measured(kept_in_float: tuple[str, ...]):
+    def quantize_with(kept_in_float: tuple[str, ...]):
         converted = convert(kept_in_float)
-        value = score(converted)
-        say(f"fallback: {len(kept_in_float)} layer(s) in float ({', '.join(kept_in_float) or 'none'}): {value:.4f}")
-        return value, converted
+        return converted, converted
 
-    result, converted = fallback_search(ranked, measured, reference=reference,
-                                        target_drop=config.fallback_target_drop,
-                                        max_layers=config.fallback_max_layers, metric=inputs.data.metric)
-    result.ranking = ranking
+    result, converted = measured_fallback(model, model, layers, inputs.data, quantize_with, device=inputs.device,
+                                          target_drop=config.fallback_target_drop,
+                                          max_layers=config.fallback_max_layers, log=say)
     converted.torchslim_fallback = result
     return converted
 
