@@ -177,6 +177,9 @@ def _step_context(bundle, model, tmp_path, budget=None):
 
 
 @pytest.mark.slow
+# Each fallback try deep-copies the exported graph: torch's deprecated pytree constructor must not
+# print its FutureWarning in the middle of the user's progress lines.
+@pytest.mark.filterwarnings("error::FutureWarning")
 @pytest.mark.parametrize("name", ["tiny-transformer", "resnet-mini"])
 def test_static_int8_with_fallback_for_real(name, tmp_path):
     from torchslim.data import accuracy

@@ -176,6 +176,8 @@ window.addEventListener("load", () => {
   const best = document.querySelector("details.candidate[open] pre.snippet");
   r.snippet = best ? best.textContent : null;
   r.openCandidate = document.querySelector("details.candidate[open]")?.id;
+  r.badges = [...document.querySelectorAll("td.name .badge")].map((b) => { const td = b.closest("td");
+      return [b.textContent, box(b), box(td), [...td.parentElement.children].filter((x) => x !== td).map(box)]; });
   const out = document.createElement("pre"); out.id = "probe"; out.textContent = JSON.stringify(r);
   document.body.appendChild(out);
 });
@@ -192,6 +194,37 @@ def _intersect(a, b) -> bool:
     return min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5
 
 
+def _probe_page(browser: str, page: Path, tmp_path: Path, name: str) -> dict:
+    probe = tmp_path / f"{name}.html"
+    probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([browser, *_flags(1280, 800), f"--user-data-dir={tmp_path / ('profile-' + name)}", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, dom.stdout[-2000:]
+    return json.loads(unescape(found.group(1)))
+
+
+def _check_badges_stay_in_their_cell(browser: str, report, tmp_path: Path) -> None:
+    """A winner of three objectives with a long name (as the edge search names them): its badges
+    stay inside its cell and cover no other cell."""
+    long_name = "pruned-distilled-onnx-int8-static.ratio-0.6516"
+    old = report.winners["latency"]
+    report.candidate(old).name = long_name
+    report.winners = {o: (long_name if n == old else n) for o, n in report.winners.items()}
+    report.winners.update(latency=long_name, throughput=long_name, balanced=long_name)
+    report.best = long_name
+    folder = tmp_path / "long-names"
+    folder.mkdir()
+    r = _probe_page(browser, write_html(report, folder), tmp_path, "badges")
+    assert r["scrollWidth"] <= r["innerWidth"]
+    assert sorted(b[0] for b in r["badges"] if b[0] != "best size") == ["best balanced", "best latency", "best throughput"]
+    for text, badge, cell, others in r["badges"]:
+        assert cell[0] - 0.5 <= badge[0] and badge[2] <= cell[2] + 0.5, (text, badge, cell)  # inside its cell
+        for other in others:
+            assert not _intersect(badge, other), (text, badge, other)
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_report_reads_well_in_headless_chromium_at_1280(crowded_run, tmp_path):
@@ -201,14 +234,7 @@ def test_report_reads_well_in_headless_chromium_at_1280(crowded_run, tmp_path):
     report = load_report(crowded_run)
     page = write_html(report, crowded_run)
     assert "<script" not in page.read_text()  # the report itself runs nothing; the probe goes in a copy
-    probe = tmp_path / "probed.html"
-    probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
-    dom = subprocess.run([browser, *_flags(1280, 800), f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=180)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert found, dom.stdout[-2000:]
-    r = json.loads(unescape(found.group(1)))
+    r = _probe_page(browser, page, tmp_path, "probed")
 
     assert r["innerWidth"] == 1280 and r["scrollWidth"] <= r["innerWidth"]  # no horizontal scrolling
     assert {c[0] for c in r["charts"]} == {"pareto-latency", "pareto-size", "sensitivity"}
@@ -233,6 +259,8 @@ def test_report_reads_well_in_headless_chromium_at_1280(crowded_run, tmp_path):
     best = report.candidate(report.best)
     assert r["openCandidate"] == f"cand-{best.name}"
     assert "torchslim.load(" in r["snippet"] and best.artifact in r["snippet"]
+
+    _check_badges_stay_in_their_cell(browser, report, tmp_path)
 
     shot = tmp_path / "report-1280x800.png"
     run = subprocess.run([browser, *_flags(1280, 800), f"--user-data-dir={tmp_path / 'profile-shot'}",

@@ -88,6 +88,7 @@ def _child(conn, path: str, batch_size: int, runtime: str | None, caller: dict) 
         os.chdir(caller["cwd"])
         sys.path[:] = caller["sys_path"]
         torch.set_num_threads(caller["threads"])
+        _no_tqdm_semaphore()
         load_plugins()
         conn.send(("ok", _probe(path, batch_size, runtime)))
     except BaseException as e:  # noqa: BLE001  (sent back and raised in the caller)
@@ -95,6 +96,18 @@ def _child(conn, path: str, batch_size: int, runtime: str | None, caller: dict) 
         conn.send(("error", f"{type(e).__name__}: {lines[-1]}"))
     finally:
         conn.close()
+
+
+def _no_tqdm_semaphore() -> None:
+    """torch.fx's interpreter (torch.compile's first call) opens a tqdm bar, and tqdm's first bar
+    creates a multiprocessing lock: a named semaphore. The probe ends with ``os._exit`` (no
+    finalizers), so the semaphore outlived it and the run ended with the resource tracker's
+    "leaked semaphore objects" warning. The probe runs one thread: a thread lock is enough."""
+    try:
+        from tqdm.std import TqdmDefaultWriteLock
+    except ImportError:
+        return
+    TqdmDefaultWriteLock.mp_lock = None  # tqdm creates it only when the attribute is missing
 
 
 def peak_memory(path: str | Path, batch_size: int, *, runtime: str | None = None, device="cpu", timeout_s: float = 300) -> int:

@@ -9,6 +9,7 @@ them into oneDNN int8 kernels, which is where the speed-up comes from (runtime `
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 import torch.nn as nn
@@ -89,6 +90,15 @@ def _check_cpu(device: torch.device, method: str) -> None:
 
 
 @torch.no_grad()
+def _copy_graph(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    # Deep-copying an exported GraphModule rebuilds its pytree specs through torch's deprecated
+    # LeafSpec constructor, which prints a FutureWarning in the middle of the progress lines;
+    # the copy itself is correct, and nothing on our side can call it differently.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
+        return copy.deepcopy(graph)
+
+
 def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: QuantizeInputs) -> nn.Module:
     _check_cpu(inputs.device, "static")
     batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
@@ -102,7 +112,7 @@ def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: Quantize
 
     def convert(kept_in_float: tuple[str, ...]) -> torch.fx.GraphModule:
         # Each try prepares a fresh copy of the one exported graph (prepare_pt2e mutates it).
-        return _convert_static(copy.deepcopy(graph), model, config, kept_in_float, batches)
+        return _convert_static(_copy_graph(graph), model, config, kept_in_float, batches)
 
     if config.fallback is None:
         converted = convert(())

@@ -35,9 +35,10 @@ h1{font-size:1.45em;margin:0 0 .2em} h2{font-size:1.15em;margin-top:1.8em;border
 figure{margin:10px 0} figcaption{font-size:.85em;color:#555} svg.plot-svg{display:block;width:100%;height:auto}
 .charts{display:grid;grid-template-columns:1fr;gap:8px}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0;width:100%} th,td{border:1px solid #e0e0e0;padding:4px 6px;text-align:right;vertical-align:top}
-th{background:#f5f5f5;font-weight:600} td.l,th.l{text-align:left} td.name{max-width:300px} td.name a{white-space:nowrap}
+th{background:#f5f5f5;font-weight:600} td.l,th.l{text-align:left} td.name{max-width:300px} td.name a{overflow-wrap:anywhere}
 tr.best td{background:#fff8e1} tr.failed td{color:#b71c1c} tr.skipped td{color:#757575} td.err{overflow-wrap:anywhere;font-size:.9em}
 .badge{background:#f9a825;color:#000;border-radius:3px;padding:0 4px;font-size:.78em;white-space:nowrap;margin-left:3px}
+.badges{display:flex;flex-wrap:wrap;gap:3px;margin-top:2px} .badges .badge{margin-left:0}
 .yes{color:#2e7d32} .no{color:#b71c1c}
 details.candidate{border:1px solid #e0e0e0;border-radius:6px;margin:6px 0;padding:6px 12px}
 details.candidate>summary{cursor:pointer;font-weight:600} details.candidate>summary .sub{font-weight:400;color:#555}
@@ -65,7 +66,11 @@ def _wins(c: Candidate, report: Report) -> list[str]:
 
 def _row(c: Candidate, report: Report, keys: list[str], is_baseline: bool = False) -> str:
     base, m = report.baseline, c.metrics
-    badges = "".join(f'<span class="badge">best {escape(o)}</span>' for o in _wins(c, report))
+    # The badges get a line of their own under the name, wrapping inside the cell: beside a long
+    # name they ran over the next column.
+    wins = _wins(c, report)
+    badges = ('<div class="badges">' + "".join(f'<span class="badge">best {escape(o)}</span>' for o in wins) + "</div>"
+              if wins else "")
     link = f'<a href="#cand-{escape(c.name)}">{escape(c.name)}</a>' if not is_baseline else escape(c.name)
     cells = [f'<td class="l name">{link}{badges}</td>']
     if m is None:

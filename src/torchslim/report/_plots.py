@@ -166,7 +166,9 @@ def sensitivity_svg(report: Report) -> str | None:
     ax.set_yticks(range(len(rows)), names, fontsize=9)  # one tick per layer, each name in full
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel(f"{sens.get('metric', 'accuracy')} drop, points (validation split; red = hurts)", fontsize=10)
+    # A negative drop is a gain (pruning that layer helped on the validation split): said on the axis.
+    ax.set_xlabel(f"{sens.get('metric', 'accuracy')} drop, points (validation split; right of 0, red: pruning the layer "
+                  "hurts; left of 0, grey: it gained)", fontsize=10)
     ax.set_title(f"per-layer sensitivity: {sens.get('ratio', 0):.0%} of one layer's weights pruned", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return _svg(fig, "sensitivity")
