@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -41,8 +42,17 @@ err = Console(stderr=True)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and exits with) the process exit code."""
+    _quiet_upstream_deprecations()
     code = run(argv)
     sys.exit(code)
+
+
+def _quiet_upstream_deprecations() -> None:
+    """torch's own calls (deep copies of exported graphs) trip its deprecated pytree constructor:
+    a FutureWarning naming copyreg in the middle of the progress lines, about code that is neither
+    the user's nor ours. The command line silences that one message; the library leaves the
+    user's warning filters alone."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
 def _click_exit_code(e: Exception) -> int | None:
