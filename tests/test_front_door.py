@@ -39,3 +39,35 @@ def test_memory_probe_process_leaves_no_semaphore_for_the_resource_tracker(fixed
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert ("leaked semaphore" in run.stderr) is not fixed, run.stderr[-2000:]
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_memory_probe(tmp_path):
+    """The probe is a multiprocessing child, which imports the parent's ``__main__``: a user's
+    notebook-style script (no ``if __name__ == "__main__"``) ran its whole search again inside it."""
+    import torch
+
+    import torchslim
+
+    nn_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    artifact = torchslim.export(nn_model, tmp_path / "art", (torch.randn(2, 1, 8, 8),), format="onnx")
+    runs = tmp_path / "runs.txt"
+    script = tmp_path / "no_guard.py"
+    script.write_text("\n".join([
+        "import sys",
+        f"open({str(runs)!r}, 'a').write('ran\\n')",
+        "from torchslim.bench._memory import probe_artifact",
+        f"print('PEAK', probe_artifact({str(artifact)!r}, 1).peak_bytes)",
+    ]))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and "PEAK" in run.stdout, run.stderr[-2000:]
+    assert runs.read_text() == "ran\n"  # the script's top level ran once: in its own process only
+
+
+def test_a_bad_plugin_module_is_a_user_error_not_a_crash(tmp_path):
+    import os
+
+    env = {**os.environ, "TORCHSLIM_PLUGINS": "no_such_plugin_module"}
+    run = subprocess.run([sys.executable, "-m", "torchslim", "models"], capture_output=True, text=True, timeout=120,
+                         env=env, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "TORCHSLIM_PLUGINS names 'no_such_plugin_module'" in run.stderr and "Traceback" not in run.stderr

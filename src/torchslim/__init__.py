@@ -90,5 +90,13 @@ def __dir__() -> list[str]:
 
 
 from torchslim.core.registry import load_plugins as _load_plugins  # noqa: E402
+from torchslim.errors import ConfigError as _ConfigError  # noqa: E402
 
-_load_plugins()
+try:
+    _load_plugins()
+except _ConfigError:
+    # A bad TORCHSLIM_PLUGINS must not make ``import torchslim`` itself fail: the command line
+    # imports this package before its error handling runs, so it exited 1 with a traceback. The
+    # CLI loads the plug-ins again and exits 2 with the message; in a library, a lookup of a name
+    # the plug-in would have registered names the bad module (core.registry).
+    pass

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def probe_artifact(path: str | Path, batch_size: int, *, runtime: str | None = N
     receive, send = ctx.Pipe(duplex=False)
     caller = {"env": dict(os.environ), "cwd": os.getcwd(), "sys_path": list(sys.path), "threads": torch.get_num_threads()}
     child = ctx.Process(target=_child, args=(send, str(path), batch_size, runtime, caller), daemon=True)
-    child.start()
+    with _main_left_out():
+        child.start()
     send.close()
     try:
         if not receive.poll(timeout_s):
@@ -71,6 +73,27 @@ def probe_artifact(path: str | Path, batch_size: int, *, runtime: str | None = N
 
 
 _PRELOAD = ["torch", "torch._export.serde.serialize", "torchslim.artifacts", "torchslim.bench._memory"]
+
+
+@contextmanager
+def _main_left_out():
+    """Start a probe without re-running the caller's script. multiprocessing imports the parent's
+    ``__main__`` in the child (by its file or module name) before the target runs: a user's
+    script that calls ``torchslim.optimize`` with no ``if __name__ == "__main__"`` guard ran its
+    whole search again inside the probe (which died on the run folder's lock). The probe's target
+    lives in this module and needs nothing from ``__main__``; the preparation data is taken in
+    ``start()``, so hiding the two attributes for that call is enough."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if "__spec__" in saved:
+            main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _forkserver():

@@ -81,7 +81,10 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    from torchslim.core.registry import load_plugins
+
     try:
+        load_plugins()  # a bad TORCHSLIM_PLUGINS is the user's to fix: exit 2 with its message
         result = app(args=argv, standalone_mode=False, prog_name="torchslim")
         return result if isinstance(result, int) else 0
     except TorchslimError as e:

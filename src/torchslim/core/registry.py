@@ -37,7 +37,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise ConfigError(f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self._entries)}.{self.hint}")
+            plugins = f" {PLUGIN_ERRORS[-1]}" if PLUGIN_ERRORS else ""
+            raise ConfigError(f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self._entries)}.{self.hint}"
+                              f"{plugins}")
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -81,6 +83,9 @@ RUNTIMES: Registry[RuntimeEntry] = Registry("runtime")
 WRITERS: Registry[Writer] = Registry("runtime", " (no writer makes artifacts for it)")
 
 
+PLUGIN_ERRORS: list[str] = []  # why a module named in TORCHSLIM_PLUGINS did not import
+
+
 def load_plugins() -> None:
     """Import the modules named in TORCHSLIM_PLUGINS (comma-separated): a plug-in registers its
     techniques, runtimes and writers here when imported, in this process (``import torchslim``
@@ -92,5 +97,6 @@ def load_plugins() -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            raise ConfigError(f"TORCHSLIM_PLUGINS names {name!r}, which does not import ({e}). "
-                              "Fix the module name or unset TORCHSLIM_PLUGINS.") from None
+            PLUGIN_ERRORS.append(f"TORCHSLIM_PLUGINS names {name!r}, which does not import ({e}). "
+                                 "Fix the module name or unset TORCHSLIM_PLUGINS.")
+            raise ConfigError(PLUGIN_ERRORS[-1]) from None
