@@ -311,7 +311,7 @@ def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: d
              started: float, time_budget: float | None, label: str) -> Candidate:
     """Run (or keep from the run being resumed, or skip for time) one candidate; append its record."""
     old = done.get(plan.name)
-    if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
+    if old is not None and old.status == "ok" and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
         old = None
     if old is not None and old.steps == plan.step_strings():
         say(f"{label} {plan.name}: already measured in this run directory; kept")
