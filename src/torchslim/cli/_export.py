@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from torchslim.cli._common import SeedOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
@@ -27,7 +29,7 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="output folder or file (default exports/<model>-<format>)")] = None,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where a pt2 package runs (ONNX is device-free)")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> None:
     """Export a model to a deployable file; prints its path, size and output parity."""
     from torchslim._log import say

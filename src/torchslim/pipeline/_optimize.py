@@ -66,7 +66,10 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int]) -> None:
+def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int],
+                   seed: int = 0) -> None:
+    if not isinstance(seed, int) or not 0 <= seed < 2**63:  # torch's generators overflow beyond
+        raise ConfigError(f"--seed must be a whole number from 0 to 2**63-1, got {seed}.")
     if not isinstance(max_accuracy_drop, (int, float)) or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise ConfigError(f"--max-accuracy-drop must be a number >= 0 (percentage points), got {max_accuracy_drop}.")
     if time_budget is not None and (not math.isfinite(time_budget) or time_budget < 0):
@@ -125,7 +128,7 @@ def optimize(
     ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
     (bytes on disk / 1e6) make candidates that break them ineligible.
     """
-    _check_options(max_accuracy_drop, time_budget, batch_sizes)
+    _check_options(max_accuracy_drop, time_budget, batch_sizes, seed)
     check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
