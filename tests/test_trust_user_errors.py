@@ -175,3 +175,59 @@ def test_an_error_message_keeps_a_long_path_on_one_line(tmp_path, capsys):
     assert run(["bench", "--model", str(missing), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["optimize", "--recipe", "quick"], ["train", "--model", "digits-mlp"],
+                                     ["export", "--model", "digits-mlp"]])
+def test_an_impossible_out_exits_2_before_any_work(tmp_path, capsys, command, monkeypatch):
+    import torchslim.data
+    import torchslim.pipeline._optimize
+    import torchslim.specs
+
+    def no_work(*a, **k):
+        raise AssertionError("the model or data was loaded before --out was checked")
+
+    for module in (torchslim.specs, torchslim.pipeline._optimize):
+        monkeypatch.setattr(module, "resolve", no_work)
+    monkeypatch.setattr(torchslim.data, "load_data", no_work)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    for out in ("/proc/torchslim-out", str(a_file), str(a_file / "sub")):
+        assert run([*command, "--out", out]) == 2
+        err = _err(capsys)
+        assert out.split("/")[-1] in err and "torchslim bug" not in err
+    assert a_file.read_text() == "mine"
+
+
+def test_export_never_overwrites_existing_files(tmp_path, capsys):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "model.onnx.json").write_text("my notes")
+    assert run(["export", "--model", "digits-mlp", "--out", str(out)]) == 2
+    assert "model.onnx.json already exist" in _err(capsys)
+    assert (out / "model.onnx.json").read_text() == "my notes" and not (out / "model.onnx").exists()
+
+
+def test_an_unwritable_cache_with_no_cached_model_exits_2(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("")
+    monkeypatch.delenv("TORCHSLIM_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(blocker))  # what a read-only or missing HOME gives: no cache folder
+    assert run(["bench", "--model", "digits-mlp", "--batch-sizes", "1"]) == 2
+    err = _err(capsys)
+    assert "cache folder" in err and "TORCHSLIM_CACHE" in err and "torchslim bug" not in err
+
+
+@pytest.mark.parametrize("where", ["factory", "import", "data"])
+def test_user_code_calling_sys_exit_is_named_not_exit_0(tmp_path, capsys, monkeypatch, where):
+    code = {"factory": "import sys, torch.nn as nn\ndef f():\n    sys.exit(0)\n",
+            "import": "import sys\nsys.exit(0)\ndef f():\n    pass\n",
+            "data": "import sys\ndef f():\n    sys.exit(0)\n"}[where]
+    (tmp_path / "exiting_user_code.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = (["--model", "digits-mlp", "--data", "exiting_user_code:f"] if where == "data"
+            else ["--model", f"{tmp_path / 'exiting_user_code.py'}:f"])
+    assert run(["bench", *argv, "--batch-sizes", "1"]) == 2
+    err = _err(capsys)
+    assert "sys.exit(0)" in err and "exiting_user_code" in err

@@ -21,10 +21,12 @@ A run (``optimize``, ``train``) claims its ``--out`` directory with ``claim_run_
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +107,44 @@ def _read_marker(path: Path) -> dict:
         return {}
 
 
+def _cannot_create(where: str, e: OSError) -> RunDirError:
+    return RunDirError(f"{where} cannot be created or written there ({e.strerror or e}). Choose a directory on a "
+                       "writable disk (nothing was changed).")
+
+
+def claim_output_file(path: Path, option: str = "--out") -> None:
+    """For a command that writes one artifact (``export``): refuse to replace files that are
+    already there (the artifact, its manifest, an OpenVINO ``.bin``) and fail on a location that
+    cannot be written, all before any work. Nothing is left behind: folders made to find out
+    are removed again (the exporter makes them when it writes)."""
+    from torchslim.core.manifest import artifact_files, manifest_path
+
+    where = f"{option} {str(path)!r}"
+    existing = [p for p in (*artifact_files(path), manifest_path(path)) if p.exists() or p.is_symlink()]
+    if existing:
+        raise RunDirError(f"{where}: {_names({str(p) for p in existing})} already exist(s). torchslim export never "
+                          f"overwrites files; delete them or choose another {option} (nothing was changed).")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{where}: {str(parent)!r} is a file, not a folder. Choose another {option} "
+                                  "(nothing was changed).")
+            break
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):  # writable, not just present
+            pass
+    except OSError as e:
+        from torchslim.core.storage import storage_error
+
+        raise (storage_error(e, path.parent) or _cannot_create(where, e)) from e
+    finally:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
 def escaping_links(root: Path) -> list[Path]:
     """Symbolic links under ``root`` (not followed) whose target lies outside it."""
     top = root.resolve()
@@ -177,11 +217,8 @@ def claim_run_dir(path: str | Path, kind: RunKind, *, resume: bool, option: str 
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = open(path / MARKER, "a+")  # noqa: SIM115 (held for the whole run; closed in release)
-    except OSError as e:
-        error = storage_error(e, path)
-        if error is None:
-            raise
-        raise error from e
+    except OSError as e:  # /proc/x, a missing mount, a read-only disk: the user's environment
+        raise (storage_error(e, path) or _cannot_create(where, e)) from e
     run = RunDir(path, kind, created, before, lock)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
