@@ -92,3 +92,39 @@ def test_the_python_api_checks_the_seed_too():
 
     with pytest.raises(ConfigError, match="--seed must be a whole number from 0 to 2\\*\\*63-1"):
         optimize("digits-mlp", seed=2**64)
+
+
+HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202ename"
+
+
+def _assert_shown_not_run(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202ename" in text  # the name is still readable
+
+
+def test_escape_sequences_in_a_file_name_are_shown_not_run_in_the_table():
+    import io
+
+    from rich.console import Console
+
+    from tests.test_report_html import sample_report
+    from torchslim.report import render_table
+
+    report = sample_report()
+    report.data = f"npz:/data/{HOSTILE}.npz"
+    report.candidates[-1].status, report.candidates[-1].metrics = "failed", None
+    report.candidates[-1].error = f"DataError: cannot read {HOSTILE}"
+    buffer = io.StringIO()
+    render_table(report, Console(file=buffer, width=400))  # not a terminal: rich adds no escapes of its own
+    _assert_shown_not_run(buffer.getvalue())
+
+
+def test_escape_sequences_in_messages_and_log_lines_are_shown_not_run(tmp_path, capsys, caplog):
+    from torchslim._log import say
+
+    assert run(["bench", "--model", f"{tmp_path / HOSTILE}.py:f", "--batch-sizes", "1"]) == 2
+    _assert_shown_not_run(capsys.readouterr().err)
+    with caplog.at_level("INFO", logger="torchslim"):
+        say(f"reading {HOSTILE}")
+    _assert_shown_not_run(capsys.readouterr().err)
+    _assert_shown_not_run(caplog.records[-1].getMessage())

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from torchslim._log import printable
 from torchslim.cli import (
     _bench,
     _compress,
@@ -65,7 +66,7 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("TORCHSLIM_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))}\n"
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(printable(str(e)))}\n"
                   "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False, soft_wrap=True)
         return 1
 
@@ -77,7 +78,7 @@ def _run(argv: list[str] | None) -> int:
     except TorchslimError as e:
         # Messages hold [shapes] (no markup) and paths: soft_wrap leaves line breaking to the
         # terminal, so a path is never cut in two in a log or a pipe.
-        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(printable(e.message))}", highlight=False, soft_wrap=True)
         return 2
     except Exception as e:
         code = _click_exit_code(e)

@@ -3,9 +3,16 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from torchslim._log import printable
 from torchslim.report._model import Candidate, Report
+
+
+def _shown(text: str) -> str:
+    """A spec or an error (the user's file names) as table text: escapes shown, not run; no markup."""
+    return escape(printable(text))
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -90,7 +97,8 @@ def render_table(report: Report, console: Console | None = None) -> Table:
             keys += [k for k in c.metrics.latency_ms if k not in keys]
     keys.sort(key=int)
     metric = "fidelity" if report.metric == "fidelity" else "acc"
-    table = Table(title=f"torchslim: {report.model} on {report.data} (budget {report.budget['max_accuracy_drop']} pts)")
+    table = Table(title=f"torchslim: {_shown(report.model)} on {_shown(report.data)} "
+                        f"(budget {report.budget['max_accuracy_drop']} pts)")
     for col in ["candidate", "status", f"{metric} %", "drop pts", "size (ratio)", "params", "runtime"]:
         table.add_column(col)
     for k in keys:
@@ -103,7 +111,7 @@ def render_table(report: Report, console: Console | None = None) -> Table:
     table.add_row(*_row(base, base, metric, keys, workload)[:-1], "-", style="dim")
     for c in report.candidates:
         if c.metrics is None:
-            row = [c.name, c.status, (c.error or "")[:60]] + [""] * (5 + len(keys) + 2 * workload) + ["no"]
+            row = [c.name, c.status, _shown((c.error or "")[:60])] + [""] * (5 + len(keys) + 2 * workload) + ["no"]
         else:
             row = _row(c, base, metric, keys, workload)
         won = [o for o, name in report.winners.items() if name == c.name]
