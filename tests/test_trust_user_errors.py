@@ -231,3 +231,59 @@ def test_user_code_calling_sys_exit_is_named_not_exit_0(tmp_path, capsys, monkey
     assert run(["bench", *argv, "--batch-sizes", "1"]) == 2
     err = _err(capsys)
     assert "sys.exit(0)" in err and "exiting_user_code" in err
+
+
+@pytest.fixture
+def sigterm_steps():
+    """Two registered steps: ``keep`` (the model as it is) and ``sigterm`` (the process is sent
+    SIGTERM mid-candidate, as ``kill`` or a job scheduler would)."""
+    import os
+    import signal
+
+    from torchslim.core.registry import TECHNIQUES, Technique
+    from torchslim.core.step import StepOutput
+
+    armed = {"on": True}
+
+    def sigterm(model, config, ctx):
+        if armed["on"]:
+            (ctx.work_dir / "half-written").write_text("a step's scratch file")
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("SIGTERM did not stop the step")
+        return StepOutput(model=model)
+
+    TECHNIQUES.register("keep", Technique("keep", lambda o: dict(o or {}), lambda m, c, ctx: StepOutput(model=m), "test"))
+    TECHNIQUES.register("sigterm", Technique("sigterm", lambda o: dict(o or {}), sigterm, "test"))
+    yield armed
+    TECHNIQUES.unregister("keep")
+    TECHNIQUES.unregister("sigterm")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_with_the_resume_hint(sigterm_steps, tmp_path, capsys, monkeypatch):
+    import signal
+    import tempfile
+
+    import torchslim.pipeline._optimize as pipeline_optimize
+    from torchslim.report import load_report
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    # The CLI's optimize with the tests' quick measurement (accuracy, fixed latencies): seconds, not half a minute.
+    monkeypatch.setitem(pipeline_optimize.optimize.__kwdefaults__, "measure_fn", fake_measure({}))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("candidates:\n  - {name: kept, steps: [{keep: {}}]}\n  - {name: killed, steps: [{sigterm: {}}]}\n")
+    out = tmp_path / "run"
+    argv = ["optimize", "--model", "digits-mlp", "--recipe", str(recipe), "--out", str(out), "--batch-sizes", "1"]
+    assert run(argv) == 143
+    err = _err(capsys)
+    assert "terminated (SIGTERM)" in err and f"continue with --out {out} --resume" in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the command
+    # no temporary files left (pymp-*: multiprocessing's own, removed when the process exits)
+    assert [p for p in scratch.iterdir() if not p.name.startswith("pymp-")] == [] and not list(out.rglob(".*.tmp*"))
+    assert [c.name for c in load_report(out).candidates] == ["kept"]
+    sigterm_steps["on"] = False
+    assert run([*argv, "--resume"]) == 0  # the hint works: the killed candidate runs, the kept one is reused
+    assert [c.status for c in load_report(out).candidates] == ["ok", "ok"]
+    assert "kept: already measured" in _err(capsys)

@@ -7,7 +7,9 @@ only assembles them and maps errors to exit codes (0 ok, 2 bad input, 1 internal
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console
@@ -71,7 +73,44 @@ def run(argv: list[str] | None = None) -> int:
         return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop, ``docker stop``) raised where Ctrl-C would be: the
+    run stops the same way, with the resume hint, its temporary files and folders removed by the
+    same ``finally`` blocks, and a failed start leaving ``--out`` as it was found."""
+
+
+_terminated = threading.Event()  # typer returns Ctrl-C as a bare 130: this tells SIGTERM apart
+
+
+def _on_sigterm(signum, frame) -> None:
+    _terminated.set()
+    raise Terminated()
+
+
+def _handle_sigterm() -> object:
+    """Install the SIGTERM handler for one command; returns what to restore (None: untouched)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None  # someone (an embedding program, a test runner) handles it already
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _run(argv: list[str] | None) -> int:
+    previous = _handle_sigterm()
+    _terminated.clear()
+    try:
+        code = _run_command(argv)
+        if _terminated.is_set():
+            err.print("terminated (SIGTERM)")
+            return 143  # 128 + SIGTERM, what a shell reports for a process it ended
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="torchslim")
         return result if isinstance(result, int) else 0
