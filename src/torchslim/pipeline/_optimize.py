@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
+from torchslim._io import atomic_write_buffered
 from torchslim._log import log_to_file, say
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
@@ -216,7 +216,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     weights_path = run_dir / BASELINE_WEIGHTS
     if not weights_path.exists():
         state = {k: v.detach().cpu().clone() for k, v in baseline_model.state_dict().items()}
-        atomic_write(weights_path, lambda p: torch.save(state, p))
+        atomic_write_buffered(weights_path, lambda f: torch.save(state, f))
     example = tuple(t.to(dev) for t in bundle.example_inputs(2, split="train"))
     input_names = getattr(handle.hf, "input_names", None) if handle.hf is not None else None
     reference = predict(baseline_model, bundle.test, device=dev)[0] if bundle.task == "embedding" else None
