@@ -202,8 +202,9 @@ def _check_sizes(header: dict, payload_length: int, budget: int) -> None:
     for label, entry in sections[1:]:
         numel = _numel(entry["shape"], f"tensor {label!r}")
         total += numel * _codec.parse_dtype(entry["dtype"]).itemsize
-        if any(not isinstance(entry.get(k, 0), int) or entry.get(k, 0) > numel for k in ("nnz",)):
-            raise ValueError(f"tensor {label!r}: more nonzeros than elements")
+        nnz = entry.get("nnz", 0)
+        if not isinstance(nnz, int) or not 0 <= nnz <= numel:
+            raise ValueError(f"tensor {label!r}: {str(nnz)[:20]} nonzeros for {numel} elements")
     meta = header.get("meta") or {}
     for item in (meta.get("inputs") or []) if isinstance(meta, dict) else []:
         if not (isinstance(item, list) and len(item) == 2):
