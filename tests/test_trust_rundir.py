@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,65 @@ def test_resume_with_another_model_data_or_recipe_says_so(trained, tmp_path):
     report = json.loads((out / "report.json").read_text())
     with pytest.raises(ConfigError, match=re.escape(f"it ran the recipe {report['recipe']}, not default")):
         optimize(trained[0], trained[1], recipe="default", out=out, resume=True)
+
+
+def _victim(tmp_path):
+    victim = tmp_path / "victim"
+    (victim / "a").mkdir(parents=True)
+    (victim / "a" / "precious.txt").write_text("the user's own file")
+    return victim
+
+
+@pytest.mark.parametrize("link", ["candidates", "candidates/a"])
+def test_resume_never_follows_a_link_out_of_the_run_dir(trained, tmp_path, capsys, link):
+    out = tmp_path / "run"
+    _optimize(trained, out)
+    victim = _victim(tmp_path)
+    shutil.rmtree(out / link)
+    (out / link).symlink_to(victim if link == "candidates" else victim / "a", target_is_directory=True)
+    with pytest.raises(RunDirError, match=f"symbolic links that lead out of it \\('{link}' -> "):
+        _optimize(trained, out, resume=True)
+    assert run(["optimize", "--out", str(out), "--resume", "--recipe", "quick"]) == 2
+    assert link in _err(capsys)
+    assert (victim / "a" / "precious.txt").read_text() == "the user's own file"
+
+
+def test_remove_inside_unlinks_a_link_and_refuses_a_path_through_one(tmp_path):
+    from torchslim.core.rundir import remove_inside
+
+    victim, root = _victim(tmp_path), tmp_path / "run"
+    (root / "candidates").mkdir(parents=True)
+    (root / "candidates" / "a").symlink_to(victim / "a")
+    remove_inside(root / "candidates" / "a", root)  # the link goes, its target stays
+    assert not (root / "candidates" / "a").exists() and (victim / "a" / "precious.txt").is_file()
+    (root / "candidates").rmdir()
+    (root / "candidates").symlink_to(victim)
+    with pytest.raises(RunDirError, match="never deletes outside its run directory"):
+        remove_inside(root / "candidates" / "a", root)
+    assert (victim / "a" / "precious.txt").is_file()
+
+
+def test_resume_confines_artifact_paths_read_from_report_json(trained, tmp_path):
+    from tests.test_pipeline import CALLS
+    from torchslim.artifacts import artifact_files, manifest_path
+
+    out = tmp_path / "run"
+    first = _optimize(trained, out)
+    outside = tmp_path / "outside"
+    by = {c.name: c for c in first.candidates}
+    for c in [first.baseline, *first.candidates]:  # intact, digest-matching artifacts, but outside --out
+        (outside / c.name).mkdir(parents=True)
+        for f in [*artifact_files(out / c.artifact), manifest_path(out / c.artifact)]:
+            shutil.copy2(f, outside / c.name / f.name)
+    data = json.loads((out / "report.json").read_text())
+    for c in [data["baseline"], *data["candidates"]]:
+        name = Path(by[c["name"]].artifact).name if c["name"] in by else c["artifact"]
+        c["artifact"] = f"../outside/{c['name']}/{name}" if c["name"] == "a" else str(outside / c["name"] / name)
+    (out / "report.json").write_text(json.dumps(data))
+    CALLS.clear()
+    again = _optimize(trained, out, resume=True)
+    assert sorted(CALLS) == ["a", "b"]  # rebuilt inside --out, not reused from outside
+    for c in [again.baseline, *again.candidates]:
+        assert c.artifact and not Path(c.artifact).is_absolute() and ".." not in Path(c.artifact).parts
+        assert (out / c.artifact).resolve().is_relative_to(out.resolve())
+    assert again.best in ("a", "b")

@@ -107,3 +107,47 @@ def test_a_full_disk_mid_optimize_is_bad_input_and_leaves_out_as_found(tmp_path,
         optimize(model, data, recipe={"candidates": [{"name": "a", "steps": [{"scale": None}]}]},
                  step_table=FAKE_STEPS, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,), out=out)
     assert not out.exists()
+
+
+def test_torch_writers_go_through_memory_and_a_checked_plain_write(tmp_path, monkeypatch):
+    import torch
+
+    from torchslim.artifacts import save_exported
+
+    monkeypatch.setattr(storage, "free_space", lambda _p: 100 << 10)  # 100 KiB left
+    with pytest.raises(StorageError, match=r"baseline.pt2': it needs .* MiB and only 0.1 MiB is free"):
+        save_exported(nn.Sequential(nn.Linear(64, 10)), tmp_path / "baseline.pt2", (torch.randn(2, 64),))
+    assert list(tmp_path.iterdir()) == []  # refused before a byte was written
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 320 KB tmpfs (digits-mlp: its baseline weights fit, its baseline.pt2 does not) (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_while_saving_the_baseline_exits_2_not_134(tiny_disk):
+    import subprocess
+    import sys
+
+    # The free-space check is turned off: this is the write that fails anyway (another process
+    # filled the disk after the check). torch's C++ zip writer used to abort the process here.
+    script = ("import sys, torchslim.core.storage as s; s.check_free_space = lambda *a: None; "
+              "from torchslim.cli import main; main(sys.argv[1:])")
+    out = tiny_disk / "run"
+    proc = subprocess.run([sys.executable, "-c", script, "optimize", "--model", "digits-mlp", "--recipe", "quick",
+                           "--out", str(out), "--batch-sizes", "1"], capture_output=True, text=True, timeout=300)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, err[-2000:]
+    assert "the disk is full" in err and "terminate called" not in err
+    assert list(tiny_disk.iterdir()) == []  # a failed start leaves --out as found

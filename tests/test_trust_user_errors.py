@@ -175,3 +175,115 @@ def test_an_error_message_keeps_a_long_path_on_one_line(tmp_path, capsys):
     assert run(["bench", "--model", str(missing), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["optimize", "--recipe", "quick"], ["train", "--model", "digits-mlp"],
+                                     ["export", "--model", "digits-mlp"]])
+def test_an_impossible_out_exits_2_before_any_work(tmp_path, capsys, command, monkeypatch):
+    import torchslim.data
+    import torchslim.pipeline._optimize
+    import torchslim.specs
+
+    def no_work(*a, **k):
+        raise AssertionError("the model or data was loaded before --out was checked")
+
+    for module in (torchslim.specs, torchslim.pipeline._optimize):
+        monkeypatch.setattr(module, "resolve", no_work)
+    monkeypatch.setattr(torchslim.data, "load_data", no_work)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    for out in ("/proc/torchslim-out", str(a_file), str(a_file / "sub")):
+        assert run([*command, "--out", out]) == 2
+        err = _err(capsys)
+        assert out.split("/")[-1] in err and "torchslim bug" not in err
+    assert a_file.read_text() == "mine"
+
+
+def test_export_never_overwrites_existing_files(tmp_path, capsys):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "model.onnx.json").write_text("my notes")
+    assert run(["export", "--model", "digits-mlp", "--out", str(out)]) == 2
+    assert "model.onnx.json already exist" in _err(capsys)
+    assert (out / "model.onnx.json").read_text() == "my notes" and not (out / "model.onnx").exists()
+
+
+def test_an_unwritable_cache_with_no_cached_model_exits_2(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("")
+    monkeypatch.delenv("TORCHSLIM_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(blocker))  # what a read-only or missing HOME gives: no cache folder
+    assert run(["bench", "--model", "digits-mlp", "--batch-sizes", "1"]) == 2
+    err = _err(capsys)
+    assert "cache folder" in err and "TORCHSLIM_CACHE" in err and "torchslim bug" not in err
+
+
+@pytest.mark.parametrize("where", ["factory", "import", "data"])
+def test_user_code_calling_sys_exit_is_named_not_exit_0(tmp_path, capsys, monkeypatch, where):
+    code = {"factory": "import sys, torch.nn as nn\ndef f():\n    sys.exit(0)\n",
+            "import": "import sys\nsys.exit(0)\ndef f():\n    pass\n",
+            "data": "import sys\ndef f():\n    sys.exit(0)\n"}[where]
+    (tmp_path / "exiting_user_code.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = (["--model", "digits-mlp", "--data", "exiting_user_code:f"] if where == "data"
+            else ["--model", f"{tmp_path / 'exiting_user_code.py'}:f"])
+    assert run(["bench", *argv, "--batch-sizes", "1"]) == 2
+    err = _err(capsys)
+    assert "sys.exit(0)" in err and "exiting_user_code" in err
+
+
+@pytest.fixture
+def sigterm_steps():
+    """Two registered steps: ``keep`` (the model as it is) and ``sigterm`` (the process is sent
+    SIGTERM mid-candidate, as ``kill`` or a job scheduler would)."""
+    import os
+    import signal
+
+    from torchslim.core.registry import TECHNIQUES, Technique
+    from torchslim.core.step import StepOutput
+
+    armed = {"on": True}
+
+    def sigterm(model, config, ctx):
+        if armed["on"]:
+            (ctx.work_dir / "half-written").write_text("a step's scratch file")
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("SIGTERM did not stop the step")
+        return StepOutput(model=model)
+
+    TECHNIQUES.register("keep", Technique("keep", lambda o: dict(o or {}), lambda m, c, ctx: StepOutput(model=m), "test"))
+    TECHNIQUES.register("sigterm", Technique("sigterm", lambda o: dict(o or {}), sigterm, "test"))
+    yield armed
+    TECHNIQUES.unregister("keep")
+    TECHNIQUES.unregister("sigterm")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_with_the_resume_hint(sigterm_steps, tmp_path, capsys, monkeypatch):
+    import signal
+    import tempfile
+
+    import torchslim.pipeline._optimize as pipeline_optimize
+    from torchslim.report import load_report
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    # The CLI's optimize with the tests' quick measurement (accuracy, fixed latencies): seconds, not half a minute.
+    monkeypatch.setitem(pipeline_optimize.optimize.__kwdefaults__, "measure_fn", fake_measure({}))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("candidates:\n  - {name: kept, steps: [{keep: {}}]}\n  - {name: killed, steps: [{sigterm: {}}]}\n")
+    out = tmp_path / "run"
+    argv = ["optimize", "--model", "digits-mlp", "--recipe", str(recipe), "--out", str(out), "--batch-sizes", "1"]
+    assert run(argv) == 143
+    err = _err(capsys)
+    assert "terminated (SIGTERM)" in err and f"continue with --out {out} --resume" in err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the command
+    # no temporary files left (pymp-*: multiprocessing's own, removed when the process exits)
+    assert [p for p in scratch.iterdir() if not p.name.startswith("pymp-")] == [] and not list(out.rglob(".*.tmp*"))
+    assert [c.name for c in load_report(out).candidates] == ["kept"]
+    sigterm_steps["on"] = False
+    assert run([*argv, "--resume"]) == 0  # the hint works: the killed candidate runs, the kept one is reused
+    assert [c.status for c in load_report(out).candidates] == ["ok", "ok"]
+    assert "kept: already measured" in _err(capsys)

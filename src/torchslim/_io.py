@@ -7,10 +7,12 @@ a write the disk refuses (full, read-only, ...) is a ``StorageError`` naming the
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 
 def _umask() -> int:
@@ -61,8 +63,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    from torchslim.core.storage import check_free_space
+
+    check_free_space(path, len(data))  # a known size: refuse before writing a byte
     return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_buffered(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """``write(buffer)`` in memory, then ``atomic_write_bytes``. For torch's C++ zip writer
+    (``torch.save``, ``torch.export.save``): when the disk fills mid-archive, its destructor
+    retries the write, throws, and the C++ runtime aborts the process (exit 134) after the
+    error was reported. In memory it cannot fail; the disk sees one plain Python write whose
+    ENOSPC is a ``StorageError``. Costs the file's size in RAM for the moment of the write."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 @contextlib.contextmanager

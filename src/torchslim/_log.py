@@ -37,6 +37,17 @@ _display = None  # the live progress line while one is shown (torchslim.core.pro
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f]")
 
 
+# Control characters a terminal acts on (C0 but tab/newline, DEL, C1: ESC sequences can retitle
+# the window, clear the screen, fake output) and the bidi overrides that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``), for a terminal or a
+    log: a file or model name made of escape sequences is printed, never executed."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def set_display(display) -> None:
     """Route ``say`` through ``display.say`` (or back to stderr with None)."""
     global _display
@@ -49,6 +60,7 @@ def plain_line(msg: str) -> str:
 
 
 def say(msg: str) -> None:
+    msg = printable(msg)  # paths and names in messages are the user's, whatever bytes they hold
     logger.info(msg)
     if _display is not None:
         _display.say(msg)

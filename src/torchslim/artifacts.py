@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
+from torchslim._io import atomic_write_buffered
 from torchslim.core import export as core_export
 from torchslim.core.manifest import (
     FORMAT_VERSION,
@@ -74,7 +74,7 @@ def save_exported(
     path = Path(path)
     program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, example_inputs)
     _drop_stack_traces(program)
-    atomic_write(path, lambda p: torch.export.save(program, str(p)))
+    atomic_write_buffered(path, lambda f: torch.export.save(program, f))  # see atomic_write_buffered: no abort on a full disk
     extra = dict(extra or {})
     extra["sequence_outputs"] = core_export.output_sequence_axes(program)
     # the model as given when it is one (a quantized module runs eagerly), else the program's module

@@ -80,6 +80,14 @@ def load_model(
     return ModelHandle(model.eval(), spec, trained_now=True)
 
 
+def raised(e: BaseException) -> str:
+    """How user code failed, in words: "raised ValueError: ..." or "called sys.exit(0)"."""
+    if isinstance(e, SystemExit):
+        return (f"called sys.exit({e.code!r}); torchslim needs it to return (a factory returns the model; "
+                "code that exits belongs under `if __name__ == '__main__':`)")
+    return f"raised {type(e).__name__}: {e}"
+
+
 def build_model(spec: str, data: DataBundle) -> nn.Module:
     """A fresh, untrained model for a zoo name or a factory spec (no training, no cache)."""
     spec = spec.strip()
@@ -90,8 +98,8 @@ def build_model(spec: str, data: DataBundle) -> nn.Module:
     factory = _import_factory(spec, module_part, attr)
     try:
         model = factory()
-    except Exception as e:
-        raise SpecError(f"MODEL spec {spec!r}: calling {attr}() raised {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # sys.exit() in user code must not end torchslim with its code
+        raise SpecError(f"MODEL spec {spec!r}: calling {attr}() {raised(e)}") from None
     if not isinstance(model, nn.Module):
         raise SpecError(
             f"MODEL spec {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module. "
@@ -125,14 +133,16 @@ def _import_factory(spec: str, module_part: str, attr: str) -> Callable:
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
         try:
             mod_spec.loader.exec_module(module)
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             del sys.modules[name]
-            raise SpecError(f"MODEL spec {spec!r}: importing {module_part!r} raised {type(e).__name__}: {e}") from None
+            raise SpecError(f"MODEL spec {spec!r}: importing {module_part!r} {raised(e)}") from None
     else:
         try:
             module = importlib.import_module(module_part)
         except ImportError as e:
             raise SpecError(f"MODEL spec {spec!r}: cannot import {module_part!r} ({e}). {MODEL_SPEC_HELP}") from None
+        except SystemExit as e:
+            raise SpecError(f"MODEL spec {spec!r}: importing {module_part!r} {raised(e)}") from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise SpecError(f"MODEL spec {spec!r}: {module_part!r} has no attribute {attr!r}.")

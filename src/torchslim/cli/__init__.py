@@ -7,13 +7,16 @@ only assembles them and maps errors to exit codes (0 ok, 2 bad input, 1 internal
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from torchslim._log import printable
 from torchslim.cli import (
     _bench,
     _compress,
@@ -75,12 +78,49 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("TORCHSLIM_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))}\n"
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(printable(str(e)))}\n"
                   "This is a torchslim bug; re-run with TORCHSLIM_DEBUG=1 for the traceback.", highlight=False, soft_wrap=True)
         return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop, ``docker stop``) raised where Ctrl-C would be: the
+    run stops the same way, with the resume hint, its temporary files and folders removed by the
+    same ``finally`` blocks, and a failed start leaving ``--out`` as it was found."""
+
+
+_terminated = threading.Event()  # typer returns Ctrl-C as a bare 130: this tells SIGTERM apart
+
+
+def _on_sigterm(signum, frame) -> None:
+    _terminated.set()
+    raise Terminated()
+
+
+def _handle_sigterm() -> object:
+    """Install the SIGTERM handler for one command; returns what to restore (None: untouched)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None  # someone (an embedding program, a test runner) handles it already
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _run(argv: list[str] | None) -> int:
+    previous = _handle_sigterm()
+    _terminated.clear()
+    try:
+        code = _run_command(argv)
+        if _terminated.is_set():
+            err.print("terminated (SIGTERM)")
+            return 143  # 128 + SIGTERM, what a shell reports for a process it ended
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(argv: list[str] | None) -> int:
     from torchslim.core.registry import load_plugins
 
     try:
@@ -90,7 +130,7 @@ def _run(argv: list[str] | None) -> int:
     except TorchslimError as e:
         # Messages hold [shapes] (no markup) and paths: soft_wrap leaves line breaking to the
         # terminal, so a path is never cut in two in a log or a pipe.
-        err.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(printable(e.message))}", highlight=False, soft_wrap=True)
         return 2
     except Exception as e:
         code = _click_exit_code(e)

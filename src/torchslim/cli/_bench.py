@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import parse_batch_sizes
+from torchslim.cli._common import SeedOption, parse_batch_sizes
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,7 @@ def bench_cmd(
     batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,32",
     runtime: Annotated[str | None, typer.Option(help="eager, compile, aoti, onnxruntime, tensorrt")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> None:
     """Measure accuracy, size, params, MACs, latency, throughput and peak memory."""
     from rich.console import Console

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from torchslim.errors import ConfigError
+
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed; beyond it they overflow
+# --seed out of range is a usage error (exit 2) before any work, in every command.
+SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="random seed, 0 to 2**63-1")]
 
 
 def parse_batch_sizes(text: str) -> list[int]:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from torchslim.cli._common import SeedOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("factorize")(factorize_cmd)
@@ -22,7 +24,7 @@ def factorize_cmd(
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
 ) -> int:
     """Low-rank factorization (truncated SVD) of Linear/Conv layers; measured against the original."""
@@ -47,7 +49,7 @@ def share_cmd(
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
 ) -> int:
     """Deep compression: [magnitude prune ->] weight sharing -> Huffman coding into a .tslim file,

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from torchslim.cli._common import SeedOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
@@ -27,14 +29,15 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="output folder or file (default exports/<model>-<format>)")] = None,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where a pt2 package runs (ONNX is device-free)")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> None:
     """Export a model to a deployable file; prints its path, size and output parity."""
     from torchslim._log import say
     from torchslim.artifacts import artifact_size, read_manifest
+    from torchslim.core.rundir import claim_output_file
     from torchslim.device import resolve_device
     from torchslim.export import export
-    from torchslim.export._common import resolve_format
+    from torchslim.export._common import output_path, resolve_format
     from torchslim.export._step import check_combination
     from torchslim.specs import resolve
 
@@ -44,12 +47,13 @@ def export_cmd(
     dev = resolve_device(device)
     if chosen in ("onnx", "openvino"):
         dev = resolve_device("cpu")
-    handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
-    example = tuple(t.to(dev) for t in bundle.example_inputs(2))
-    input_names = getattr(handle.hf, "input_names", None)
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.removeprefix("hf:")).name.split(":")[-1]).strip("-") or "model"
     target = out or Path("exports") / "-".join([label, chosen] + ([quantize] if quantize != "none" else []) +
                                                ([precision] if chosen == "tensorrt" else []))
+    claim_output_file(output_path(target, chosen))  # no overwriting, no unwritable --out: before any work
+    handle, bundle = resolve(model, data, weights=weights, device=dev, seed=seed, log=say)
+    example = tuple(t.to(dev) for t in bundle.example_inputs(2))
+    input_names = getattr(handle.hf, "input_names", None)
     path = export(handle.model, target, example, format=chosen, task=bundle.task, input_names=input_names,
                   quantize=quantize, calibration=bundle if quantize == "static" else None,
                   calibration_batches=calibration_batches, precision=precision, log=say, **tuning)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import parse_batch_sizes
+from torchslim.cli._common import SeedOption, parse_batch_sizes
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,7 @@ def optimize_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     out: Annotated[str | None, typer.Option(help="run directory (default runs/<timestamp>)")] = None,
     time_budget: Annotated[float | None, typer.Option(help="seconds; no new candidate starts once it would be exceeded")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out, skipping measured candidates")] = False,
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time, comma separated")] = "1,32",
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from torchslim.cli._common import SeedOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("prune")(prune_cmd)
@@ -28,7 +30,7 @@ def prune_cmd(
     out: Annotated[str | None, typer.Option(help="output directory (default runs/prune-<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> int:
     """Prune a model; measure it against the original (report.json in --out).
 
@@ -65,7 +67,7 @@ def distill_cmd(
     out: Annotated[str | None, typer.Option(help="output directory (default runs/distill-<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> int:
     """Distill the teacher into a thinner copy of itself (channel pruning to ``--width-multiplier``,
     then knowledge distillation); measure it against the teacher (report.json in --out)."""

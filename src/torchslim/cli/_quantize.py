@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from torchslim.cli._common import SeedOption
+
 
 def register(app: typer.Typer) -> None:
     app.command("quantize")(quantize_cmd)
@@ -24,7 +26,7 @@ def quantize_cmd(
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
     batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes to time")] = "1,32",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> int:
     """Quantize a model with one method; measure it against fp32 (report.json in --out)."""
     from torchslim.cli._technique import run_one

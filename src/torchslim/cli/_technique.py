@@ -17,7 +17,7 @@ import typer
 import yaml
 
 from torchslim import errors
-from torchslim.cli._common import parse_batch_sizes
+from torchslim.cli._common import SeedOption, parse_batch_sizes
 from torchslim.errors import ConfigError
 
 
@@ -77,7 +77,7 @@ def apply_cmd(
     out: Annotated[str | None, typer.Option(help="run directory (default runs/<step>-<timestamp>)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOption = 0,
 ) -> int:
     """Apply any one recipe step (a built-in or a plug-in's) and measure it against the original."""
     return run_one(step, [{step: parse_options(option or [])}], model=model, data=data, weights=weights, out=out,

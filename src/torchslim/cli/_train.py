@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from torchslim.cli._common import MAX_SEED
+
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
@@ -20,7 +22,7 @@ def train_cmd(
     batch_size: Annotated[int | None, typer.Option(help="override the config's batch_size (per process)")] = None,
     lr: Annotated[float | None, typer.Option(help="override the config's lr")] = None,
     precision: Annotated[str | None, typer.Option(help="override the config's precision: fp32, bf16, fp16")] = None,
-    seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="override the config's seed")] = None,
     out: Annotated[str | None, typer.Option(help="run directory (default runs/train-<model>-<data>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
     weights: Annotated[str | None, typer.Option(help="state_dict to start from (.pt or .safetensors)")] = None,

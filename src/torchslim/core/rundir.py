@@ -11,15 +11,22 @@ A run (``optimize``, ``train``) claims its ``--out`` directory with ``claim_run_
   ``fcntl`` lock for the whole run: a second process is refused, naming the holder's pid;
 - a run that fails before its first result calls ``abandon()``: every entry it created is
   removed (and the directory, if it made it), so the corrected command with the same ``--out``
-  works.
+  works;
+- nothing outside the directory is ever touched through it: a symbolic link inside it that
+  leads out (``candidates -> ~/photos``) is refused at claim time, naming it, and
+  ``remove_inside`` (the only way a run deletes a folder of its own) removes just a link,
+  never what it points to; a path read back from the run (``report.json``'s artifacts) is
+  used only when ``confined`` says it stays inside.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +107,82 @@ def _read_marker(path: Path) -> dict:
         return {}
 
 
+def _cannot_create(where: str, e: OSError) -> RunDirError:
+    return RunDirError(f"{where} cannot be created or written there ({e.strerror or e}). Choose a directory on a "
+                       "writable disk (nothing was changed).")
+
+
+def claim_output_file(path: Path, option: str = "--out") -> None:
+    """For a command that writes one artifact (``export``): refuse to replace files that are
+    already there (the artifact, its manifest, an OpenVINO ``.bin``) and fail on a location that
+    cannot be written, all before any work. Nothing is left behind: folders made to find out
+    are removed again (the exporter makes them when it writes)."""
+    from torchslim.core.manifest import artifact_files, manifest_path
+
+    where = f"{option} {str(path)!r}"
+    existing = [p for p in (*artifact_files(path), manifest_path(path)) if p.exists() or p.is_symlink()]
+    if existing:
+        raise RunDirError(f"{where}: {_names({str(p) for p in existing})} already exist(s). torchslim export never "
+                          f"overwrites files; delete them or choose another {option} (nothing was changed).")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{where}: {str(parent)!r} is a file, not a folder. Choose another {option} "
+                                  "(nothing was changed).")
+            break
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):  # writable, not just present
+            pass
+    except OSError as e:
+        from torchslim.core.storage import storage_error
+
+        raise (storage_error(e, path.parent) or _cannot_create(where, e)) from e
+    finally:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def escaping_links(root: Path) -> list[Path]:
+    """Symbolic links under ``root`` (not followed) whose target lies outside it."""
+    top = root.resolve()
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            entry = Path(folder) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(top):
+                found.append(entry)
+    return found
+
+
+def confined(root: Path, relative: object) -> Path | None:
+    """``root / relative`` when ``relative`` is a relative path that stays inside ``root``
+    (no absolute path, no ``..``, no link leading out), else None."""
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        return None
+    rel = Path(relative)
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    target = root / rel
+    return target if target.resolve().is_relative_to(root.resolve()) else None
+
+
+def remove_inside(path: Path, root: Path) -> None:
+    """Remove the folder ``path`` of the run ``root``: a link is unlinked (what it points to is
+    left alone), and a folder reached through a link out of ``root`` is refused."""
+    if path.is_symlink():
+        path.unlink()
+        return
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise RunDirError(f"{str(path)!r} leads out of the run directory {str(root)!r} through a symbolic link; "
+                          "torchslim never deletes outside its run directory. Remove the link (or choose a new "
+                          "--out), then run the command again.")
+    if path.exists():
+        shutil.rmtree(path)
+
+
 def claim_run_dir(path: str | Path, kind: RunKind, *, resume: bool, option: str = "--out") -> RunDir:
     """Check ``path`` against the rules above, lock it and mark it ours; raises ``RunDirError``
     (nothing changed) when it is not ours to write or another run holds it."""
@@ -125,15 +208,17 @@ def claim_run_dir(path: str | Path, kind: RunKind, *, resume: bool, option: str 
     if marker is not None and marker.get("kind", kind.name) != kind.name:
         raise RunDirError(f"{where} holds a torchslim {marker.get('kind')} run, not a {kind.name} run; "
                           f"choose another {option} (nothing was changed).")
+    if before and (links := escaping_links(path)):
+        shown = ", ".join(f"{str(link.relative_to(path))!r} -> {str(link.resolve())!r}" for link in links[:3])
+        raise RunDirError(f"{where} holds symbolic links that lead out of it ({shown}). torchslim reads, writes "
+                          f"and deletes only inside its run directory; remove the links or choose another "
+                          f"{option} (nothing was changed).")
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = open(path / MARKER, "a+")  # noqa: SIM115 (held for the whole run; closed in release)
-    except OSError as e:
-        error = storage_error(e, path)
-        if error is None:
-            raise
-        raise error from e
+    except OSError as e:  # /proc/x, a missing mount, a read-only disk: the user's environment
+        raise (storage_error(e, path) or _cannot_create(where, e)) from e
     run = RunDir(path, kind, created, before, lock)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

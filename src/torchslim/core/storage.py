@@ -56,3 +56,17 @@ def storage_error(exc: BaseException, path: str | os.PathLike) -> StorageError |
         f"Cannot write {str(path)!r}: {why} ({_mib(free)} free there). Nothing was left half-written; "
         "free some space or choose a writable location (e.g. another --out), then run the command again."
     )
+
+
+RESERVE = 1 << 20  # left free after a write: the manifest, run.log and report.json come next
+
+
+def check_free_space(path: str | os.PathLike, size: int) -> None:
+    """Refuse (``StorageError``) a write of ``size`` bytes that cannot fit where ``path`` goes."""
+    free = free_space(Path(path).parent)
+    if free is not None and free < size + RESERVE:
+        raise StorageError(
+            f"Cannot write {str(path)!r}: it needs {_mib(size + RESERVE)} and only {_mib(free)} is free there. "
+            "Nothing was written; free some space or choose another location (e.g. another --out), "
+            "then run the command again."
+        )

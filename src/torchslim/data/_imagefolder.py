@@ -12,6 +12,31 @@ from torchslim.data._bundle import DataBundle
 from torchslim.errors import DataError, SpecError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# Every image is decoded and resized to the first one's size: one 20000x20000 PNG (a few KB on
+# disk) would be 1.2 GB decoded, and as the first image, every sample of the data set. Checked
+# from the header, before decoding; Pillow's own bomb check only stops images 8x larger.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def open_image(path: Path, spec: str = "imagefolder"):
+    """``Image.open`` (header only), refusing unreadable files and images over ``MAX_IMAGE_PIXELS``."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{spec}: the image {str(path)!r} is too large to decode safely ({e}). Resize it "
+                        f"(at most {MAX_IMAGE_PIXELS:,} pixels) or remove it, then run again.") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"{spec}: cannot read the image {str(path)!r} ({type(e).__name__}: {e}). "
+                        "Remove or replace the file and run again.") from None
+    width, height = im.size
+    if width * height > MAX_IMAGE_PIXELS:
+        im.close()
+        raise DataError(f"{spec}: the image {str(path)!r} is {width}x{height} pixels, more than the "
+                        f"{MAX_IMAGE_PIXELS:,} torchslim decodes. Resize it (every image is resized to the "
+                        "size of the first one anyway) or remove it, then run again.")
+    return im
 
 
 class ImageFolderDataset(Dataset):
@@ -24,11 +49,9 @@ class ImageFolderDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path, label = self.items[i]
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im = im.convert(self.mode).resize(self.size)
                 arr = np.asarray(im, dtype=np.float32) / 255.0
         except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
@@ -42,8 +65,6 @@ class ImageFolderDataset(Dataset):
 
 
 def load_imagefolder(spec: str, root: Path, seed: int) -> DataBundle:
-    from PIL import Image
-
     if not root.is_dir():
         raise SpecError(f"{spec}: {str(root)!r} is not a directory. Give a folder with one sub-folder per class.")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -57,13 +78,9 @@ def load_imagefolder(spec: str, root: Path, seed: int) -> DataBundle:
     ]
     if len(items) < 3:
         raise DataError(f"{spec}: found {len(items)} images; need at least 3 (train, validation, test).")
-    try:
-        with Image.open(items[0][0]) as im0:
-            size = im0.size
-            mode = "L" if im0.mode in ("L", "1", "I", "I;16") else "RGB"
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{spec}: cannot read the image {str(items[0][0])!r} ({type(e).__name__}: {e}). "
-                        "Remove or replace the file and run again.") from None
+    with open_image(items[0][0], spec) as im0:
+        size = im0.size
+        mode = "L" if im0.mode in ("L", "1", "I", "I;16") else "RGB"
     perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
     n_test = max(1, int(0.2 * len(items)))
     n_val = max(1, int(0.1 * len(items)))

@@ -118,11 +118,16 @@ def _load_function(spec: str, seed: int) -> DataBundle:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise SpecError(f"DATA spec {spec!r}: cannot import module {module_name!r} ({e}). {DATA_SPEC_HELP}") from None
+    except SystemExit as e:  # sys.exit() in user code must not end torchslim with its exit code
+        raise SpecError(f"DATA spec {spec!r}: importing {module_name!r} called sys.exit({e.code!r}).") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise SpecError(f"DATA spec {spec!r}: module {module_name!r} has no callable {attr!r}.")
     try:
         result = fn()
+    except SystemExit as e:
+        raise DataError(f"DATA spec {spec!r}: {attr}() called sys.exit({e.code!r}) instead of returning "
+                        "(train_dataset, val_dataset).") from None
     except Exception as e:
         raise DataError(f"DATA spec {spec!r}: {attr}() raised {type(e).__name__}: {e}") from None
     if not (isinstance(result, tuple) and len(result) in (2, 3)):

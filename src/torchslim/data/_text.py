@@ -8,6 +8,10 @@ File format (UTF-8):
   the task is ``classification`` (metric: accuracy), for sequence-classification heads.
   A file where only some lines carry a label is refused (it is almost always a mistake).
 
+Lines are read at most ``MAX_LINE_CHARS`` characters at a time and a longer line is cut there
+before the tokenizer sees it (with a warning): no sentence reaches the model past ``max_length``
+tokens anyway, and a file holding one 200 MB line must not cost gigabytes of tokenizer memory.
+
 Every sentence is tokenized to a fixed ``max_length`` (128 by default) with padding and
 truncation, so every batch has the same shape (what compiled and exported artifacts are timed
 on). Items are ``((input_ids, attention_mask), target)``, all int64; embedding targets are 0.
@@ -17,6 +21,7 @@ test split is what fidelity / accuracy is measured on and no optimization step s
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -24,10 +29,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from torchslim._log import say
 from torchslim.data._bundle import DataBundle
 from torchslim.errors import DataError, SpecError
 
 DEFAULT_MAX_LENGTH = 128
+MAX_LINE_CHARS = 1 << 16  # a token is >= 1 character, so no sentence loses a token it could keep
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test
 _LABELED = re.compile(r"^(\d+)\t(.*\S.*)$")
 
@@ -81,10 +88,13 @@ def read_sentences(spec: str, path: Path) -> tuple[list[str], list[int] | None]:
             "sentence per line (or LABEL<TAB>SENTENCE lines for classification)."
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        lines, cut = _bounded_lines(path)
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{spec}: cannot read {str(path)!r} as UTF-8 text ({e}).") from None
-    lines = [(n, line.strip("\r\n")) for n, line in enumerate(text.splitlines(), start=1)]
+    if cut:
+        say(f"warning: {spec}: {len(cut)} line(s) longer than {MAX_LINE_CHARS} characters were cut there "
+            f"(line {', '.join(map(str, cut[:5]))}{', ...' if len(cut) > 5 else ''}); a sentence longer than "
+            "the model's maximum length is truncated by the tokenizer anyway")
     lines = [(n, line) for n, line in lines if line.strip()]
     if not lines:
         raise DataError(
@@ -103,6 +113,24 @@ def read_sentences(spec: str, path: Path) -> tuple[list[str], list[int] | None]:
     if labeled:
         return [m.group(2).strip() for _, m in matches], [int(m.group(1)) for _, m in matches]
     return [line.strip() for _, line in lines], None
+
+
+def _bounded_lines(path: Path) -> tuple[list[tuple[int, str]], list[int]]:
+    """(line number, text) for every line, each at most ``MAX_LINE_CHARS`` characters (the rest
+    of a longer line is read in bounded chunks and dropped), and the numbers of the cut lines."""
+    lines, cut = [], []
+    with open(path, encoding="utf-8", newline=None) as f:
+        for n in itertools.count(1):
+            line = f.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                break
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                cut.append(n)
+                line = line[:MAX_LINE_CHARS]
+                while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                    pass
+            lines.append((n, line.rstrip("\r\n")))
+    return lines, cut
 
 
 def load_text(spec: str, path: Path, *, tokenizer: Any = None, seed: int = 0,

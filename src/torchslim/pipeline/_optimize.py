@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
+from torchslim._io import atomic_write_buffered
 from torchslim._log import log_to_file, say
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
@@ -66,7 +66,10 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int]) -> None:
+def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int],
+                   seed: int = 0) -> None:
+    if not isinstance(seed, int) or not 0 <= seed < 2**63:  # torch's generators overflow beyond
+        raise ConfigError(f"--seed must be a whole number from 0 to 2**63-1, got {seed}.")
     if not isinstance(max_accuracy_drop, (int, float)) or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise ConfigError(f"--max-accuracy-drop must be a number >= 0 (percentage points), got {max_accuracy_drop}.")
     if time_budget is not None and (not math.isfinite(time_budget) or time_budget < 0):
@@ -125,7 +128,7 @@ def optimize(
     ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
     (bytes on disk / 1e6) make candidates that break them ineligible.
     """
-    _check_options(max_accuracy_drop, time_budget, batch_sizes)
+    _check_options(max_accuracy_drop, time_budget, batch_sizes, seed)
     check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
@@ -213,7 +216,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     weights_path = run_dir / BASELINE_WEIGHTS
     if not weights_path.exists():
         state = {k: v.detach().cpu().clone() for k, v in baseline_model.state_dict().items()}
-        atomic_write(weights_path, lambda p: torch.save(state, p))
+        atomic_write_buffered(weights_path, lambda f: torch.save(state, f))
     example = tuple(t.to(dev) for t in bundle.example_inputs(2, split="train"))
     input_names = getattr(handle.hf, "input_names", None) if handle.hf is not None else None
     reference = predict(baseline_model, bundle.test, device=dev)[0] if bundle.task == "embedding" else None
@@ -311,7 +314,7 @@ def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: d
              started: float, time_budget: float | None, label: str) -> Candidate:
     """Run (or keep from the run being resumed, or skip for time) one candidate; append its record."""
     old = done.get(plan.name)
-    if old is not None and old.status == "ok" and old.artifact and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
+    if old is not None and old.status == "ok" and not verified_artifact(setup.run_dir, old.artifact, f"{label} {plan.name}"):
         old = None
     if old is not None and old.steps == plan.step_strings():
         say(f"{label} {plan.name}: already measured in this run directory; kept")

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from torchslim._log import say
 from torchslim.artifacts import read_manifest
+from torchslim.core.rundir import confined
 from torchslim.data import DataBundle
 from torchslim.data._specs import DATA_SPEC_HELP
 from torchslim.errors import ArtifactError, ConfigError, SpecError
@@ -51,8 +52,13 @@ def verified_artifact(run_dir: Path, artifact: str | None, label: str) -> bool:
     """True when ``run_dir/artifact`` exists and matches its manifest's digest; else says why."""
     if not artifact:
         return False
+    path = confined(run_dir, artifact)
+    if path is None:  # an edited report.json: never reported, loaded or measured from outside --out
+        say(f"{label}: its artifact path {artifact!r} in report.json leads out of the run directory; "
+            "building and measuring it again")
+        return False
     try:
-        read_manifest(run_dir / artifact)
+        read_manifest(path)
         return True
     except ArtifactError as e:
         say(f"{label}: its artifact cannot be reused ({e.message}); measuring it again")

@@ -25,6 +25,7 @@ from torchslim.artifacts import artifact_files, load, manifest_path, read_manife
 from torchslim.bench import CpuContention, count_macs, count_params, measure
 from torchslim.core.notes import Note
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
+from torchslim.core.rundir import remove_inside
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
@@ -96,8 +97,8 @@ def run_candidate(plan: PlannedCandidate, setup: SearchSetup, label: str) -> Can
 
 def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     work_dir = candidate_dir(setup.run_dir, plan.name)
-    if work_dir.exists():  # a candidate interrupted in an earlier run: start it clean
-        shutil.rmtree(work_dir)
+    if work_dir.exists() or work_dir.is_symlink():  # a candidate interrupted in an earlier run: start it clean
+        remove_inside(work_dir, setup.run_dir)
     work_dir.mkdir(parents=True)
     torch.manual_seed(setup.seed)
     teacher = copy.deepcopy(setup.baseline_model).eval().requires_grad_(False)

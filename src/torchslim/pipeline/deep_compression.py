@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from torchslim._io import atomic_write_buffered
 from torchslim.data import accuracy
 from torchslim.errors import ConfigError
 from torchslim.prune import MagnitudePruneConfig, prune, zero_fraction
@@ -62,7 +63,7 @@ def deep_compress(
     example = tuple(t.cpu() for t in data.example_inputs(2))
     fp32_path = stage_dir / "fp32_state_dict.pt"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, fp32_path)
+    atomic_write_buffered(fp32_path, lambda f: torch.save(state, f))  # a full disk: exit 2, not an abort
     fp32_size = fp32_path.stat().st_size
     rows = [StageRow("fp32", accuracy(model, data.test, device=device), 32.0, fp32_size, 1.0, str(fp32_path))]
 

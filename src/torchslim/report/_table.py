@@ -7,9 +7,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from torchslim._log import printable
 from torchslim.report._model import Candidate, Report
 
 TABLE_WIDTH = 120  # the widest terminal the table is laid out for
+
+
+def _shown(text: str) -> str:
+    """A spec or an error (the user's file names) as table text: escapes shown, not run; no markup."""
+    return escape(printable(text))
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -79,7 +85,7 @@ def _footnotes(report: Report, console: Console) -> None:
     """Below the table: no-gain notes, the busy-machine warning, winners, layers kept in float."""
     for c in report.candidates:
         if c.metrics is None and c.error:
-            console.print(f"[red]{escape(c.name)} {c.status}:[/] {escape(c.error.splitlines()[0])}", highlight=False)
+            console.print(f"[red]{escape(c.name)} {c.status}:[/] {_shown(c.error.splitlines()[0])}", highlight=False)
     for c in report.candidates:
         for note in c.note_texts("no_speedup"):
             console.print(f"[dim]{c.name}: {note}[/]", highlight=False)
@@ -105,7 +111,8 @@ def render_table(report: Report, console: Console | None = None) -> Table:
     base = report.baseline
     workload = any(c.metrics is not None and c.metrics.workload is not None for c in [base, *report.candidates])
     keys, columns = _columns(report, workload)
-    table = Table(title=f"torchslim: {report.model} on {report.data} (budget {report.budget['max_accuracy_drop']} pts)")
+    table = Table(title=f"torchslim: {_shown(report.model)} on {_shown(report.data)} "
+                        f"(budget {report.budget['max_accuracy_drop']} pts)")
     # No vertical rules and one space of padding: every column it saves goes to the names.
     table.box, table.pad_edge, table.padding = box.SIMPLE_HEAD, False, (0, 1, 0, 0)
     table.caption = "ratios (x) against the baseline: size smaller, latency faster; p50 latency per batch size"

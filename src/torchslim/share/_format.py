@@ -13,11 +13,18 @@ then zlib-compressed: about 1 KB for an MLP, 3-4 KB for the small CNNs/transform
 loader decodes every tensor, puts them back into the program and returns
 ``program.module()``, so the file rebuilds a runnable model on its own. Every byte is
 covered by a CRC32: a truncated file, a flipped byte or a wrong version is refused.
+
+A CRC proves nothing against a file made to hurt (its author computes the CRCs), so every
+size in the header is checked before anything is allocated or decompressed for it: the
+header and the structure decompress at most ``MAX_HEADER_BYTES`` / ``MAX_STRUCTURE_BYTES``,
+and all tensors (plus the example inputs in ``meta``) together may not decode to more than
+``max_decoded_bytes(file size)``. A 200 KB file cannot make the loader allocate gigabytes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 import zlib
@@ -29,11 +36,21 @@ import torch.nn as nn
 
 from torchslim.errors import ArtifactError, ExportError
 from torchslim.share import _codec
-from torchslim.share._dictionary import compress, decompress
+from torchslim.share._dictionary import compress
 
 MAGIC = b"TSLIM"
 VERSION = 1
 _PREAMBLE = struct.Struct("<5sBII")
+MAX_HEADER_BYTES = 64 << 20  # the section table: ~200 bytes per tensor, so ~300k tensors
+MAX_STRUCTURE_BYTES = 256 << 20  # the graph's JSON: a few KB for the zoo, tens of MB for an LLM
+MIN_DECODED_BUDGET = 256 << 20  # decoded tensors allowed whatever the file's size
+DECODED_PER_FILE_BYTE = 1024  # and beyond it: 1-bit codes of fp64 values expand 64x; zeros more
+MAX_DIMS = 16
+
+
+def max_decoded_bytes(file_size: int) -> int:
+    """The most bytes of tensors a .tslim file of ``file_size`` bytes may decode to."""
+    return max(MIN_DECODED_BUDGET, DECODED_PER_FILE_BYTE * file_size)
 
 
 @dataclass
@@ -111,7 +128,7 @@ def encode_program(program, *, raw_fp16: bool = False, fixed: bool = False, meta
 
 
 def _refuse(path: Path, why: str) -> ArtifactError:
-    return ArtifactError(f"{str(path)!r} is not a valid .tslim file: {why}. Re-create it with "
+    return ArtifactError(f"{str(path)!r} is not a valid .tslim file (damaged or hostile): {why}. Re-create it with "
                          "`torchslim share` (or torchslim.share.save_tslim); the file may have been cut "
                          "short or altered after it was written.")
 
@@ -124,15 +141,78 @@ def _header_and_payload(path: Path, data: bytes, version: int, header_len: int, 
     if zlib.crc32(struct.pack("<BI", version, header_len) + header_bytes) != header_crc:
         raise _refuse(path, "header checksum mismatch (CRC32)")
     try:
-        header = json.loads(decompress(header_bytes))
+        header = json.loads(_bounded_decompress(header_bytes, MAX_HEADER_BYTES, "header"))
         payload_length = int(header["payload_length"])
+    except _TooLarge as e:
+        raise _refuse(path, str(e)) from None
     except (ValueError, KeyError, TypeError, zlib.error) as e:
         raise _refuse(path, f"header does not parse ({e})") from None
     payload = data[start + header_len:]
     if len(payload) != payload_length:
         what = "truncated" if len(payload) < payload_length else "trailing bytes after the payload"
         raise _refuse(path, f"{what} (payload is {len(payload)} bytes, header says {payload_length})")
+    try:
+        _check_sizes(header, payload_length, max_decoded_bytes(len(data)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise _refuse(path, str(e)) from None
     return header, payload
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def _bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
+    """``decompress`` that stops at ``limit`` bytes: a zlib bomb is refused, never expanded."""
+    from torchslim.share._dictionary import ZDICT
+
+    d = zlib.decompressobj(zdict=ZDICT)
+    out = d.decompress(blob, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise _TooLarge(f"the {what} decompresses to more than {limit >> 20} MiB")
+    out += d.flush()
+    if len(out) > limit:
+        raise _TooLarge(f"the {what} decompresses to more than {limit >> 20} MiB")
+    return out
+
+
+def _numel(shape, what: str, min_dim: int = 0) -> int:
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= min_dim for d in shape):
+        raise ValueError(f"{what}: shape {str(shape)[:80]} is not a list of at most {MAX_DIMS} whole numbers >= {min_dim}")
+    return math.prod(shape)
+
+
+def _check_sizes(header: dict, payload_length: int, budget: int) -> None:
+    """Every offset, length and shape of the header, before anything is allocated for it."""
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+        raise ValueError("the header has no tensor table")
+    sections = [("structure", header["structure"])] + [(str(e.get("name"))[:80] if isinstance(e, dict) else "?", e)
+                                                        for e in header["tensors"]]
+    for label, entry in sections:
+        if not isinstance(entry, dict):
+            raise ValueError(f"section {label!r} is not a table entry")
+        offset, length = entry["offset"], entry["length"]
+        if not (isinstance(offset, int) and isinstance(length, int) and 0 <= offset and 0 <= length
+                and offset + length <= payload_length):
+            raise ValueError(f"section {label!r} lies outside the payload")
+    if header["structure"]["length"] > MAX_STRUCTURE_BYTES:
+        raise ValueError(f"the structure section is larger than {MAX_STRUCTURE_BYTES >> 20} MiB")
+    total = 0
+    for label, entry in sections[1:]:
+        numel = _numel(entry["shape"], f"tensor {label!r}")
+        total += numel * _codec.parse_dtype(entry["dtype"]).itemsize
+        nnz = entry.get("nnz", 0)
+        if not isinstance(nnz, int) or not 0 <= nnz <= numel:
+            raise ValueError(f"tensor {label!r}: {str(nnz)[:20]} nonzeros for {numel} elements")
+    meta = header.get("meta") or {}
+    for item in (meta.get("inputs") or []) if isinstance(meta, dict) else []:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ValueError("meta.inputs is not a list of [shape, dtype]")
+        total += _numel(item[0], "an example input", min_dim=1) * _codec.parse_dtype(item[1]).itemsize
+    if total > budget:
+        raise ValueError(f"its tensors would decode to {total / (1 << 20):.0f} MiB, more than a file of this size "
+                         f"can hold ({budget >> 20} MiB at most)")
 
 
 def read_tslim(path: str | Path) -> TslimContents:
@@ -158,7 +238,7 @@ def read_tslim(path: str | Path) -> TslimContents:
         return blob
 
     try:
-        structure = decompress(section(header["structure"], "structure"))
+        structure = _bounded_decompress(section(header["structure"], "structure"), MAX_STRUCTURE_BYTES, "structure")
         tensors = {}
         for entry in header["tensors"]:
             blob = section(entry, entry["name"])
@@ -196,9 +276,30 @@ def rebuild_program(contents: TslimContents, path: Path):
     inputs = contents.header.get("meta", {}).get("inputs") or []
     example = (tuple(torch.zeros(shape, dtype=_codec.parse_dtype(dtype)) for shape, dtype in inputs), {}) if inputs else None
     try:
-        return serde.deserialize(serde.SerializedArtifact(contents.structure, state_dict, constants, example))
+        program = serde.deserialize(serde.SerializedArtifact(contents.structure, state_dict, constants, example))
     except Exception as e:
         raise ArtifactError(
             f"{str(path)!r}: the model graph does not load in torch {torch.__version__} "
             f"(written by torch {contents.header.get('torch')}): {type(e).__name__}: {str(e).splitlines()[0][:200]}"
         ) from None
+    _check_tensors_fit_graph(program, contents.tensors, path)
+    return program
+
+
+def _check_tensors_fit_graph(program, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Each stored tensor has the shape and dtype the graph was traced with (a mismatch would
+    only surface as a shape error inside the first forward call)."""
+    signature = program.graph_signature
+    targets = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
+               **signature.inputs_to_lifted_tensor_constants}
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in targets:
+            continue
+        name, expected = targets[node.name], node.meta.get("val")
+        stored = tensors.get(name)
+        if stored is None:
+            raise _refuse(path, f"the graph uses tensor {name!r}, which the file does not hold")
+        if isinstance(expected, torch.Tensor) and (list(expected.shape) != list(stored.shape)
+                                                   or expected.dtype != stored.dtype):
+            raise _refuse(path, f"tensor {name!r} is {_codec.dtype_name(stored.dtype)}{list(stored.shape)} but the "
+                                f"model graph expects {_codec.dtype_name(expected.dtype)}{list(expected.shape)}")

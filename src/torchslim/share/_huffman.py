@@ -133,6 +133,8 @@ def decode(lengths_data: bytes, bits: bytes, offsets: bytes, count: int, alphabe
     """Decode ``count`` symbols; raises HuffmanError on any inconsistency."""
     if count == 0:
         return np.zeros(0, dtype=np.int64)
+    if count > 8 * len(bits):  # every code is >= 1 bit: checked before the output is allocated
+        raise HuffmanError(f"{count} symbols cannot fit in {len(bits)} bytes of codes")
     lengths = _unpack_nibbles(lengths_data, alphabet)
     if len(lengths) != alphabet or not lengths.any():
         raise HuffmanError("empty or short code-length table")

@@ -28,7 +28,7 @@ class TrainConfig(BaseModel):
     # --- length and data -------------------------------------------------------------
     epochs: int = Field(20, ge=1, description="Passes over the training split.")
     batch_size: int = Field(64, ge=1, description="Micro-batch size per process. The effective batch is batch_size x grad_accum_steps x world size.")
-    seed: int = Field(0, description="Seeds parameters' init, shuffling and dropout; same seed -> same weights on CPU.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seeds parameters' init, shuffling and dropout; same seed -> same weights on CPU.")
 
     # --- optimizer ---------------------------------------------------------------------
     optimizer: Optimizer = Field("adamw", description="sgd (with momentum), adam or adamw.")
