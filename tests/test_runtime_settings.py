@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import torchslim
 from torchslim.artifacts import load, read_manifest, save_for_runtime
-from torchslim.bench._tune import TimedTry, time_tries
+from torchslim.bench._tune import TimedTry, time_interleaved, time_tries
 from torchslim.data import load_data
 from torchslim.errors import ConfigError
 from torchslim.pipeline import optimize
@@ -130,7 +130,8 @@ def test_bench_sessions_do_not_spin(artifacts, monkeypatch):
 
 def _fake_timer(p50s: list[float]):
     """A timer returning ``p50s[i]`` ms for the i-th loaded variant (no clock involved)."""
-    def timer(calls, budget_s):
+    def timer(calls, budget_s, target_s):
+        assert 0 < target_s <= budget_s
         assert len(calls) == len(p50s)
         for call in calls:
             call()
@@ -230,3 +231,17 @@ def test_report_carries_settings_and_tries(tmp_path):
     assert saved["candidates"][0]["runtime_settings"]["tuning"]["tries"][0]["chosen"] in (True, False)
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'class="tuning"' in html and "fixed by the recipe" in html
+
+
+def test_interleaved_timer_calls_every_variant_each_round():
+    counts = [0, 0]
+
+    def bump(i):
+        def call():
+            counts[i] += 1
+        return call
+
+    samples = time_interleaved([bump(0), bump(1)], budget_s=0.05, target_s=0.01)
+    assert len(samples[0]) >= 3 and len(samples[1]) >= 3  # three rounds at least, within the budget
+    assert counts == [len(samples[0]) + 1, len(samples[1]) + 1]  # + one warm-up call each
+    assert load_recipe("default").spec.tuning is not None  # the default recipe tunes

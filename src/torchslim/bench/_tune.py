@@ -2,9 +2,10 @@
 
 A shared machine drifts (other processes come and go), so variants timed one after another
 would be ranked by the drift as much as by their settings. Each round times every variant
-once for a slice of the budget; a variant's figure is the median of all its calls. Loading
-stops once a third of the budget is spent (the first variant, the default, is always loaded);
-timing stops when the budget is spent, after at least one round.
+for a slice of the target time (~0.5 s per variant in all, at least one call each); a
+variant's figure is the median of all its calls. Loading stops once a third of the budget is
+spent (the first variant, the default, is always loaded); timing stops after three rounds and
+the target, or when the budget is spent (after at least one round), whichever comes first.
 """
 
 from __future__ import annotations
@@ -23,19 +24,25 @@ class TimedTry:
     error: str | None = None  # why it could not be loaded or run; "not tried: ..." when out of time
 
 
-Timer = Callable[[Sequence[Callable[[], object]], float], list[list[float]]]
+Timer = Callable[..., list[list[float]]]  # (calls, budget_s, target_s) -> ms of each call of each variant
+TARGET_PER_TRY_S = 0.5  # enough calls for a stable median of a fast model; slow ones get >= 3 rounds
 
 
-def time_interleaved(calls: Sequence[Callable[[], object]], budget_s: float, rounds: int = 3) -> list[list[float]]:
-    """Milliseconds of each call of each variant, interleaved in ``rounds`` rounds over ``budget_s``
-    (each variant warmed up by one call first; at least one timed call per variant per round)."""
+def time_interleaved(calls: Sequence[Callable[[], object]], budget_s: float, target_s: float | None = None,
+                     min_rounds: int = 3) -> list[list[float]]:
+    """Milliseconds of each call of each variant, interleaved in rounds (each variant warmed up by
+    one call first; at least one timed call per variant per round). Rounds go on until
+    ``min_rounds`` are done and ``target_s`` has passed, and never start after ``budget_s``."""
     for call in calls:
         call()
-    slice_s = budget_s / max(1, rounds * len(calls))
+    target = min(budget_s, target_s if target_s is not None else budget_s)
+    slice_s = target / max(1, min_rounds * len(calls))
     samples: list[list[float]] = [[] for _ in calls]
     begin = time.perf_counter()
-    for r in range(rounds):
-        if r and time.perf_counter() - begin > budget_s:
+    rounds = 0
+    while True:
+        elapsed = time.perf_counter() - begin
+        if rounds and (elapsed > budget_s or (rounds >= min_rounds and elapsed >= target)):
             break
         for i, call in enumerate(calls):
             start = time.perf_counter()
@@ -46,6 +53,7 @@ def time_interleaved(calls: Sequence[Callable[[], object]], budget_s: float, rou
                 samples[i].append((now - t0) * 1e3)
                 if now - start >= slice_s:
                     break
+        rounds += 1
     return samples
 
 
@@ -69,7 +77,7 @@ def time_tries(loaders: Sequence[Callable[[], Callable[[], object]]], max_second
             results[i].error = f"{type(e).__name__}: {text}"[:300]
     left = max(0.5, max_seconds - (time.perf_counter() - begin))
     if loaded:
-        samples = timer([call for _, call in loaded], left)
+        samples = timer([call for _, call in loaded], left, min(left, TARGET_PER_TRY_S * len(loaded)))
         for (i, _), times in zip(loaded, samples, strict=True):
             results[i].p50_ms, results[i].runs = (statistics.median(times), len(times)) if times else (None, 0)
     loaded.clear()
