@@ -25,6 +25,7 @@ import torch.nn as nn
 from pydantic import ValidationError
 
 from torchslim._io import atomic_write
+from torchslim._log import say
 from torchslim.core import export as core_export
 from torchslim.core.manifest import (
     FORMAT_VERSION,
@@ -46,6 +47,7 @@ from torchslim.runtime._settings import (
     apply_torch_settings,
     parse_settings,
     settings_from_manifest,
+    tuned_elsewhere,
     with_settings,
 )
 
@@ -145,6 +147,8 @@ def load(path: str | Path, *, runtime: str | None = None, device: str | torch.de
         except (ValueError, ValidationError) as e:
             raise ConfigError(f"runtime settings for {run_on!r}: {e}") from None
     chosen = settings_from_manifest(manifest, run_on)
+    if settings is None and (notice := tuned_elsewhere(manifest, chosen)):
+        say(notice)
     model = get_runtime(run_on).load(Path(path), manifest, device=device)
     model = apply_torch_settings(model, chosen)
     if precompile and hasattr(model, "precompile"):

@@ -30,11 +30,10 @@ TARGET_PER_TRY_S = 0.5  # enough calls for a stable median of a fast model; slow
 
 def time_interleaved(calls: Sequence[Callable[[], object]], budget_s: float, target_s: float | None = None,
                      min_rounds: int = 3) -> list[list[float]]:
-    """Milliseconds of each call of each variant, interleaved in rounds (each variant warmed up by
-    one call first; at least one timed call per variant per round). Rounds go on until
-    ``min_rounds`` are done and ``target_s`` has passed, and never start after ``budget_s``."""
-    for call in calls:
-        call()
+    """Milliseconds of each call of each variant, interleaved in rounds (at least one timed call
+    per variant per round; the calls are warm: ``time_tries`` ran each once when loading it).
+    Rounds go on until ``min_rounds`` are done and ``target_s`` has passed; none starts when it
+    would likely end past ``budget_s`` (the first always runs)."""
     target = min(budget_s, target_s if target_s is not None else budget_s)
     slice_s = target / max(1, min_rounds * len(calls))
     samples: list[list[float]] = [[] for _ in calls]
@@ -42,7 +41,7 @@ def time_interleaved(calls: Sequence[Callable[[], object]], budget_s: float, tar
     rounds = 0
     while True:
         elapsed = time.perf_counter() - begin
-        if rounds and (elapsed > budget_s or (rounds >= min_rounds and elapsed >= target)):
+        if rounds and (elapsed + elapsed / rounds > budget_s or (rounds >= min_rounds and elapsed >= target)):
             break
         for i, call in enumerate(calls):
             start = time.perf_counter()
@@ -70,7 +69,7 @@ def time_tries(loaders: Sequence[Callable[[], Callable[[], object]]], max_second
             continue
         try:
             call = loader()
-            call()  # a variant that cannot run is found here, not in the middle of the timing
+            call()  # the warm-up; a variant that cannot run is found here, not in the middle of the timing
             loaded.append((i, call))
         except Exception as e:  # noqa: BLE001  (recorded in the try; the default still stands)
             text = str(e).strip().splitlines()[0] if str(e).strip() else ""

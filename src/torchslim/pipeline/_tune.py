@@ -145,7 +145,7 @@ def load_with_settings(artifact: Path, runtime: str, *, fixed: dict[str, Any] | 
                                                      f"({len(tuning.tries)} tries, p50): {verdict}"))
     else:
         settings, source = default_settings(runtime), "default"
-    write_settings(artifact, settings)
+    write_settings(artifact, settings, tuned=source == "tuned")
     fn = load(artifact, runtime=runtime, device=device)
     precision = getattr(fn, "execution_precision", None)
     if precision is not None:

@@ -74,6 +74,7 @@ SETTINGS_CLASSES: dict[str, type[BaseModel]] = {
 }
 MANIFEST_KEY = "runtime_settings"
 PRECISION_KEY = "effective_precision"
+TUNED_ON_KEY = "runtime_settings_tuned_on"  # {"cores": n}: thread counts were measured on that many cores
 
 
 def default_settings(runtime: str) -> BaseModel | None:
@@ -120,8 +121,10 @@ def with_settings(manifest: Any, settings: BaseModel | None) -> Any:
     return out
 
 
-def write_settings(path: Any, settings: BaseModel | None, effective_precision: str | None = None) -> None:
-    """Record ``settings`` (and the precision the runtime really runs at) in ``path``'s manifest.
+def write_settings(path: Any, settings: BaseModel | None, effective_precision: str | None = None,
+                   tuned: bool = False) -> None:
+    """Record ``settings`` (and the precision the runtime really runs at) in ``path``'s manifest;
+    ``tuned``: they were measured on this machine (its core count is recorded with them).
     The artifact's files do not change, so their digests stay as written."""
     from torchslim._io import atomic_write_text
     from torchslim.core.manifest import manifest_path, read_manifest
@@ -129,9 +132,25 @@ def write_settings(path: Any, settings: BaseModel | None, effective_precision: s
     manifest = read_manifest(path)
     if settings is not None:
         manifest.extra[MANIFEST_KEY] = settings.model_dump()
+        manifest.extra.pop(TUNED_ON_KEY, None)
+        if tuned:
+            manifest.extra[TUNED_ON_KEY] = {"cores": os.cpu_count()}
     if effective_precision is not None:
         manifest.extra[PRECISION_KEY] = effective_precision
     atomic_write_text(manifest_path(path), manifest.to_json())
+
+
+def tuned_elsewhere(manifest: Any, settings: BaseModel | None) -> str | None:
+    """A notice when ``settings`` fix thread counts that were tuned on a machine with another
+    number of cores (a pick of 1 thread on a busy 2-core box is no pick for a 16-core server)."""
+    tuned_on = (manifest.extra or {}).get(TUNED_ON_KEY)
+    fixed = {k: v for k, v in (settings.model_dump() if settings is not None else {}).items()
+             if k in ("intra_op_threads", "threads", "num_streams") and v is not None}
+    if not isinstance(tuned_on, Mapping) or not fixed or tuned_on.get("cores") == os.cpu_count():
+        return None
+    return (f"notice: this artifact's runtime settings ({', '.join(f'{k}={v}' for k, v in fixed.items())}) were tuned "
+            f"on a {tuned_on.get('cores')}-core machine, this one has {os.cpu_count()}; pass settings= to "
+            "torchslim.load (or re-run optimize here) for settings measured on this machine.")
 
 
 def resolved_threads(threads: int | None) -> int:
