@@ -99,7 +99,13 @@ def tune(artifact: Path, runtime: str, spec: TuningSpec, *, objective: str, batc
     batch = tuning_batch(objective, batch_sizes)
     space = tuning_space(runtime, objective, torch.get_num_threads())[: spec.max_tries]
     inputs = make_inputs(batch)
-    base = load(artifact, runtime=runtime, device=device, settings=space[0]) if runtime in TORCH_RUNTIMES else None
+    base = None
+    if runtime in TORCH_RUNTIMES:
+        # One load serves every try (threads are set around each call); its first call, a compile
+        # on ``compile``, is made here so that it does not eat the tries' loading budget.
+        base = load(artifact, runtime=runtime, device=device, settings=space[0])
+        with torch.no_grad():
+            base(*inputs)
 
     def loader(settings: BaseModel) -> Callable[[], Callable[[], object]]:
         def make() -> Callable[[], object]:

@@ -28,7 +28,8 @@ def runtime_section(record: RuntimeRecord | None) -> str:
     for i, tr in enumerate(t.tries):
         ms = f"{tr.p50_ms:.3f}" if tr.p50_ms is not None else "—"
         what = "chosen" if tr.chosen else (escape(tr.error) if tr.error else "")
-        label = "default" if i == 0 else escape(_settings_text(tr.settings))
+        changed = {k: v for k, v in tr.settings.items() if t.tries[0].settings.get(k) != v}
+        label = "default" if i == 0 else escape(_settings_text(changed) or "default")
         cls = ' class="chosen"' if tr.chosen else ""
         rows.append(f"<tr{cls}><td><code>{label}</code></td><td>{ms}</td>"
                     f"<td>{tr.runs}</td><td>{what}</td></tr>")
