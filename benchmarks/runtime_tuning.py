@@ -157,7 +157,9 @@ def main() -> None:
 
     set_threads()
     started = time.perf_counter()
-    result = {"machine": _machine() | {"uptime_at_start": _uptime()}, "threads": torch.get_num_threads()}
+    machine = _machine()
+    machine["load_average_at_start"] = machine.pop("load_average_at_end")  # _machine() reads it now
+    result = {"machine": machine | {"uptime_at_start": _uptime()}, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="runtime-tuning-") as tmp:
         artifacts = build(Path(tmp))
         print(f"built in {time.perf_counter() - started:.0f}s; {_uptime()}", flush=True)
