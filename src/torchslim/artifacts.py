@@ -22,8 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from pydantic import ValidationError
 
 from torchslim._io import atomic_write_buffered
+from torchslim._log import say
 from torchslim.core import export as core_export
 from torchslim.core.manifest import (
     FORMAT_VERSION,
@@ -38,8 +40,16 @@ from torchslim.core.manifest import (
 )
 from torchslim.core.padding import SkipPadding, padding_extra
 from torchslim.core.registry import WRITERS
+from torchslim.errors import ConfigError
 from torchslim.export import writer_for  # noqa: F401  (registers the exporters' writers)
 from torchslim.runtime import get_runtime
+from torchslim.runtime._settings import (
+    apply_torch_settings,
+    parse_settings,
+    settings_from_manifest,
+    tuned_elsewhere,
+    with_settings,
+)
 
 
 def export_program(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
@@ -122,13 +132,25 @@ for _runtime in ("eager", "compile"):
 
 
 def load(path: str | Path, *, runtime: str | None = None, device: str | torch.device = "cpu",
-         precompile: bool = False):
+         precompile: bool = False, settings: Any = None):
     """A callable for any artifact torchslim writes, on the runtime recorded with it
     (or ``runtime``), taking the same inputs as the original model. ``precompile``: a runtime
     that compiles per shape (``compile``) compiles its sequence-length buckets now (batch 1)
-    rather than on the first request of each."""
+    rather than on the first request of each. ``settings`` (an ``OrtSettings``,
+    ``OpenVINOSettings`` or ``TorchSettings``, or a mapping of their fields) replaces the
+    runtime settings recorded in the manifest (``torchslim.runtime._settings``)."""
     manifest = read_manifest(path)
-    model = get_runtime(runtime or manifest.runtime).load(Path(path), manifest, device=device)
+    run_on = runtime or manifest.runtime
+    if settings is not None:
+        try:
+            manifest = with_settings(manifest, parse_settings(run_on, settings))
+        except (ValueError, ValidationError) as e:
+            raise ConfigError(f"runtime settings for {run_on!r}: {e}") from None
+    chosen = settings_from_manifest(manifest, run_on)
+    if settings is None and (notice := tuned_elsewhere(manifest, chosen)):
+        say(notice)
+    model = get_runtime(run_on).load(Path(path), manifest, device=device)
+    model = apply_torch_settings(model, chosen)
     if precompile and hasattr(model, "precompile"):
         model.precompile()
     padding = manifest.extra.get("padding")

@@ -140,7 +140,8 @@ def _try_plan(fam: _Family, target: float, sensitivity: dict | None, step_table,
     steps = list(fam.plan.steps)
     steps[fam.index] = plan_step(fam.knob.step, copy.deepcopy(options), f"steps[{fam.index}].{fam.knob.step}",
                                  f"search of {fam.plan.name}", step_table)
-    return PlannedCandidate(name, steps, fam.plan.runtime, fam.plan.devices, refined_from=fam.plan.name)
+    return PlannedCandidate(name, steps, fam.plan.runtime, fam.plan.devices, refined_from=fam.plan.name,
+                            runtime_settings=fam.plan.runtime_settings)
 
 
 def _search_family(fam: _Family, spec: SearchSpec, sensitivity: dict | None, step_table, taken: set[str],

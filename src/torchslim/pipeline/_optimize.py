@@ -231,7 +231,8 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
 
     setup = SearchSetup(run_dir=run_dir, data=bundle, baseline_model=baseline_model, baseline=baseline, device=dev,
                         example_inputs=example, batch_sizes=opts.batch_sizes, max_accuracy_drop=opts.max_accuracy_drop,
-                        seed=opts.seed, input_names=input_names, reference=reference, measure_fn=opts.measure_fn)
+                        seed=opts.seed, input_names=input_names, reference=reference, measure_fn=opts.measure_fn,
+                        tuning=loaded.spec.tuning, objective=opts.objective)
     plans = [p for p in loaded.candidates if not p.devices or dev.type in p.devices]
     for p in loaded.candidates:
         if p not in plans:

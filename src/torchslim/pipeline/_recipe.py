@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torchslim.core.registry import RUNTIMES
 from torchslim.errors import ConfigError, TorchslimError
 from torchslim.pipeline._steps import Step, resolve_step
+from torchslim.runtime._settings import SETTINGS_CLASSES, parse_settings
 
 
 class CandidateSpec(BaseModel):
@@ -33,6 +34,14 @@ class CandidateSpec(BaseModel):
     runtime: str | None = Field(None, description="measure on this runtime (default: what the last step says, else eager)")
     devices: list[Literal["cpu", "cuda"]] | None = Field(None, description="run only on these device types")
     description: str | None = None
+    runtime_settings: dict[str, Any] | None = Field(
+        None, description="fixed settings for `runtime` (threads, spinning, hint, ...): no tuning for this candidate")
+
+    @model_validator(mode="after")
+    def _settings_fit_runtime(self) -> CandidateSpec:
+        if self.runtime_settings is not None:
+            self.runtime_settings = check_runtime_settings(self.runtime, self.runtime_settings)
+        return self
 
     @field_validator("runtime")
     @classmethod
@@ -92,6 +101,15 @@ class SearchSpec(BaseModel):
     allocate: bool = Field(True, description="magnitude pruning: per-layer ratios from the sensitivity pass")
 
 
+class TuningSpec(BaseModel):
+    """Tune each candidate's runtime settings by measurement (``torchslim.pipeline._tune``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_tries: int = Field(4, ge=1, le=16, description="settings tried per candidate, the default first")
+    max_seconds: float = Field(20.0, gt=0, le=600, description="wall-time bound of one candidate's tuning")
+    min_gain: float = Field(0.03, ge=0, lt=1, description="a try replaces the default only when this much faster")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
@@ -101,6 +119,7 @@ class Recipe(BaseModel):
     sensitivity: SensitivitySpec | None = None
     refine: RefineSpec | None = None
     search: SearchSpec | None = None
+    tuning: TuningSpec | None = Field(None, description="tune each candidate's runtime settings (absent: defaults)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:
@@ -110,6 +129,19 @@ class Recipe(BaseModel):
                 raise ValueError(f"candidate name {c.name!r} is used twice; names must be unique")
             seen.add(c.name)
         return self
+
+
+def check_runtime_settings(runtime: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``runtime_settings`` as ``runtime``'s typed settings (``torchslim.runtime._settings``);
+    a ValueError naming the offending field, e.g. ``runtime_settings.intra_op_thread``."""
+    if runtime is None:
+        raise ValueError("runtime_settings needs the candidate's `runtime:` (the settings are that runtime's; "
+                         f"runtimes with settings: {', '.join(SETTINGS_CLASSES)})")
+    try:
+        return parse_settings(runtime, options).model_dump()
+    except ValidationError as e:
+        parts = [f"runtime_settings.{format_loc(tuple(x.get('loc', ())))}: {x.get('msg')}" for x in e.errors()]
+        raise ValueError("; ".join(parts)) from None
 
 
 @dataclass
@@ -130,6 +162,7 @@ class PlannedCandidate:
     runtime: str | None = None
     devices: list[str] | None = None
     refined_from: str | None = None
+    runtime_settings: dict[str, Any] | None = None  # fixed by the recipe (validated for ``runtime``)
 
     def step_strings(self) -> list[str]:
         return [s.describe() for s in self.steps]
@@ -224,7 +257,8 @@ def load_recipe(recipe: str | Path | Mapping = "default", *, step_table: Mapping
     for i, cand in enumerate(spec.candidates):
         steps = [plan_step(step_name, options, f"candidates[{i}].steps[{j}].{step_name}", name, step_table)
                  for j, step in enumerate(cand.steps) for step_name, options in step.items()]
-        loaded.candidates.append(PlannedCandidate(cand.name, steps, cand.runtime, cand.devices))
+        loaded.candidates.append(PlannedCandidate(cand.name, steps, cand.runtime, cand.devices,
+                                                  runtime_settings=cand.runtime_settings))
     return loaded
 
 

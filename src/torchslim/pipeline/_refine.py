@@ -88,7 +88,8 @@ def refine_plans(spec: RefineSpec, results: list[Candidate], plans: Mapping[str,
         except ConfigError as e:
             say(f"refine: variant {name} is not valid, not run ({e.message})")
             continue
-        out.append(PlannedCandidate(name, steps, base.runtime, base.devices, refined_from=family))
+        out.append(PlannedCandidate(name, steps, base.runtime, base.devices, refined_from=family,
+                                    runtime_settings=base.runtime_settings))
         taken.add(name)
     say(f"refine: {len(out)} variant(s) of {family}: {', '.join(p.name for p in out) or 'none'}")
     return out

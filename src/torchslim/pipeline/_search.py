@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from torchslim._log import say
-from torchslim.artifacts import artifact_files, load, manifest_path, read_manifest, save_for_runtime
+from torchslim.artifacts import artifact_files, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
 from torchslim.core.notes import Note
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
@@ -29,8 +29,9 @@ from torchslim.core.rundir import remove_inside
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
 from torchslim.errors import TorchslimError
-from torchslim.pipeline._recipe import PlannedCandidate
+from torchslim.pipeline._recipe import PlannedCandidate, TuningSpec
 from torchslim.pipeline._select import honesty_notes, is_within_budget
+from torchslim.pipeline._tune import load_with_settings
 from torchslim.report import Candidate
 from torchslim.report._model import FallbackRecord
 
@@ -54,6 +55,8 @@ class SearchSetup:
     reference: torch.Tensor | None = None  # baseline outputs on the test split (embeddings)
     measure_fn: Callable = measure
     durations: list[float] = field(default_factory=list)
+    tuning: TuningSpec | None = None  # the recipe's ``tuning:``: runtime settings tuned per candidate
+    objective: str = "latency"  # what the tuning optimizes (batch 1, or the largest batch for throughput)
 
     def step_data(self) -> DataBundle:
         # Steps get a bundle whose "test" is the validation split: code in a technique that
@@ -79,6 +82,7 @@ def run_candidate(plan: PlannedCandidate, setup: SearchSetup, label: str) -> Can
     try:
         artifact, metrics, notes, facts = _run_and_measure(plan, setup, label)
         record.fallback = FallbackRecord.model_validate(facts["fallback"]) if facts.get("fallback") else None
+        record.runtime_settings = facts.get("runtime_settings")
         record.artifact = _relative(artifact, setup.run_dir)
         record.metrics = metrics
         record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
@@ -125,7 +129,11 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
     artifact = Path(output.artifact) if output.artifact is not None else _save(model, work_dir, runtime, plan, setup)
     artifact = _inside_run_dir(artifact, work_dir, setup.run_dir)
     runtime = plan.runtime or read_manifest(artifact).runtime
-    fn = load(artifact, runtime=runtime, device=setup.device)
+    fn, facts["runtime_settings"], tuned = load_with_settings(
+        artifact, runtime, fixed=plan.runtime_settings, spec=setup.tuning, objective=setup.objective,
+        batch_sizes=setup.batch_sizes, make_inputs=lambda b: tuple(t.to(setup.device) for t in setup.data.example_inputs(b)),
+        device=setup.device, say=lambda msg: say(f"{label} {plan.name}: {msg}"))
+    notes += tuned
     if isinstance(fn, SkipPadding):
         notes.append(Note(kind="technique", text=SKIP_PADDING_NOTE))
     params = macs = None

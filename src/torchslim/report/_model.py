@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from torchslim.bench import Metrics
 from torchslim.core.notes import Note
+from torchslim.report._runtime import RuntimeRecord
+from torchslim.runtime._settings import thread_budget
 
 
 class FallbackTry(BaseModel):
@@ -48,6 +50,7 @@ class Candidate(BaseModel):
     duration_s: float | None = None  # wall time of its steps + measurement
     refined_from: str | None = None  # set for second-stage variants of another candidate
     fallback: FallbackRecord | None = None  # accuracy-aware int8 fallback: the layers kept in float
+    runtime_settings: RuntimeRecord | None = None  # what it runs with, and the tuning tries that chose it
 
     @field_validator("notes", mode="before")
     @classmethod
@@ -114,4 +117,5 @@ def environment(device: str | torch.device = "cpu") -> dict:
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "cores": os.cpu_count(),
+        "thread_budget": thread_budget(),  # every runtime's threads (and ORT's spinning) as measured
     }

@@ -1,8 +1,9 @@
 """ONNX Runtime: runs ``.onnx`` artifacts; takes and returns torch tensors.
 
-Sessions use every graph optimization ORT has (ORT_ENABLE_ALL: constant folding, node
-fusions, layout changes) and as many intra-op threads as torch uses, so a comparison with
-eager PyTorch is thread-for-thread. On ``device="cuda"`` the CUDA execution provider is
+Sessions are built from the artifact's ``OrtSettings`` (``runtime._settings``; recorded in its
+manifest, defaults otherwise): every graph optimization ORT has (ORT_ENABLE_ALL: constant
+folding, node fusions, layout changes), as many intra-op threads as torch uses, so a comparison
+with eager PyTorch is thread-for-thread, and worker threads that stop spinning after a call. On ``device="cuda"`` the CUDA execution provider is
 used when this onnxruntime build has it; a CPU-only build falls back to the CPU provider and
 says so (outputs still come back on the input's device).
 """
@@ -18,6 +19,7 @@ import torch
 
 from torchslim._log import say
 from torchslim.errors import ArtifactError
+from torchslim.runtime._settings import OrtSettings, resolved_threads, settings_from_manifest
 
 
 def providers_for(device: str | torch.device) -> list[str]:
@@ -30,12 +32,30 @@ def providers_for(device: str | torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def make_session(model: str | Path | bytes, device: str | torch.device = "cpu") -> ort.InferenceSession:
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+def session_options(settings: OrtSettings | None = None) -> ort.SessionOptions:
+    """ORT session options for ``settings`` (defaults: see ``OrtSettings``)."""
+    settings = settings or OrtSettings()
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1  # one graph at a time: parallelism lives inside the ops
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[settings.graph_optimization_level])
+    options.intra_op_num_threads = resolved_threads(settings.intra_op_threads)
+    # sequential: one op at a time, parallelism lives inside the ops; parallel uses the inter-op pool
+    options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if settings.execution_mode == "parallel"
+                              else ort.ExecutionMode.ORT_SEQUENTIAL)
+    options.inter_op_num_threads = settings.inter_op_threads
+    # Spinning workers keep a core busy after each call: off, a timed neighbour is not slowed.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.allow_spinning else "0")
     options.log_severity_level = 3  # errors only; ORT warns about every unused initializer
+    return options
+
+
+def make_session(model: str | Path | bytes, device: str | torch.device = "cpu",
+                 settings: OrtSettings | None = None) -> ort.InferenceSession:
+    options = session_options(settings)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=providers_for(device))
 
@@ -71,13 +91,13 @@ def _to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t)
 
 
-def _load_inline(path: Path, device, first_error: Exception) -> ort.InferenceSession:
+def _load_inline(path: Path, device, first_error: Exception, settings: OrtSettings | None = None) -> ort.InferenceSession:
     """ORT cannot read some tensors stored as external data (e.g. a Reshape's target shape);
     onnx can, so a model with external data gets a second chance as one inline ModelProto."""
     import onnx
 
     try:
-        return make_session(onnx.load(str(path), load_external_data=True).SerializeToString(), device)
+        return make_session(onnx.load(str(path), load_external_data=True).SerializeToString(), device, settings)
     except Exception:
         reason = str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__
         raise ArtifactError(f"ONNX Runtime cannot load {str(path)!r}: {reason}") from None
@@ -90,10 +110,11 @@ class OnnxRuntime:
         if manifest.format != "onnx":
             raise ArtifactError(f"The onnxruntime runtime runs .onnx models, not {manifest.format!r} artifacts "
                                 f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}).")
+        settings = settings_from_manifest(manifest, self.name)
         try:
-            session = make_session(path, device)
+            session = make_session(path, device, settings)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types
-            session = _load_inline(path, device, e)
+            session = _load_inline(path, device, e, settings)
         expected = [spec.name for spec in manifest.inputs]
         model = OnnxModel(session, device, manifest, path)
         if expected and model.input_names != expected:

@@ -30,6 +30,7 @@ import torch
 
 from torchslim._log import say
 from torchslim.errors import ArtifactError
+from torchslim.runtime._settings import OpenVINOSettings, resolved_threads, settings_from_manifest
 
 
 def weights_path(xml: Path) -> Path:
@@ -52,12 +53,18 @@ def check_weights(xml: Path, manifest: Any) -> Path:
     return bin_path
 
 
-def compile_config(inference_precision: str = "f32") -> dict[str, Any]:
-    return {
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "INFERENCE_PRECISION_HINT": inference_precision,
+def compile_config(inference_precision: str = "f32", settings: OpenVINOSettings | None = None) -> dict[str, Any]:
+    """Compile properties for ``settings`` (``runtime._settings``); the precision hint is always
+    explicit: unset, the CPU plugin runs bf16 on CPUs with native bf16, an fp32 artifact too."""
+    settings = settings or OpenVINOSettings()
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": settings.performance_hint,
+        "INFERENCE_NUM_THREADS": resolved_threads(settings.threads),
+        "INFERENCE_PRECISION_HINT": settings.inference_precision or inference_precision,
     }
+    if settings.num_streams is not None:
+        config["NUM_STREAMS"] = settings.num_streams
+    return config
 
 
 class OpenVINOModel:
@@ -99,7 +106,8 @@ def compile_ir(path: Path, manifest: Any) -> Any:
     core = ov.Core()
     try:
         model = core.read_model(str(path), str(bin_path))
-        return core.compile_model(model, "CPU", compile_config(manifest.extra.get("inference_precision", "f32")))
+        settings = settings_from_manifest(manifest, "openvino")
+        return core.compile_model(model, "CPU", compile_config(manifest.extra.get("inference_precision", "f32"), settings))
     except Exception as e:  # OpenVINO raises RuntimeError with a multi-line C++ trace
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip() and not ln.strip().startswith("Check ")]
         reason = lines[-1] if lines else type(e).__name__
