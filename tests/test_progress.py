@@ -1,4 +1,4 @@
-"""Progress people can follow: a live line on a terminal (no `_log.py:35` on every line), plain
+"""Progress people can follow: a live line on a terminal (no `core/log.py:35` on every line), plain
 flushed lines when piped (`optimize ... | cat`, `train ... | cat`), and the time-left estimate."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_piped_optimize_prints_one_plain_line_per_step(tmp_path):
     assert "\x1b" not in err and "\r" not in err  # no colours, no redrawing
     lines = [ln for ln in err.splitlines() if ln.strip()]
     ours = [ln for ln in lines if TIMESTAMP.match(ln)]
-    assert "_log.py" not in err
+    assert "log.py" not in err
     for expected in ("[1/3] one: step 1/1 scale", "[2/3] two: step 1/2 scale", "[2/3] two: step 2/2 scale",
                      "[3/3] three: step 1/1 scale", "[1/3] done; about", "[2/3] done; about", "best (latency)"):
         assert any(expected in ln for ln in ours), (expected, err)
@@ -92,7 +92,7 @@ def test_optimize_on_a_terminal_shows_a_live_line_and_no_source_locations(tmp_pa
     code, out = _run_on_a_terminal([sys.executable, "-c", OPTIMIZE, str(tmp_path / "run")], ROOT)
     assert code == 0, out[-3000:]
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
-    assert "_log.py" not in plain and "progress.py" not in plain
+    assert "log.py" not in plain and "progress.py" not in plain
     assert "candidate 2/3 two" in plain  # the live line: candidate i/N and its name
     assert re.search(r"about \d+ (s|min) left", plain)  # and an estimate once one candidate has finished
     assert "[3/3] three: step 1/1 scale" in plain  # the messages still scroll above it

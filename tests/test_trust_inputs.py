@@ -120,7 +120,7 @@ def test_escape_sequences_in_a_file_name_are_shown_not_run_in_the_table():
 
 
 def test_escape_sequences_in_messages_and_log_lines_are_shown_not_run(tmp_path, capsys, caplog):
-    from torchslim._log import say
+    from torchslim.core.log import say
 
     assert run(["bench", "--model", f"{tmp_path / HOSTILE}.py:f", "--batch-sizes", "1"]) == 2
     _assert_shown_not_run(capsys.readouterr().err)

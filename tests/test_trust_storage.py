@@ -10,12 +10,12 @@ import os
 import pytest
 import torch.nn as nn
 
-import torchslim._io as io_module
+import torchslim.core.files as io_module
 from tests.test_pipeline import FAKE_STEPS, fake_measure
-from torchslim._io import atomic_write, atomic_write_text
-from torchslim._log import log_to_file
 from torchslim.cli import run
 from torchslim.core import storage
+from torchslim.core.files import atomic_write, atomic_write_text
+from torchslim.core.log import log_to_file
 from torchslim.data import load_data
 from torchslim.errors import StorageError
 from torchslim.pipeline import optimize

@@ -1,10 +1,10 @@
 """torchslim: make trained PyTorch models smaller and faster within an accuracy budget."""
 
-from torchslim import _log  # noqa: F401  (first: quiets torchao's CUDA-extension noise before it loads)
 from torchslim._public import load_model
 from torchslim._version import __version__
 from torchslim.artifacts import load
 from torchslim.bench import Metrics, benchmark
+from torchslim.core import log as _log  # noqa: F401  (first: quiets torchao's CUDA-extension noise before it loads)
 from torchslim.data import DataBundle, load_data
 from torchslim.distill import DistillConfig, distill
 from torchslim.errors import (

@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 from pydantic import ValidationError
 
-from torchslim._io import atomic_write_buffered
-from torchslim._log import say
 from torchslim.core import export as core_export
+from torchslim.core.files import atomic_write_buffered
+from torchslim.core.log import say
 from torchslim.core.manifest import (
     FORMAT_VERSION,
     InputSpec,
@@ -42,9 +42,9 @@ from torchslim.core.padding import SkipPadding, padding_extra
 from torchslim.core.registry import WRITERS
 from torchslim.errors import ConfigError
 from torchslim.export import writer_for  # noqa: F401  (registers the exporters' writers)
-from torchslim.runtime import get_runtime
-from torchslim.runtime._settings import (
+from torchslim.runtime import (
     apply_torch_settings,
+    get_runtime,
     parse_settings,
     settings_from_manifest,
     tuned_elsewhere,

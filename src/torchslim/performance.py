@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.errors import ConfigError, UnsupportedError
-from torchslim.prune._layers import prunable_layers
+from torchslim.prune import prunable_layers
 
 
 class Performance:

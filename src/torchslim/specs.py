@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from torchslim import zoo
-from torchslim._cache import cache_dir
+from torchslim.core.cache import cache_dir
 from torchslim.core.model import ModelHandle, load_weights
 from torchslim.data import DataBundle, load_data
 from torchslim.errors import ArtifactError, SpecError
@@ -169,7 +169,7 @@ def _load_zoo(name: str, data: DataBundle, weights, device, seed: int, log) -> M
         load_weights(model, weights)
         return ModelHandle(model.to(device).eval(), name)
     cached = cache_dir("models") / f"{name}-{_data_key(data)}-seed{seed}-v{ZOO_CACHE_VERSION}.safetensors"
-    from torchslim._io import exclusive
+    from torchslim.core.files import exclusive
 
     # Two processes on a fresh cache (parallel jobs, test workers) train a model once: the
     # second waits for the first's weights instead of training the same model beside it.
@@ -189,7 +189,7 @@ def _cached_or_trained(model: nn.Module, name: str, entry, cached: Path, data: D
     _train(model, data, epochs=entry.epochs, device=device, seed=seed, log=log)
     from safetensors.torch import save_file
 
-    from torchslim._io import atomic_write
+    from torchslim.core.files import atomic_write
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(cached, lambda p: save_file(state, str(p)))

@@ -27,8 +27,13 @@ __all__ = [
     "predict",
     "set_threads",
     "time_callable",
+    "TimedTry",
+    "Timer",
+    "time_interleaved",
+    "time_tries",
 ]
 
 from torchslim.bench._api import benchmark  # noqa: E402  (imports the modules above)
+from torchslim.bench._tune import TimedTry, Timer, time_interleaved, time_tries
 
 __all__ += ["benchmark"]

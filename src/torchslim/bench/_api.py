@@ -11,9 +11,9 @@ import torch.nn as nn
 from torchslim.artifacts import load, read_manifest, save_for_runtime
 from torchslim.bench._counting import count_macs, count_params
 from torchslim.bench._measure import Metrics, measure, set_threads
+from torchslim.core.device import resolve_device
 from torchslim.core.model_check import check_classifier
 from torchslim.data import load_data
-from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError, SpecError
 from torchslim.specs import resolve
 

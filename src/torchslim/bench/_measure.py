@@ -13,8 +13,7 @@ from torchslim.bench._timing import time_callable
 from torchslim.bench._workload import Workload, sentence_workload
 from torchslim.core.manifest import artifact_size
 from torchslim.core.padding import SkipPadding
-from torchslim.data import DataBundle
-from torchslim.data._evaluate import accuracy, fidelity
+from torchslim.data import DataBundle, accuracy, fidelity
 
 
 class Latency(BaseModel):

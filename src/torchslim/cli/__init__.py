@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from torchslim._log import printable
 from torchslim.cli import (
     _bench,
     _compress,
@@ -28,6 +27,7 @@ from torchslim.cli import (
     _technique,
     _train,
 )
+from torchslim.core.log import printable
 from torchslim.errors import TorchslimError
 
 app = typer.Typer(

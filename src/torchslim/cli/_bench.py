@@ -24,8 +24,8 @@ def bench_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from torchslim._log import say
     from torchslim.bench import benchmark
+    from torchslim.core.log import say
 
     sizes = parse_batch_sizes(batch_sizes)
     m = benchmark(model, data, batch_sizes=sizes, runtime=runtime, device=device, weights=weights, seed=seed, progress=say)

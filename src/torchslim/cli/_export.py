@@ -32,13 +32,11 @@ def export_cmd(
     seed: SeedOption = 0,
 ) -> None:
     """Export a model to a deployable file; prints its path, size and output parity."""
-    from torchslim._log import say
     from torchslim.artifacts import artifact_size, read_manifest
+    from torchslim.core.device import resolve_device
+    from torchslim.core.log import say
     from torchslim.core.rundir import claim_output_file
-    from torchslim.device import resolve_device
-    from torchslim.export import export
-    from torchslim.export._common import output_path, resolve_format
-    from torchslim.export._step import check_combination
+    from torchslim.export import check_combination, export, output_path, resolve_format
     from torchslim.specs import resolve
 
     chosen = resolve_format(format, None)
@@ -70,8 +68,7 @@ def _tuning(format: str, quantize: str, smoothquant: str | None, fallback: str |
     """``export``'s smoothquant/fallback keywords from the options; ConfigError (exit 2) on a
     bad value or a format/quantize that does not take them."""
     from torchslim.errors import ConfigError
-    from torchslim.export._common import check_tuning
-    from torchslim.export._ort_static import StaticOptions
+    from torchslim.export import StaticOptions, check_tuning
 
     alpha: float | str | None = smoothquant
     if smoothquant is not None and smoothquant != "auto":

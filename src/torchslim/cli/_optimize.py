@@ -67,7 +67,7 @@ def recipes_cmd() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from torchslim.pipeline._recipe import Recipe, describe_step, list_recipes, read_recipe_source
+    from torchslim.pipeline import Recipe, describe_step, list_recipes, read_recipe_source
 
     table = Table(title="built-in recipes (use --recipe NAME, or --recipe FILE for your own YAML)", show_lines=True)
     table.add_column("name")

@@ -37,10 +37,9 @@ def train_cmd(
     import sys
     from pathlib import Path
 
-    from torchslim._log import say
-    from torchslim.pipeline._train import train_from_specs
-    from torchslim.train import load_train_config
-    from torchslim.train._distributed import launched_by_torchrun
+    from torchslim.core.log import say
+    from torchslim.pipeline import train_from_specs
+    from torchslim.train import launched_by_torchrun, load_train_config
 
     train_config = load_train_config(config, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision, seed=seed)
     out_dir = Path(out) if out else Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", f"train-{model}-{data}")

@@ -1,6 +1,7 @@
 """The bottom layer: what every other layer may use and nothing here imports from above.
 
-Errors (``torchslim.errors``), atomic I/O, logging, caches and device selection live beside
-this package as single modules; this package holds the shared machinery techniques, formats
-and the pipeline build on (see docs/architecture.md).
+Atomic file writes and locks (``files``), logging and progress (``log``, ``progress``), the
+cache folder (``cache``), device selection (``device``) and the shared machinery techniques,
+formats and the pipeline build on live here; the exception tree is ``torchslim.errors``
+(see docs/architecture.md).
 """

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from torchslim._io import atomic_write_text
 from torchslim.core.export import DynamicAxes, is_token_input, sequence_buckets
+from torchslim.core.files import atomic_write_text
 from torchslim.core.integrity import file_digests, verify_digests
 from torchslim.core.manifest_check import check_manifest_fields
 from torchslim.errors import ArtifactError

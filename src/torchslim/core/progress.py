@@ -2,7 +2,7 @@
 
 On a terminal: one live line under the scrolling log (rich), saying candidate i/N, its current
 step and an estimate of the time left. Off a terminal (a pipe, nohup, a cluster job) nothing is
-redrawn: ``say`` prints each message as one plain, flushed line (``torchslim._log``), and each
+redrawn: ``say`` prints each message as one plain, flushed line (``torchslim.core.log``), and each
 finished candidate adds one line with the estimate. The estimate is the mean wall time of the
 candidates finished so far times those still to run, capped by what is left of a time budget;
 it is a guess, so it is shown rounded ("about 3 min left").
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from torchslim import _log
+from torchslim.core import log as _log
 
 
 def _fmt_left(seconds: float) -> str:

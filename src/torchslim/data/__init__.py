@@ -10,10 +10,12 @@ from __future__ import annotations
 from torchslim.data._bundle import DataBundle, as_args, loader, to_device
 from torchslim.data._corpus import english_corpus
 from torchslim.data._evaluate import accuracy, fidelity, predict
-from torchslim.data._specs import load_data
+from torchslim.data._specs import DATA_SPEC_HELP, load_data
 
 __all__ = [
     "accuracy",
     "english_corpus",
     "fidelity",
-    "predict","DataBundle", "as_args", "load_data", "loader", "to_device"]
+    "predict","DataBundle", "as_args", "load_data", "loader", "to_device",
+    "DATA_SPEC_HELP",
+]

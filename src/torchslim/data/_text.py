@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.data._bundle import DataBundle
 from torchslim.errors import DataError, SpecError
 

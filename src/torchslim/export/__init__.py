@@ -32,8 +32,9 @@ from torchslim.export._api import (
     quantize_onnx,
     writer_for,
 )
-from torchslim.export._common import FORMATS
-from torchslim.export._step import ExportStepConfig, run_step, validate_step
+from torchslim.export._common import FORMATS, check_tuning, output_path, resolve_format
+from torchslim.export._ort_static import StaticOptions
+from torchslim.export._step import ExportStepConfig, check_combination, run_step, validate_step
 
 __all__ = [
     "FORMATS",
@@ -49,6 +50,11 @@ __all__ = [
     "run_step",
     "validate_step",
     "writer_for",
+    "check_tuning",
+    "output_path",
+    "resolve_format",
+    "StaticOptions",
+    "check_combination",
 ]
 
 TECHNIQUES.register("export", Technique("export", validate_step, run_step, "a deployable file: ONNX (+ ORT int8), AOTInductor, TensorRT"))

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
 from torchslim.core import export as core_export
+from torchslim.core.files import atomic_write
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
 from torchslim.core.export import is_token_input
+from torchslim.core.files import atomic_write
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError

@@ -160,7 +160,7 @@ def _fallback(model: Any, run: NNCFRun, static: StaticOptions, inputs: tuple[nn.
               log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The measured loop of ``torchslim.quantize._fallback`` over NNCF runs; returns the chosen
     try's model and the record (under ``fallback``) with the ops it left in float."""
-    from torchslim.quantize._fallback import measured_fallback
+    from torchslim.quantize import measured_fallback
     from torchslim.runtime.openvino import compile_in_memory
 
     original, converted, data = inputs

@@ -70,7 +70,7 @@ def smoothed_copy(module: nn.Module, example: tuple[torch.Tensor, ...], samples:
                   alpha: float | str, log: Callable[[str], None], *, before: str = "the ONNX export",
                   ) -> tuple[nn.Module, list[Any]]:
     """A SmoothQuant'ed copy of ``module`` (the caller's model is never touched) and its groups."""
-    from torchslim.quantize._smooth import smooth_
+    from torchslim.quantize import smooth_
 
     smoothed = copy.deepcopy(module).eval()
     groups = smooth_(smoothed, example, samples, alpha)
@@ -160,7 +160,7 @@ def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.
 def _fallback(graph, quantize, folder: Path, options: StaticOptions, inputs, log) -> tuple[dict[str, Any], Path]:
     """The measured loop of ``torchslim.quantize._fallback`` over ORT sessions; returns the
     chosen try's quantization info (with the record under ``fallback``) and its file."""
-    from torchslim.quantize._fallback import measured_fallback
+    from torchslim.quantize import measured_fallback
     from torchslim.runtime.onnxrt import OnnxModel, make_session
 
     original, exported, data = inputs

@@ -98,7 +98,7 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
     facts = {}
     quantization = extra.get("quantization", {})
     if quantization.get("fallback"):
-        from torchslim.quantize._fallback import FallbackResult
+        from torchslim.quantize import FallbackResult
 
         facts["fallback"] = quantization["fallback"]
         notes += FallbackResult.from_dict(quantization["fallback"]).notes()

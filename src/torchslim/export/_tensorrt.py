@@ -22,12 +22,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write_bytes
+from torchslim.core.files import atomic_write_bytes
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
-from torchslim.runtime._tensorrt_engine import MAX_BATCH_SIZE, build_engine, require_tensorrt
+from torchslim.runtime import MAX_BATCH_SIZE, build_engine, require_tensorrt
 
 
 def build_tensorrt(

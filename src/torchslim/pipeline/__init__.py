@@ -15,9 +15,11 @@ from torchslim.pipeline._recipe import (
     describe_step,
     list_recipes,
     load_recipe,
+    read_recipe_source,
 )
 from torchslim.pipeline._select import select_best
 from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
+from torchslim.pipeline._train import train_from_specs
 
 __all__ = [
     "STEP_TABLE",
@@ -33,4 +35,6 @@ __all__ = [
     "resolve_step",
     "select_best",
     "write_html",
+    "read_recipe_source",
+    "train_from_specs",
 ]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.core.notes import Note
 from torchslim.errors import ConfigError
 from torchslim.pipeline._allocate import allocate_ratios

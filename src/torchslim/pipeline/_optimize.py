@@ -20,17 +20,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write_buffered
-from torchslim._log import log_to_file, say
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import CpuContention, measure, predict, set_threads
+from torchslim.core.device import resolve_device
+from torchslim.core.files import atomic_write_buffered
+from torchslim.core.log import log_to_file, say
 from torchslim.core.model_check import check_classifier
 from torchslim.core.notes import Note
 from torchslim.core.progress import CandidateProgress
 from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
-from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._edge import search_stage
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
@@ -336,8 +336,8 @@ def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: d
 
 
 def write_html(report: Report, run_dir: str | Path) -> Path:
-    from torchslim._io import atomic_write_text
-    from torchslim.report._html import render_html
+    from torchslim.core.files import atomic_write_text
+    from torchslim.report import render_html
 
     if report.run_dir is None:  # a report loaded from disk: its snippets name paths under run_dir
         report._run_dir = str(run_dir)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torchslim.core.registry import RUNTIMES
 from torchslim.errors import ConfigError, TorchslimError
 from torchslim.pipeline._steps import Step, resolve_step
-from torchslim.runtime._settings import SETTINGS_CLASSES, parse_settings
+from torchslim.runtime import SETTINGS_CLASSES, parse_settings
 
 
 class CandidateSpec(BaseModel):

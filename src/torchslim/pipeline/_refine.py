@@ -13,7 +13,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.errors import ConfigError
 from torchslim.pipeline._recipe import PlannedCandidate, RefineSpec, plan_step
 from torchslim.pipeline._select import rank

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from torchslim._log import say
 from torchslim.artifacts import read_manifest
+from torchslim.core.log import say
 from torchslim.core.rundir import confined
-from torchslim.data import DataBundle
-from torchslim.data._specs import DATA_SPEC_HELP
+from torchslim.data import DATA_SPEC_HELP, DataBundle
 from torchslim.errors import ArtifactError, ConfigError, SpecError
 from torchslim.report import Report
 from torchslim.specs import MODEL_SPEC_HELP

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim._log import say
 from torchslim.artifacts import artifact_files, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
+from torchslim.core.log import say
 from torchslim.core.notes import Note
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
 from torchslim.core.rundir import remove_inside
@@ -32,8 +32,7 @@ from torchslim.errors import TorchslimError
 from torchslim.pipeline._recipe import PlannedCandidate, TuningSpec
 from torchslim.pipeline._select import honesty_notes, is_within_budget
 from torchslim.pipeline._tune import load_with_settings
-from torchslim.report import Candidate
-from torchslim.report._model import FallbackRecord
+from torchslim.report import Candidate, FallbackRecord
 
 logger = logging.getLogger("torchslim")
 

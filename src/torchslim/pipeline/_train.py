@@ -19,8 +19,7 @@ import torch.nn as nn
 from torchslim.core.rundir import RunKind, claim_run_dir
 from torchslim.errors import TrainingError
 from torchslim.pipeline._resume import interrupted
-from torchslim.train._config import TrainConfig
-from torchslim.train._state import FitResult
+from torchslim.train import FitResult, TrainConfig
 
 TRAIN_RUN = RunKind("train", results=("checkpoint.pt", "model.pt2"), entries=frozenset(
     {"checkpoint.pt", "model.pt2", "model.pt2.json", "model.safetensors", "best.safetensors", "metrics.jsonl",
@@ -49,7 +48,7 @@ def train_from_specs(
     log: Callable[[str], None] | None = None,
     progress: bool = False,
 ) -> TrainRun:
-    from torchslim.train._distributed import launched_by_torchrun
+    from torchslim.train import launched_by_torchrun
 
     out_dir = Path(out_dir)
     if model_spec.strip().startswith("hf:"):
@@ -73,7 +72,7 @@ def train_from_specs(
 def _train(model_spec, data_spec, config, out_dir: Path, *, resume, device, weights, log, progress, is_main) -> TrainRun:
     from torchslim.data import load_data
     from torchslim.specs import build_model
-    from torchslim.train._loop import evaluate, fit
+    from torchslim.train import evaluate, fit
 
     data = load_data(data_spec, seed=config.seed)
     torch.manual_seed(config.seed)  # the model's initial weights depend on the seed alone
@@ -88,8 +87,8 @@ def _train(model_spec, data_spec, config, out_dir: Path, *, resume, device, weig
         return TrainRun(model, result, out_dir, None, None, None)
     from safetensors.torch import save_file
 
-    from torchslim._io import atomic_write
     from torchslim.artifacts import save_exported
+    from torchslim.core.files import atomic_write
 
     model = model.cpu().eval()
     test_accuracy = evaluate(model, data.test, device=torch.device("cpu"))

@@ -24,11 +24,11 @@ import torch
 from pydantic import BaseModel
 
 from torchslim.artifacts import load
-from torchslim.bench._tune import TimedTry, Timer, time_interleaved, time_tries
+from torchslim.bench import TimedTry, Timer, time_interleaved, time_tries
 from torchslim.core.notes import Note
 from torchslim.pipeline._recipe import TuningSpec
-from torchslim.report._runtime import RuntimeRecord, SettingsTry, SettingsTuning
-from torchslim.runtime._settings import (
+from torchslim.report import RuntimeRecord, SettingsTry, SettingsTuning
+from torchslim.runtime import (
     SETTINGS_CLASSES,
     OpenVINOSettings,
     OrtSettings,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write_buffered
+from torchslim.core.files import atomic_write_buffered
 from torchslim.data import accuracy
 from torchslim.errors import ConfigError
 from torchslim.prune import MagnitudePruneConfig, prune, zero_fraction

@@ -24,6 +24,9 @@ from torchslim.quantize._config import (
     WeightOnlyInt8Config,
     parse_config,
 )
+from torchslim.quantize._fallback import FallbackResult, measured_fallback
+from torchslim.quantize._ops import register_ops_for
+from torchslim.quantize._smooth import smooth_
 from torchslim.quantize._step import fast_runtime, run_step, validate_step
 
 __all__ = [
@@ -40,6 +43,10 @@ __all__ = [
     "quantize",
     "run_step",
     "validate_step",
+    "FallbackResult",
+    "measured_fallback",
+    "smooth_",
+    "register_ops_for",
 ]
 
 TECHNIQUES.register("quantize", Technique("quantize", validate_step, run_step, "quantization: dynamic/static int8, QAT, weight-only, casts"))

@@ -3,8 +3,16 @@ and renderers (terminal table; HTML with plots)."""
 
 from __future__ import annotations
 
-from torchslim.report._model import Candidate, Report, environment
+from torchslim.report._html import render_html
+from torchslim.report._model import Candidate, FallbackRecord, Report, environment
+from torchslim.report._runtime import RuntimeRecord, SettingsTry, SettingsTuning
 from torchslim.report._table import render_table
 from torchslim.report._write import load_report, validate_report, write_report
 
-__all__ = ["Candidate", "Report", "environment", "load_report", "render_table", "validate_report", "write_report"]
+__all__ = ["Candidate", "Report", "environment", "load_report", "render_table", "validate_report", "write_report",
+    "render_html",
+    "FallbackRecord",
+    "RuntimeRecord",
+    "SettingsTry",
+    "SettingsTuning",
+]

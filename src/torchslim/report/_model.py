@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from torchslim.bench import Metrics
 from torchslim.core.notes import Note
 from torchslim.report._runtime import RuntimeRecord
-from torchslim.runtime._settings import thread_budget
+from torchslim.runtime import thread_budget
 
 
 class FallbackTry(BaseModel):

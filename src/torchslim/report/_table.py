@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from torchslim._log import printable
+from torchslim.core.log import printable
 from torchslim.report._model import Candidate, Report
 
 TABLE_WIDTH = 120  # the widest terminal the table is laid out for

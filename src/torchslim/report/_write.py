@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 
-from torchslim._io import atomic_write_text
+from torchslim.core.files import atomic_write_text
 from torchslim.errors import ArtifactError
 from torchslim.report._model import Report
 

@@ -16,6 +16,21 @@ from typing import Any, Protocol
 import torch
 
 from torchslim.core.registry import RUNTIMES, RuntimeEntry
+from torchslim.runtime._settings import (
+    SETTINGS_CLASSES,
+    OpenVINOSettings,
+    OrtSettings,
+    TorchSettings,
+    apply_torch_settings,
+    default_settings,
+    parse_settings,
+    settings_from_manifest,
+    thread_budget,
+    tuned_elsewhere,
+    with_settings,
+    write_settings,
+)
+from torchslim.runtime._tensorrt_engine import MAX_BATCH_SIZE, build_engine, require_tensorrt
 
 
 def _lazy(module: str, cls: str) -> Callable[[], Any]:
@@ -51,4 +66,20 @@ def get_runtime(name: str) -> Runtime:
     return RUNTIMES.get(name).factory()
 
 
-__all__ = ["RUNTIMES", "Runtime", "RuntimeEntry", "get_runtime", "list_runtimes"]
+__all__ = ["RUNTIMES", "Runtime", "RuntimeEntry", "get_runtime", "list_runtimes",
+    "OpenVINOSettings",
+    "OrtSettings",
+    "SETTINGS_CLASSES",
+    "TorchSettings",
+    "apply_torch_settings",
+    "default_settings",
+    "parse_settings",
+    "settings_from_manifest",
+    "thread_budget",
+    "tuned_elsewhere",
+    "with_settings",
+    "write_settings",
+    "MAX_BATCH_SIZE",
+    "build_engine",
+    "require_tensorrt",
+]

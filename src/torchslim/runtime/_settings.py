@@ -126,7 +126,7 @@ def write_settings(path: Any, settings: BaseModel | None, effective_precision: s
     """Record ``settings`` (and the precision the runtime really runs at) in ``path``'s manifest;
     ``tuned``: they were measured on this machine (its core count is recorded with them).
     The artifact's files do not change, so their digests stay as written."""
-    from torchslim._io import atomic_write_text
+    from torchslim.core.files import atomic_write_text
     from torchslim.core.manifest import manifest_path, read_manifest
 
     manifest = read_manifest(path)

@@ -24,7 +24,7 @@ class EagerRuntime:
         """The program's module without the input check (for runtimes that check themselves)."""
         if manifest.format != "exported":
             raise ArtifactError(f"The eager runtime runs exported .pt2 programs, not {manifest.format!r} artifacts.")
-        from torchslim.quantize._ops import register_ops_for
+        from torchslim.quantize import register_ops_for
 
         register_ops_for(path)  # quantized graphs call torchao / quantized_decomposed ops
         program = load_exported_program(path)

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.errors import ArtifactError
 from torchslim.runtime._settings import OrtSettings, resolved_threads, settings_from_manifest
 

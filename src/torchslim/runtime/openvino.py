@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchslim._log import say
+from torchslim.core.log import say
 from torchslim.errors import ArtifactError
 from torchslim.runtime._settings import OpenVINOSettings, resolved_threads, settings_from_manifest
 

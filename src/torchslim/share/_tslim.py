@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write_bytes
 from torchslim.core.export import dynamic_axes, export_program
+from torchslim.core.files import atomic_write_bytes
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.train._config import TrainConfig, load_train_config
+from torchslim.train._distributed import launched_by_torchrun
 from torchslim.train._finetune import (
     FinetuneConfig,
     check_finetune_teacher,
@@ -44,6 +45,8 @@ __all__ = [
     "kd_output_loss",
     "finetune",
     "kd_loss",
-    "make_kd_loss","FitResult", "TrainConfig", "TrainState", "evaluate", "fit", "load_train_config"]
+    "make_kd_loss","FitResult", "TrainConfig", "TrainState", "evaluate", "fit", "load_train_config",
+    "launched_by_torchrun",
+]
 
 TECHNIQUES.register("finetune", Technique("finetune", validate_step, run_step, "training from the current weights, early stopping on validation"))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim._io import atomic_write
+from torchslim.core.files import atomic_write
 from torchslim.errors import ArtifactError, TrainingError
 from torchslim.train._state import Progress
 

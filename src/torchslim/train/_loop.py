@@ -70,7 +70,7 @@ def fit(
     torchrun the run is DDP across all processes.
     Returns ``FitResult``; the model is left in eval mode with the best weights.
     """
-    from torchslim.device import resolve_device
+    from torchslim.core.device import resolve_device
 
     config = config or TrainConfig()
     if data.task != "classification" and loss_fn is None:
@@ -378,7 +378,7 @@ def _end_epoch(run: _Run, done: Progress) -> bool:
 def evaluate(model: nn.Module, dataset, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
     """Top-1 accuracy over ``dataset``; under DDP each rank scores every world_size-th sample
     (no padding, so nothing is counted twice) and the counts are summed across ranks."""
-    from torchslim.data._evaluate import predict
+    from torchslim.data import predict
 
     shard = _shard(dataset, dist_info)
     set_mode(model, False)
@@ -406,7 +406,7 @@ def evaluate_fidelity(model: nn.Module, dataset, reference: torch.Tensor, *, dev
 
 @torch.no_grad()
 def _predict_shard(model: nn.Module, dataset, device: torch.device, dist_info: DistInfo, batch_size: int = 256) -> torch.Tensor:
-    from torchslim.data._evaluate import predict
+    from torchslim.data import predict
 
     shard = _shard(dataset, dist_info)
     if not len(shard):
