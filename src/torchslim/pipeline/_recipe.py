@@ -101,6 +101,8 @@ class Recipe(BaseModel):
     sensitivity: SensitivitySpec | None = None
     refine: RefineSpec | None = None
     search: SearchSpec | None = None
+    executor: Literal["local", "ray"] | None = Field(
+        None, description="where candidates run (docs/cluster.md); --executor overrides it")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:

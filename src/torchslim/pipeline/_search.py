@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -53,6 +54,7 @@ class SearchSetup:
     reference: torch.Tensor | None = None  # baseline outputs on the test split (embeddings)
     measure_fn: Callable = measure
     durations: list[float] = field(default_factory=list)
+    executor: Any = None  # pipeline._executor: where candidates run (None: here, one at a time)
 
     def step_data(self) -> DataBundle:
         # Steps get a bundle whose "test" is the validation split: code in a technique that
