@@ -135,11 +135,16 @@ class RayExecutor:
             # No dashboard (memory, and a port nobody asked for); worker output stays in Ray's
             # logs (the driver reports what matters through say()).
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if runtime_env := self._runtime_env():
+                options["runtime_env"] = runtime_env  # Ray sends a folder only for a whole job
             if self.address:
                 options["address"] = self.address
             where = self.address or os.environ.get("RAY_ADDRESS") or "a local Ray instance (embedded)"
             say(f"ray: joining {where}")
             ray.init(**options)
+        elif _user_file(self.model_spec) is not None:
+            say("ray: already initialized by the caller: its runtime_env must send the model file's folder to the "
+                f"workers (runtime_env={{'working_dir': {str(_user_file(self.model_spec).parent)!r}}})")
         try:
             self._setup_cluster()
         except BaseException:
@@ -167,7 +172,6 @@ class RayExecutor:
         say(f"ray: {len(nodes)} node(s), {total} CPUs; candidates are timed on node {_short(self.target_node)}"
             f"{' (the ' + TARGET_RESOURCE + ' node)' if marked else ' (the driver’s node)'} with its "
             f"{self.target_cpus} CPUs, one at a time")
-        self.runtime_env = self._runtime_env()
         self._events = _events_actor(ray, self.driver_node)
         self._monitor = threading.Thread(target=self._watch, name="torchslim-ray-events", daemon=True)
         self._monitor.start()
@@ -175,7 +179,7 @@ class RayExecutor:
         self._measure = ray.remote(measure_artifact)
 
     def _runtime_env(self) -> dict | None:
-        """The user's model file's folder goes to every worker (their cwd and sys.path there)."""
+        """The user's model file's folder goes to every worker of the job (their cwd and sys.path)."""
         file = _user_file(self.model_spec)
         if file is None:
             return None
@@ -307,9 +311,9 @@ class RayExecutor:
         try:
             model_ref, data_ref = self._put_inputs(setup)
             build_ref, files_ref = self._build.options(
-                num_cpus=self.build_cpus, max_retries=self.max_retries, num_returns=2, runtime_env=self.runtime_env,
+                num_cpus=self.build_cpus, max_retries=self.max_retries, num_returns=2,
             ).remote(plan, model_ref, data_ref, self.build_cpus, self._events)
-            facts = self._get_build(build_ref)
+            facts = self._get(build_ref)
             execution.built_on, execution.build_start, execution.build_end = facts["node"], facts["start"], facts["end"]
             if facts.get("error"):
                 raise _Failed(facts["error"], facts.get("traceback"))
@@ -349,9 +353,6 @@ class RayExecutor:
         self.records.append(execution)
         return record
 
-    def _get_build(self, ref) -> dict:
-        return self._get(ref)
-
     def _fail(self, record: Candidate, text: str, detail: str | None, label: str) -> None:
         record.status, record.error, record.within_budget = "failed", text, False
         record.metrics, record.artifact = None, None
@@ -367,7 +368,7 @@ class RayExecutor:
                 self._measure_slot.acquire()
             try:
                 ref = self._measure.options(
-                    num_cpus=self.target_cpus, max_retries=1, runtime_env=self.runtime_env,
+                    num_cpus=self.target_cpus, max_retries=1,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
                 ).remote(data_ref, files_ref, artifact, runtime, name=name, measure_fn=measure_fn,
                          threads=max(self.target_cpus, 1), known=known, events=self._events)

@@ -74,9 +74,12 @@ _unpacked: dict[tuple[str, str], Any] = {}  # (run_id, "model" | "data") -> obje
 
 
 def _node() -> str:
-    import ray
+    try:
+        import ray
 
-    return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id() or "?"
+    except Exception:  # noqa: BLE001  (called outside a Ray task: tests, or only in a message)
+        return "?"
 
 
 def _import_user_file(module_name: str, file_name: str, spec: str) -> None:
