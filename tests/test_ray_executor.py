@@ -183,6 +183,8 @@ def test_a_worker_that_cannot_import_the_model_file_names_it(tmp_path, monkeypat
 
 
 def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(cluster, tmp_path):
+    import ray
+
     import torchslim
 
     c, target, worker = cluster
@@ -195,11 +197,13 @@ def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(cluste
     def run():
         try:
             result["report"] = torchslim.optimize("digits-mlp", "digits", recipe=slow, batch_sizes=(1,), out=out,
-                                                  measure_fn=_quick_measure(), html=False, executor="ray",
-                                                  ray_address=c.address)
+                                                  measure_fn=_quick_measure(), html=False, executor="ray")
         except BaseException as e:  # noqa: BLE001  (re-raised by the assertion below)
             result["error"] = e
 
+    # The caller's own connection (made here, in the main thread: a driver that connects from
+    # another thread was, now and then, declared dead by the GCS as it registered).
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
     thread = threading.Thread(target=run)
     thread.start()
     mark = f"building on node {worker.node_id[:8]}"
@@ -214,6 +218,7 @@ def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(cluste
             break
         time.sleep(0.1)
     thread.join(timeout=300)
+    ray.shutdown()
     assert "error" not in result, result.get("error")
     assert lost is not None, "no build ran on the worker node"
     report = result["report"]
