@@ -43,6 +43,10 @@ def optimize_cmd(
                       objective=objective, max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
                       executor=executor, ray_address=ray_address)
     render_table(report)
+    if isinstance(totals := getattr(report, "executor", None), dict):  # --executor ray: where the time went
+        from torchslim.pipeline._ray import totals_line
+
+        typer.echo(totals_line(totals))
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -34,7 +35,7 @@ from torchslim.data import DataBundle, load_data
 from torchslim.device import resolve_device
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._edge import search_stage
-from torchslim.pipeline._executor import open_executor, resolve_executor
+from torchslim.pipeline._executor import open_executor, resolve_executor, search_in_parallel
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
 from torchslim.pipeline._resume import (
@@ -247,9 +248,11 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     done = {c.name: c for c in (previous.candidates if previous else []) if c.status in ("ok", "failed")}
     _run_stage(plans, setup, report, done, started, opts.time_budget, "")
     if loaded.spec.search is not None:
-        search_stage(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
-                     opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
-                     lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
+        search = (functools.partial(search_in_parallel, opts.executor) if getattr(opts.executor, "parallel", False)
+                  else search_stage)
+        search(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
+               opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
+               lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
     if loaded.spec.refine is not None:
         refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity,
                                opts.step_table, opts.objective, baseline.metrics)
