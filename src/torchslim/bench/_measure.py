@@ -76,15 +76,7 @@ def measure(
     device = torch.device(device)
     make_inputs = example_inputs or (lambda b: tuple(t.to(device) for t in data.example_inputs(b)))
     say("accuracy")
-    with torch.no_grad():
-        if known_accuracy is not None:
-            score = known_accuracy
-        elif data.task == "embedding":
-            if reference is None:
-                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
-            score = fidelity(fn, reference, data.test, device=device)
-        else:
-            score = accuracy(fn, data.test, device=device)
+    score = known_accuracy if known_accuracy is not None else _score(fn, data, reference, device)
     module = fn.model if isinstance(fn, SkipPadding) else fn  # count the model, not the padding wrapper
     if params is None:
         params = _count_artifact_params(module, artifact)
@@ -111,6 +103,15 @@ def measure(
         cold_start_ms=round(probe.cold_start_ms, 3),
         workload=workload,
     )
+
+
+def _score(fn: Callable, data: DataBundle, reference, device: torch.device) -> float:
+    with torch.no_grad():
+        if data.task == "embedding":
+            if reference is None:
+                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
+            return fidelity(fn, reference, data.test, device=device)
+        return accuracy(fn, data.test, device=device)
 
 
 def _latencies(fn: Callable, make_inputs, batch_sizes: Sequence[int], device: torch.device, target_s: float,

@@ -117,8 +117,7 @@ def optimize(
     objective: str | None = None,
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
-    executor: str | None = None,
-    ray_address: str | None = None,
+    executor: str | None = None, ray_address: str | None = None,
 ) -> Report:
     """Run every candidate of ``recipe`` on ``model`` and keep the best within the budget.
 
@@ -128,21 +127,18 @@ def optimize(
     of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
     ``objective`` says what "best" means (latency, throughput, size, balanced; the recipe's
     ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
-    (bytes on disk / 1e6) make candidates that break them ineligible. ``executor``: ``local``
-    (this process, one candidate at a time; the recipe's ``executor`` when not given here) or
-    ``ray`` (built in parallel on a Ray cluster, timed alone on its target node; docs/cluster.md),
-    joining ``ray_address`` (or ``RAY_ADDRESS``) or starting Ray on this machine.
+    (bytes on disk / 1e6) make candidates that break them ineligible. ``executor``: local or ray (docs/cluster.md).
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes)
     check_model_and_data(model, data)
     batch_sizes = sorted({int(b) for b in batch_sizes})
     dev = resolve_device(device)
     loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
-    executor = resolve_executor(executor, loaded.spec.executor)  # ray not installed: exit 2 before any work
     opts = RunOptions(max_accuracy_drop=max_accuracy_drop, device=dev, time_budget=time_budget, seed=seed,
                       batch_sizes=batch_sizes, step_table=step_table, measure_fn=measure_fn, html=html,
                       objective=_check_objective(objective, loaded.spec.objective),
-                      constraints=Constraints.checked(max_latency_ms, max_size_mb))
+                      constraints=Constraints.checked(max_latency_ms, max_size_mb),
+                      executor=resolve_executor(executor, loaded.spec.executor))  # no ray: exit 2 before any work
     run, previous = prepare_run_dir(out, resume)
     run_dir = run.path
     handler = None
@@ -150,8 +146,7 @@ def optimize(
         if previous is not None:
             check_same_run(previous, model, data, loaded.name, run_dir)
         handler = log_to_file(run_dir / "run.log")
-        with open_executor(executor, address=ray_address, model_spec=model if isinstance(model, str) else None) as runner:
-            report = _run(model, data, loaded, run_dir, previous, weights, dataclasses.replace(opts, executor=runner))
+        report = _run_on_executor(model, data, loaded, run_dir, previous, weights, opts, ray_address)
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) and run.has_result():
             interrupted(f"interrupted: measured candidates are in {run_dir / 'report.json'}; "
@@ -163,6 +158,13 @@ def optimize(
         _close(handler)
         run.release()
     return report
+
+
+def _run_on_executor(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights,
+                     opts: RunOptions, ray_address: str | None) -> Report:
+    """``_run`` with the executor named by ``opts.executor`` started (ray: the cluster joined) and left."""
+    with open_executor(opts.executor, address=ray_address, model_spec=model if isinstance(model, str) else None) as runner:
+        return _run(model, data, loaded, run_dir, previous, weights, dataclasses.replace(opts, executor=runner))
 
 
 def _check_objective(given: str | None, from_recipe: str | None) -> str:
@@ -211,7 +213,8 @@ class RunOptions:
     html: bool
     objective: str = "latency"
     constraints: Constraints = Constraints()
-    executor: Any = None  # pipeline._executor: where candidates run (None: here, one at a time)
+    # pipeline._executor: its name ("local" | "ray"), then inside _run the executor itself
+    executor: Any = None
 
 
 def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights, opts: RunOptions) -> Report:
