@@ -182,6 +182,22 @@ def test_a_worker_that_cannot_import_the_model_file_names_it(tmp_path, monkeypat
     assert "_torchslim_user_test" not in sys.modules
 
 
+def test_files_from_a_build_are_checked_against_their_digests_on_arrival(tmp_path):
+    import hashlib
+
+    from torchslim.pipeline._ray import RayExecutor, _Failed
+
+    executor = RayExecutor(address=None, model_spec=None)  # not entered: _receive needs no cluster
+    blob = b"weights"
+    facts = {"artifact": "model.onnx", "digests": {"model.onnx": hashlib.sha256(b"other bytes").hexdigest()}}
+    with pytest.raises(_Failed, match="damaged on the way"):
+        executor._receive("c", facts, {"model.onnx": blob}, tmp_path)
+    facts["digests"] = {"../escape.onnx": hashlib.sha256(blob).hexdigest()}
+    with pytest.raises(_Failed, match="outside its folder"):
+        executor._receive("c", facts, {"../escape.onnx": blob}, tmp_path)
+    assert not (tmp_path / "candidates" / "escape.onnx").exists()
+
+
 def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(cluster, tmp_path):
     import ray
 
