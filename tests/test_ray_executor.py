@@ -180,6 +180,7 @@ def test_a_worker_that_cannot_import_the_model_file_names_it(tmp_path, monkeypat
     with pytest.raises(UserCodeError, match=r"cannot import the model file 'src/net.py'.*not_installed_anywhere"):
         _import_user_file("_torchslim_user_test", "net.py", "src/net.py:make")
     assert "_torchslim_user_test" not in sys.modules
+    assert not __import__("ray").is_initialized()  # naming the node started no Ray instance here
 
 
 def test_files_from_a_build_are_checked_against_their_digests_on_arrival(tmp_path):

@@ -77,7 +77,8 @@ def _node() -> str:
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id() or "?"
+        # get_runtime_context() would start a Ray instance in a process that has none.
+        return (ray.get_runtime_context().get_node_id() or "?") if ray.is_initialized() else "?"
     except Exception:  # noqa: BLE001  (called outside a Ray task: tests, or only in a message)
         return "?"
 
