@@ -172,6 +172,17 @@ def test_ray_missing_exits_2_naming_the_install_command(tmp_path):
     assert not (tmp_path / "r").exists()  # nothing written before the check
 
 
+def test_an_unknown_executor_or_an_address_without_ray_is_refused(tmp_path):
+    import torchslim
+    from torchslim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--executor 'spark': use one of local, ray"):
+        torchslim.optimize("digits-mlp", recipe=TINY, executor="spark", out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="only used with --executor ray"):
+        torchslim.optimize("digits-mlp", recipe=TINY, ray_address="127.0.0.1:6379", out=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_a_worker_that_cannot_import_the_model_file_names_it(tmp_path, monkeypatch):
     from torchslim.pipeline._ray_tasks import UserCodeError, _import_user_file
 
