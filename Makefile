@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pin the local CPU wheel first so nothing below can pull a multi-GB CUDA build.
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[hf,dev]" "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[hf,dev,ray]" "torch==2.13.0"
 	touch $@
 
 install: $(VENV)/.installed

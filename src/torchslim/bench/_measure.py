@@ -60,25 +60,22 @@ def measure(
     example_inputs: Callable[[int], tuple] | None = None,
     progress: Callable[[str], None] | None = None,
     target_s: float = 1.0,
+    known_accuracy: float | None = None,
 ) -> Metrics:
     """Measure ``fn`` (loaded from ``artifact`` on ``runtime``) on ``data.test``.
 
     ``reference`` (outputs or a callable) is required for embedding tasks (fidelity).
     ``params``/``macs`` default to counting ``fn`` when it is an ``nn.Module``.
-    ``example_inputs(batch_size)`` defaults to real test samples.
+    ``example_inputs(batch_size)`` defaults to real test samples. ``known_accuracy``: the metric
+    already measured on ``data.test`` from this very artifact (a build on another node did it,
+    pipeline._ray), so the serial timing queue does not spend time on it again.
     """
     say = progress or (lambda _msg: None)
     artifact = Path(artifact)
     device = torch.device(device)
     make_inputs = example_inputs or (lambda b: tuple(t.to(device) for t in data.example_inputs(b)))
     say("accuracy")
-    with torch.no_grad():
-        if data.task == "embedding":
-            if reference is None:
-                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
-            score = fidelity(fn, reference, data.test, device=device)
-        else:
-            score = accuracy(fn, data.test, device=device)
+    score = known_accuracy if known_accuracy is not None else _score(fn, data, reference, device)
     module = fn.model if isinstance(fn, SkipPadding) else fn  # count the model, not the padding wrapper
     if params is None:
         params = _count_artifact_params(module, artifact)
@@ -105,6 +102,15 @@ def measure(
         cold_start_ms=round(probe.cold_start_ms, 3),
         workload=workload,
     )
+
+
+def _score(fn: Callable, data: DataBundle, reference, device: torch.device) -> float:
+    with torch.no_grad():
+        if data.task == "embedding":
+            if reference is None:
+                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
+            return fidelity(fn, reference, data.test, device=device)
+        return accuracy(fn, data.test, device=device)
 
 
 def _latencies(fn: Callable, make_inputs, batch_sizes: Sequence[int], device: torch.device, target_s: float,

@@ -28,6 +28,8 @@ def optimize_cmd(
     seed: SeedOption = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out, skipping measured candidates")] = False,
     batch_sizes: Annotated[str, typer.Option(help="batch sizes to time, comma separated")] = "1,32",
+    executor: Annotated[str | None, typer.Option(help="local (default: one candidate at a time here) or ray (parallel builds on a Ray cluster, timed on its target node; docs/cluster.md)")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="the Ray cluster to join (default: RAY_ADDRESS, else Ray is started on this machine)")] = None,
 ) -> None:
     """Search recipes of compression techniques; keep the best candidate within the budget."""
     from torchslim.errors import ConfigError
@@ -38,8 +40,13 @@ def optimize_cmd(
         raise ConfigError("--resume needs --out DIR: the run directory to continue.")
     report = optimize(model, data, recipe=recipe, weights=weights, max_accuracy_drop=max_accuracy_drop, device=device,
                       out=out, resume=resume, time_budget=time_budget, seed=seed, batch_sizes=parse_batch_sizes(batch_sizes),
-                      objective=objective, max_latency_ms=max_latency_ms, max_size_mb=max_size_mb)
+                      objective=objective, max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
+                      executor=executor, ray_address=ray_address)
     render_table(report)
+    if isinstance(totals := getattr(report, "executor", None), dict):  # --executor ray: where the time went
+        from torchslim.pipeline import totals_line
+
+        typer.echo(totals_line(totals))
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
 
 

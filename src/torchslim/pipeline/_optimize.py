@@ -8,6 +8,8 @@ kill loses at most the candidate that was running and ``resume=True`` carries on
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import logging
 import math
 import time
@@ -33,6 +35,7 @@ from torchslim.core.rundir import RunDir, RunKind, claim_run_dir
 from torchslim.data import DataBundle, load_data
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._edge import search_stage
+from torchslim.pipeline._executor import open_executor, resolve_executor, search_in_parallel
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
 from torchslim.pipeline._resume import (
@@ -117,6 +120,7 @@ def optimize(
     objective: str | None = None,
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
+    executor: str | None = None, ray_address: str | None = None,
 ) -> Report:
     """Run every candidate of ``recipe`` on ``model`` and keep the best within the budget.
 
@@ -126,7 +130,7 @@ def optimize(
     of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
     ``objective`` says what "best" means (latency, throughput, size, balanced; the recipe's
     ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
-    (bytes on disk / 1e6) make candidates that break them ineligible.
+    (bytes on disk / 1e6) make candidates that break them ineligible. ``executor``: local or ray (docs/cluster.md).
     """
     _check_options(max_accuracy_drop, time_budget, batch_sizes, seed)
     check_model_and_data(model, data)
@@ -136,7 +140,8 @@ def optimize(
     opts = RunOptions(max_accuracy_drop=max_accuracy_drop, device=dev, time_budget=time_budget, seed=seed,
                       batch_sizes=batch_sizes, step_table=step_table, measure_fn=measure_fn, html=html,
                       objective=_check_objective(objective, loaded.spec.objective),
-                      constraints=Constraints.checked(max_latency_ms, max_size_mb))
+                      constraints=Constraints.checked(max_latency_ms, max_size_mb),
+                      executor=resolve_executor(executor, loaded.spec.executor))  # no ray: exit 2 before any work
     run, previous = prepare_run_dir(out, resume)
     run_dir = run.path
     handler = None
@@ -144,7 +149,7 @@ def optimize(
         if previous is not None:
             check_same_run(previous, model, data, loaded.name, run_dir)
         handler = log_to_file(run_dir / "run.log")
-        report = _run(model, data, loaded, run_dir, previous, weights, opts)
+        report = _run_on_executor(model, data, loaded, run_dir, previous, weights, opts, ray_address)
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) and run.has_result():
             interrupted(f"interrupted: measured candidates are in {run_dir / 'report.json'}; "
@@ -156,6 +161,13 @@ def optimize(
         _close(handler)
         run.release()
     return report
+
+
+def _run_on_executor(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights,
+                     opts: RunOptions, ray_address: str | None) -> Report:
+    """``_run`` with the executor named by ``opts.executor`` started (ray: the cluster joined) and left."""
+    with open_executor(opts.executor, address=ray_address, model_spec=model if isinstance(model, str) else None) as runner:
+        return _run(model, data, loaded, run_dir, previous, weights, dataclasses.replace(opts, executor=runner))
 
 
 def _check_objective(given: str | None, from_recipe: str | None) -> str:
@@ -204,6 +216,8 @@ class RunOptions:
     html: bool
     objective: str = "latency"
     constraints: Constraints = Constraints()
+    # pipeline._executor: its name ("local" | "ray"), then inside _run the executor itself
+    executor: Any = None
 
 
 def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights, opts: RunOptions) -> Report:
@@ -232,7 +246,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     setup = SearchSetup(run_dir=run_dir, data=bundle, baseline_model=baseline_model, baseline=baseline, device=dev,
                         example_inputs=example, batch_sizes=opts.batch_sizes, max_accuracy_drop=opts.max_accuracy_drop,
                         seed=opts.seed, input_names=input_names, reference=reference, measure_fn=opts.measure_fn,
-                        tuning=loaded.spec.tuning, objective=opts.objective)
+                        tuning=loaded.spec.tuning, objective=opts.objective, executor=opts.executor)
     plans = [p for p in loaded.candidates if not p.devices or dev.type in p.devices]
     for p in loaded.candidates:
         if p not in plans:
@@ -240,14 +254,18 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
     done = {c.name: c for c in (previous.candidates if previous else []) if c.status in ("ok", "failed")}
     _run_stage(plans, setup, report, done, started, opts.time_budget, "")
     if loaded.spec.search is not None:
-        search_stage(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
-                     opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
-                     lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
+        search = (functools.partial(search_in_parallel, opts.executor) if getattr(opts.executor, "parallel", False)
+                  else search_stage)
+        search(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
+               opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
+               lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
     if loaded.spec.refine is not None:
         refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity,
                                opts.step_table, opts.objective, baseline.metrics)
         _run_stage(refined, setup, report, done, started, opts.time_budget, "refine ")
     _choose(report, opts)
+    if getattr(opts.executor, "parallel", False):
+        opts.executor.finish(report)
     write_report(report, run_dir)
     if opts.html:
         write_html(report, run_dir)
@@ -263,6 +281,8 @@ def _baseline(baseline_model, bundle, run_dir: Path, previous: Report | None, ex
         return previous.baseline
     say("saving the baseline artifact")
     artifact = save_exported(baseline_model, run_dir / "baseline.pt2", example, task=bundle.task, input_names=input_names)
+    if getattr(opts.executor, "parallel", False):  # timed on the target node like every candidate
+        return opts.executor.measure_baseline(artifact, bundle, reference, opts)
     say("measuring the baseline")
     fn = load(artifact, device=opts.device)
     with CpuContention() as contention:
@@ -303,6 +323,12 @@ def _choose(report: Report, opts: RunOptions) -> None:
 
 def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report, done: dict[str, Candidate],
                started: float, time_budget: float | None, prefix: str) -> None:
+    if getattr(setup.executor, "parallel", False):
+        first = len(report.candidates)
+        records = setup.executor.run_all([(_run_one, plan, setup, report, done, started, time_budget,
+                                           f"{prefix}[{i}/{len(plans)}]") for i, plan in enumerate(plans, start=1)])
+        report.candidates[first:] = records  # the recipe's order, whatever order they finished in
+        return
     with CandidateProgress(len(plans), prefix=prefix, durations=setup.durations, started=started,
                            time_budget=time_budget) as progress:
         for i, plan in enumerate(plans, start=1):
@@ -329,7 +355,7 @@ def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: d
         record = Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
                            within_budget=False, refined_from=plan.refined_from)
     else:
-        record = run_candidate(plan, setup, label)
+        record = setup.executor.run(plan, setup, label) if setup.executor is not None else run_candidate(plan, setup, label)
     report.candidates.append(record)
     write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
     return record

@@ -120,6 +120,8 @@ class Recipe(BaseModel):
     refine: RefineSpec | None = None
     search: SearchSpec | None = None
     tuning: TuningSpec | None = Field(None, description="tune each candidate's runtime settings (absent: defaults)")
+    executor: Literal["local", "ray"] | None = Field(
+        None, description="where candidates run (docs/cluster.md); --executor overrides it")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:

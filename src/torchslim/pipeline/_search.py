@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -56,6 +57,7 @@ class SearchSetup:
     durations: list[float] = field(default_factory=list)
     tuning: TuningSpec | None = None  # the recipe's ``tuning:``: runtime settings tuned per candidate
     objective: str = "latency"  # what the tuning optimizes (batch 1, or the largest batch for throughput)
+    executor: Any = None  # pipeline._executor: where candidates run (None: here, one at a time)
 
     def step_data(self) -> DataBundle:
         # Steps get a bundle whose "test" is the validation split: code in a technique that

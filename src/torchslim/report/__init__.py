@@ -4,7 +4,7 @@ and renderers (terminal table; HTML with plots)."""
 from __future__ import annotations
 
 from torchslim.report._html import render_html
-from torchslim.report._model import Candidate, FallbackRecord, Report, environment
+from torchslim.report._model import Candidate, Execution, FallbackRecord, Report, environment
 from torchslim.report._runtime import RuntimeRecord, SettingsTry, SettingsTuning
 from torchslim.report._table import render_table
 from torchslim.report._write import load_report, validate_report, write_report
@@ -15,4 +15,5 @@ __all__ = ["Candidate", "Report", "environment", "load_report", "render_table", 
     "RuntimeRecord",
     "SettingsTry",
     "SettingsTuning",
+    "Execution",
 ]

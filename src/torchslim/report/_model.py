@@ -37,6 +37,39 @@ class FallbackRecord(BaseModel):
     ranking: list[tuple[str, float]] = Field(default_factory=list)  # (layer, sensitivity drop in points), worst first
 
 
+class Execution(BaseModel):
+    """Where and when a candidate was built and timed (``--executor ray``, pipeline._ray).
+
+    Timestamps are epoch seconds on the clock of the node that took them: ``submitted`` the
+    driver's, ``build_*`` the building node's, ``measure_*`` the target's.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    built_on: str | None = None  # Ray node id
+    measured_on: str | None = None
+    attempts: int = 1  # builds started (more than one: a worker or node died and Ray retried it)
+    submitted: float | None = None
+    build_start: float | None = None
+    build_end: float | None = None
+    measure_start: float | None = None
+    measure_end: float | None = None
+    build_s: float | None = None
+    wait_s: float | None = None  # queued before its build, and between its build and its timing
+    measure_s: float | None = None
+
+    def fill_durations(self) -> None:
+        if self.build_start is not None and self.build_end is not None:
+            self.build_s = round(self.build_end - self.build_start, 3)
+        if self.measure_start is not None and self.measure_end is not None:
+            self.measure_s = round(self.measure_end - self.measure_start, 3)
+        waits = []
+        if self.submitted is not None and self.build_start is not None:
+            waits.append(max(self.build_start - self.submitted, 0.0))
+        if self.build_end is not None and self.measure_start is not None:
+            waits.append(max(self.measure_start - self.build_end, 0.0))
+        self.wait_s = round(sum(waits), 3) if waits else None
+
+
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -51,6 +84,7 @@ class Candidate(BaseModel):
     refined_from: str | None = None  # set for second-stage variants of another candidate
     fallback: FallbackRecord | None = None  # accuracy-aware int8 fallback: the layers kept in float
     runtime_settings: RuntimeRecord | None = None  # what it runs with, and the tuning tries that chose it
+    execution: Execution | None = None  # --executor ray: where it was built and timed, and how long each took
 
     @field_validator("notes", mode="before")
     @classmethod
