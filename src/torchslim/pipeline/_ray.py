@@ -21,7 +21,6 @@ import hashlib
 import inspect
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from torchslim.core.files import atomic_write_bytes
 from torchslim.core.integrity import sha256_file
 from torchslim.core.log import say
 from torchslim.core.notes import Note
+from torchslim.core.rundir import remove_inside
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._ray_tasks import DataInputs, ModelInputs, build_candidate, measure_artifact
 from torchslim.pipeline._recipe import PlannedCandidate
@@ -380,7 +380,7 @@ class RayExecutor:
     def _receive(self, name: str, facts: dict, files: dict[str, bytes], run_dir: Path) -> Path:
         """Write a build's files into ``candidates/<name>/`` and check each against its digest."""
         work_dir = candidate_dir(run_dir, name)
-        _clear(work_dir)
+        remove_inside(work_dir, run_dir)  # a link is removed, never followed; nothing outside the run
         work_dir.mkdir(parents=True)
         root = work_dir.resolve()
         if set(files) != set(facts["digests"]):
@@ -495,9 +495,3 @@ def _user_module(spec: str | None) -> tuple[str, str, str] | None:
     return "_torchslim_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12], file.name, spec
 
 
-def _clear(work_dir: Path) -> None:
-    """A candidate folder left by an interrupted run (a link is removed, never followed)."""
-    if work_dir.is_symlink() or work_dir.is_file():
-        work_dir.unlink()
-    elif work_dir.exists():
-        shutil.rmtree(work_dir)
