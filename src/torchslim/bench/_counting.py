@@ -36,9 +36,16 @@ def count_macs(module: nn.Module, example_inputs: tuple) -> int | None:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    # In eval mode without grad, nn.MultiheadAttention and nn.TransformerEncoderLayer take their
+    # fused "fast path" (one native op per layer), which the FLOP counter does not know: a
+    # 2-layer encoder counted 0 MACs. The fast path is off while counting; the work is the same.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
+        torch.backends.mha.set_fastpath_enabled(False)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             module(*example_inputs)
         return int(counter.get_total_flops() // 2)
     except Exception:
         return None
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
