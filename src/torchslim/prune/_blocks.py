@@ -118,16 +118,29 @@ class FrozenPruner(tp.pruner.function.BasePruningFunc):
         return layer.input_size
 
 
-def customized_pruners(model: nn.Module, whole_heads: bool) -> tuple[dict, list[nn.Module]]:
-    """Torch-Pruning's ``customized_pruners`` for ``model``'s standard blocks, and the frozen
-    modules whose groups the pruning loop must skip."""
+def customized_pruners(model: nn.Module, whole_heads: bool) -> tuple[dict, list[nn.Module], list[nn.Module]]:
+    """Torch-Pruning's ``customized_pruners`` for ``model``'s standard blocks; the recurrent
+    layers (traced as one node, never pruned); and every module whose groups the pruning loop
+    must skip: those, and modules sharing a parameter (tied weights: Torch-Pruning would cut
+    each side by its own group and untie them)."""
     pruners: dict = {}
-    frozen = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
-    for m in frozen:
+    recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    for m in recurrent:
         pruners[type(m)] = FrozenPruner()
-    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
-        pruners[nn.MultiheadAttention] = MultiheadAttentionPruner(whole_heads)
-    return pruners, frozen
+    mha = MultiheadAttentionPruner(whole_heads)
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            pruners[type(m)] = mha
+    return pruners, recurrent, recurrent + tied_modules(model)
+
+
+def tied_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules holding a parameter that another module holds too."""
+    owners: dict[int, list[nn.Module]] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners.setdefault(id(p), []).append(m)
+    return list({id(m): m for group in owners.values() if len(group) > 1 for m in group}.values())
 
 
 def unprunable_attention(model: nn.Module) -> list[nn.Module]:

@@ -101,8 +101,12 @@ def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
     keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
     num_heads = {proj: att.heads for att in attention for proj in att.projections}
     hidden = hidden_width_layers(model, attention)
-    pruners, frozen = customized_pruners(model, whole_heads=config.prune_heads)
-    with warnings.catch_warnings(), traced_as_one_node(frozen):
+    pruners, recurrent, frozen = customized_pruners(model, whole_heads=config.prune_heads)
+    names = {m: n for n, m in model.named_modules()}
+    kept = [f"{names[m]} ({type(m).__name__})" for m in frozen + unprunable_attention(model)]
+    if kept:
+        ctx.log(f"channel prune: kept whole (recurrent, tied weights, keys/values of another width): {', '.join(kept)}")
+    with warnings.catch_warnings(), traced_as_one_node(recurrent):
         # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
         # position embedding); it prunes their last dimension, which is the right one here.
         warnings.simplefilter("ignore", UserWarning)
@@ -218,15 +222,30 @@ def _output_shape(model: nn.Module, example_inputs: tuple) -> tuple:
 
 
 def _check_still_runs(model: nn.Module, example_inputs: tuple, expected_shape: tuple) -> None:
-    """Fail loudly if pruning left a layer whose hard-coded sizes no longer fit (an
-    attention module we do not recognize, a reshape to a fixed width)."""
+    """Fail loudly, naming the module, if pruning left a layer whose hard-coded sizes no longer
+    fit (an attention module we do not recognize, a reshape to a fixed width)."""
+    entered: list[str] = []  # modules whose forward started and has not returned: the last one raised
+
+    def leave(*_args) -> None:  # returns None: the output is left as it is
+        entered.pop()
+
+    hooks = []
+    for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(lambda *_a, n=name: entered.append(n)))
+        hooks.append(module.register_forward_hook(leave))
     try:
         shape = _output_shape(model, example_inputs)
     except Exception as e:
+        where = next((n for n in reversed(entered) if n), "")
+        block = f"{where!r} ({type(model.get_submodule(where)).__name__})" if where else type(model).__name__
         raise UnsupportedError(
-            f"Channel pruning left {type(model).__name__} unable to run ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            "Some module hard-codes a width (e.g. an attention head size); list it under prune.ignore."
+            f"Channel pruning left {type(model).__name__} unable to run: {block} failed with {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}. It probably reshapes to a fixed width (e.g. an attention "
+            f"head size torchslim does not recognize); list it under prune.ignore, or use method: magnitude."
         ) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
     if shape != expected_shape:
         raise UnsupportedError(f"Channel pruning changed the output shape from {expected_shape} to {shape}; list the output layers under prune.ignore.")
 
