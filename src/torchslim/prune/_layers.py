@@ -66,7 +66,7 @@ def check_module_names(model: nn.Module, names: Iterable[str], option: str, allo
         if bad:
             kinds = ", ".join(f"{n!r} ({type(modules[n]).__name__})" for n in bad)
             raise ConfigError(
-                f"{option}: {kinds} cannot be pruned; only Linear and Conv layers can "
+                f"{option}: {kinds} cannot be pruned by this method "
                 f"(prunable here: {', '.join(list(allowed)[:12])}{', ...' if len(allowed) > 12 else ''})."
             )
 
