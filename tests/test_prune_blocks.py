@@ -109,6 +109,22 @@ class _Hand(nn.Module):
         return self.head(self.norm(t + self.attn(t)).mean(1))
 
 
+class _CrossAttention(nn.Module):
+    """nn.MultiheadAttention whose keys/values have their own width (kdim/vdim), then an FFN."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.query, self.memory = nn.Linear(8, dim), nn.Linear(8, 16)
+        self.attn = nn.MultiheadAttention(dim, 4, kdim=16, vdim=16, batch_first=True)
+        self.up, self.down, self.head = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim), nn.Linear(dim, 10)
+
+    def forward(self, x):
+        rows = x.flatten(1, 2)
+        q, kv = self.query(rows), self.memory(rows)
+        t = q + self.attn(q, kv, kv)[0]
+        return self.head((t + self.down(F.relu(self.up(t)))).mean(1))
+
+
 class _SqueezeExcite(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -206,6 +222,7 @@ BLOCKS = {
     "decoder-norm-first": lambda: _Decoder(norm_first=True),
     "decoder-norm-last": lambda: _Decoder(norm_first=False),
     "hand-written-attention": _Hand,
+    "cross-attention-kdim": _CrossAttention,
     "depthwise-se-residual": _DepthwiseNet,
     "gru": lambda: _Recurrent(nn.GRU),
     "lstm": lambda: _Recurrent(nn.LSTM),
@@ -225,7 +242,8 @@ def _check_attention(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, nn.MultiheadAttention):
             assert m.num_heads * m.head_dim == m.embed_dim == m.out_proj.in_features == m.out_proj.out_features
-            assert m.in_proj_weight.shape == (3 * m.embed_dim, m.embed_dim)
+            if m._qkv_same_embed_dim:
+                assert m.in_proj_weight.shape == (3 * m.embed_dim, m.embed_dim)
             heads += m.num_heads
         if isinstance(m, _HandAttention):
             assert m.num_heads * m.head_dim == m.q_proj.out_features == m.v_proj.out_features == m.out_proj.in_features
@@ -247,11 +265,13 @@ def test_channel_pruning_shrinks_every_block(name):
     model = BLOCKS[name]().eval()
     heads = _check_attention(model)
     pruned = prune(model, ChannelPruneConfig(ratio=0.3), example_inputs=(X,))
-    kept_whole = isinstance(model, (_Recurrent, _Tied))  # most of their weights are in what is kept
+    kept_whole = isinstance(model, (_Recurrent, _Tied, _CrossAttention))  # much of their weight is in what is kept
     assert _params(pruned) < (1.0 if kept_whole else 0.8) * _params(model)  # really smaller, not only the odd layer
     assert pruned(X).shape == (4, 10)
-    if heads:
+    if heads and not kept_whole:
         assert 0 < _check_attention(pruned) < heads  # whole heads gone, at least one kept
+    if isinstance(model, _CrossAttention):  # kept whole (its keys come from another width); the FFN shrinks
+        assert pruned.attn.embed_dim == 32 and pruned.up.out_features < 64
     if isinstance(model, _Recurrent):  # kept whole: only the layers around it shrink
         assert pruned.rnn.input_size == pruned.rnn.hidden_size == 32
         assert pruned.hidden.out_features < 32
