@@ -53,6 +53,24 @@ class _Attention(nn.Module):
         return self.head((t if self.batch_first else t.transpose(0, 1)).mean(1))
 
 
+class _AttentionOptions(nn.Module):
+    """MultiheadAttention's options: bias_k/v, a zero attention slot, a key padding mask,
+    keyword arguments, per-head weights returned."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.attn = nn.MultiheadAttention(dim, 4, batch_first=True, add_bias_kv=True, add_zero_attn=True)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        t = self.embed(x.flatten(1, 2))
+        padding = torch.zeros(t.shape[:2], dtype=torch.bool)
+        padding[:, -2:] = True
+        out, _ = self.attn(t, key=t, value=t, key_padding_mask=padding, average_attn_weights=False)
+        return self.head((t + out).mean(1))
+
+
 class _ViT(nn.Module):
     """Patch embedding, class token, position parameter, nn.TransformerEncoder."""
 
@@ -81,6 +99,20 @@ class _Decoder(nn.Module):
     def forward(self, x):
         t = self.patch(x)
         return self.head(self.decoder(t, t).mean(1))
+
+
+class _MemoryDecoder(nn.Module):
+    """A decoder layer whose memory (cross-attention keys/values) has its own producer."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.target, self.memory = nn.Linear(8, dim), nn.Linear(8, dim)
+        self.decoder = nn.TransformerDecoderLayer(dim, 4, 2 * dim, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        rows = x.flatten(1, 2)
+        return self.head(self.decoder(self.target(rows), F.relu(self.memory(rows))).mean(1))
 
 
 class _HandAttention(nn.Module):
@@ -217,10 +249,12 @@ class _Tied(nn.Module):
 BLOCKS = {
     "mha-batch-first": lambda: _Attention(batch_first=True),
     "mha-sequence-first": lambda: _Attention(batch_first=False),
+    "mha-options": _AttentionOptions,
     "encoder-norm-first": lambda: _ViT(norm_first=True),
     "encoder-norm-last": lambda: _ViT(norm_first=False),
     "decoder-norm-first": lambda: _Decoder(norm_first=True),
     "decoder-norm-last": lambda: _Decoder(norm_first=False),
+    "decoder-own-memory": _MemoryDecoder,
     "hand-written-attention": _Hand,
     "cross-attention-kdim": _CrossAttention,
     "depthwise-se-residual": _DepthwiseNet,

@@ -19,9 +19,13 @@ loop the step the residual group's count must be a multiple of.
 
 Recurrent layers (``nn.RNN``/``GRU``/``LSTM``) are *frozen*: Torch-Pruning 1.6 traces into
 their fused kernels (their weights look like free parameters; a GRU fails with an IndexError,
-an LSTM's gates are indexed wrongly), so while it traces, each recurrent layer's output is
-passed through a one-node barrier that hides its insides, and every group that reaches a
-recurrent layer is left alone: the rest of the model is pruned.
+an LSTM's gates are indexed wrongly), so every group that reaches a recurrent layer is left
+alone: the rest of the model is pruned.
+
+While Torch-Pruning traces, recurrent layers and MultiheadAttention modules are each passed
+through a one-node barrier (``traced_as_one_node``): the tracer sees their tensor inputs (an
+attention's query, key and value) lead to their output and nothing inside, where their own
+parameters and ops (``add_zero_attn``'s concatenation) would confuse it.
 """
 
 from __future__ import annotations
@@ -150,31 +154,33 @@ def unprunable_attention(model: nn.Module) -> list[nn.Module]:
 
 
 class _Barrier(torch.autograd.Function):
-    """``y`` as a new tensor whose autograd node leads only to ``x``: what Torch-Pruning's
-    tracer sees of a frozen layer (one node, from its input), not the kernel's internals."""
+    """``y`` as a new tensor whose autograd node leads only to ``inputs``: what Torch-Pruning's
+    tracer sees of a module traced as one node (its inputs -> its output), not its insides."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         return y.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return None, None
+        return (None,) * len(ctx.needs_input_grad)
 
 
 @contextlib.contextmanager
 def traced_as_one_node(modules: list[nn.Module]) -> Iterator[None]:
-    """While Torch-Pruning traces: each of ``modules`` shows as one node from its input.
+    """While Torch-Pruning traces: each of ``modules`` shows as one node from its tensor
+    inputs (a recurrent layer's sequence, an attention's query, key and value) to its output.
     (Gradients stop there, so this must never be active while anything trains or scores.)"""
 
-    def hook(_module, args, output):
+    def hook(_module, args, kwargs, output):
         first = output[0] if isinstance(output, tuple) else output
-        if not args or not isinstance(args[0], torch.Tensor) or not isinstance(first, torch.Tensor):
+        inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        if not inputs or not isinstance(first, torch.Tensor):
             return None
-        barrier = _Barrier.apply(args[0], first.detach())
+        barrier = _Barrier.apply(first.detach(), *inputs)
         return (barrier, *output[1:]) if isinstance(output, tuple) else barrier
 
-    handles = [m.register_forward_hook(hook) for m in modules]
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
     try:
         yield
     finally:

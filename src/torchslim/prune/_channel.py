@@ -106,7 +106,11 @@ def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
     kept = [f"{names[m]} ({type(m).__name__})" for m in frozen + unprunable_attention(model)]
     if kept:
         ctx.log(f"channel prune: kept whole (recurrent, tied weights, keys/values of another width): {', '.join(kept)}")
-    with warnings.catch_warnings(), traced_as_one_node(recurrent):
+    # Traced as one node each: recurrent layers (Torch-Pruning cannot follow their kernels) and
+    # MultiheadAttention (its handler prunes it whole; its insides, e.g. add_zero_attn's concat,
+    # confuse the tracer).
+    opaque = recurrent + [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    with warnings.catch_warnings(), traced_as_one_node(opaque):
         # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
         # position embedding); it prunes their last dimension, which is the right one here.
         warnings.simplefilter("ignore", UserWarning)
