@@ -3,14 +3,16 @@
 Torch-Pruning couples q, k, v and the output projection's inputs into one group; what it
 cannot know is the attribute a module reshapes with. Two shapes are recognized:
 
-- the zoo's ``SelfAttention``: ``q``/``k``/``v`` Linears and ``heads`` (it reshapes to
-  ``(b, t, heads, -1)``);
+- the zoo's ``SelfAttention`` and hand-written attention: ``q``/``k``/``v`` (or ``q_proj``...)
+  Linears and ``heads`` / ``num_heads`` (reshaping to ``(b, t, heads, -1)`` or ``(b, t,
+  num_heads, head_dim)``; ``head_dim`` is rewritten too);
 - Hugging Face self-attention (BERT, RoBERTa, MiniLM, ...): ``query``/``key``/``value``
   Linears and ``num_attention_heads``; transformers 5 reshapes to ``(b, t, -1,
   attention_head_size)`` and keeps ``all_head_size`` beside it.
 
 After every pruner step ``sync`` writes the new head count and head size back, so the module
-still runs. The softmax ``scaling`` (1/sqrt(original head size)) of HF modules is left as it
+still runs. (``nn.MultiheadAttention`` is not one of these: its heads live inside one fused
+projection, see ``_blocks.py``.) The softmax ``scaling`` (1/sqrt(original head size)) of HF modules is left as it
 is: removing whole heads does not change the head size, and with head *dims* pruned the kept
 dimensions are the largest terms of the same dot products, which the trained scale fits.
 
@@ -32,44 +34,61 @@ import torch.nn as nn
 
 from torchslim.errors import UnsupportedError
 
+_PROJECTION_NAMES = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
+_HEAD_COUNTS = ("num_attention_heads", "heads", "num_heads", "n_heads", "n_head")  # HF first: it may keep both
+_HEAD_SIZES = ("head_dim", "attention_head_size", "head_size", "d_head")  # rewritten: width // heads
+_INNER_WIDTHS = ("all_head_size", "inner_dim")  # rewritten: heads x head size
+
 
 @dataclass
 class Attention:
-    """One recognized attention module and its q, k, v projections."""
+    """One recognized attention module, its q, k, v projections and the attribute holding its
+    head count (``heads``, ``num_heads``, ``num_attention_heads``, ...)."""
 
     module: nn.Module
     projections: tuple[nn.Linear, nn.Linear, nn.Linear]
     hugging_face: bool
     initial_heads: int
+    heads_attribute: str = "heads"
 
     @property
     def heads(self) -> int:
-        return int(self.module.num_attention_heads if self.hugging_face else self.module.heads)
+        return int(getattr(self.module, self.heads_attribute))
 
     def sync(self, heads: int) -> None:
-        """Make the module's reshape attributes match its (pruned) projections."""
+        """Make the module's reshape attributes match its (pruned) projections: the head count,
+        and the head size and inner width wherever the module keeps them."""
         width = self.projections[0].out_features
-        if self.hugging_face:
-            self.module.num_attention_heads = heads
-            self.module.attention_head_size = width // heads
-            self.module.all_head_size = width
-        else:
-            self.module.heads = heads
+        setattr(self.module, self.heads_attribute, heads)
+        for names, value in ((_HEAD_SIZES, width // heads), (_INNER_WIDTHS, width)):
+            for name in names:
+                if isinstance(getattr(self.module, name, None), int):
+                    setattr(self.module, name, value)
 
 
 def attention_modules(model: nn.Module) -> list[Attention]:
-    """Every zoo-style or Hugging Face-style self-attention module of ``model``."""
+    """Every self-attention module of ``model`` written with three q/k/v Linears and an integer
+    head count: the zoo's, Hugging Face's (BERT & co.), and hand-written ones (``q_proj``...,
+    ``num_heads``) that reshape with those attributes and ``F.scaled_dot_product_attention``."""
     found = []
     for m in model.modules():
-        for names, attribute, hugging_face in ((("q", "k", "v"), "heads", False),
-                                                (("query", "key", "value"), "num_attention_heads", True)):
+        for names in _PROJECTION_NAMES:
             projections = tuple(getattr(m, n, None) for n in names)
-            heads = getattr(m, attribute, None)
-            if all(isinstance(p, nn.Linear) for p in projections) and isinstance(heads, int):
-                if hugging_face and not isinstance(getattr(m, "attention_head_size", None), int):
-                    continue
-                found.append(Attention(m, projections, hugging_face, heads))
+            attribute = next((a for a in _HEAD_COUNTS if isinstance(getattr(m, a, None), int)), None)
+            if attribute is None or not all(isinstance(p, nn.Linear) for p in projections):
+                continue
+            hugging_face = attribute == "num_attention_heads" and isinstance(getattr(m, "attention_head_size", None), int)
+            if attribute == "num_attention_heads" and not hugging_face:
+                continue  # HF-looking without a head size: we would not know how it reshapes
+            found.append(Attention(m, projections, hugging_face, getattr(m, attribute), attribute))
+            break
     return found
+
+
+def head_count(model: nn.Module) -> int:
+    """Attention heads in ``model``: recognized attention modules' and ``nn.MultiheadAttention``'s."""
+    mha = sum(m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention))
+    return mha + sum(att.heads for att in attention_modules(model))
 
 
 def hidden_width_layers(model: nn.Module, attention: list[Attention]) -> list[nn.Module]:

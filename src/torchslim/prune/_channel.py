@@ -31,6 +31,7 @@ from torchslim.errors import ConfigError, UnsupportedError
 from torchslim.prune._attention import (
     attention_modules,
     check_widths_kept,
+    head_count,
     head_ratio_for_step,
     hidden_width_layers,
     kept_widths,
@@ -53,7 +54,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
     attention = attention_modules(model)
     widths = kept_widths(model, hidden_width_layers(model, attention))
     pruner = _make_pruner(model, config, ctx, attention)
-    before, heads_before = _param_count(model), sum(att.heads for att in attention)
+    before, heads_before = _param_count(model), head_count(model)
     expected_shape = _output_shape(model, ctx.example_inputs)
     for round_index in range(1, config.iterations + 1):
         _prune_round(model, config, ctx, pruner, attention, round_index)
@@ -61,7 +62,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
         check_widths_kept(model, widths)
         if ctx.data is not None:
             recalibrate_batchnorm(model, ctx.data, device=ctx.device, batches=config.recalibrate_batches)
-        heads = f", {sum(att.heads for att in attention)} attention heads (from {heads_before})" if attention else ""
+        heads = f", {head_count(model)} attention heads (from {heads_before})" if heads_before else ""
         ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,}){heads}")
         if config.finetune_epochs > 0:
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
@@ -94,29 +95,54 @@ def _make_pruner(model: nn.Module, config: ChannelPruneConfig, ctx, attention):
     """Torch-Pruning's pruner: the classifier, ignored layers and the residual width are kept."""
     import torch_pruning as tp
 
+    from torchslim.prune._blocks import customized_pruners, traced_as_one_node, unprunable_attention
+
     modules = dict(model.named_modules())
     keep = output_layer_names(model, ctx.example_inputs) + list(config.ignore)
     num_heads = {proj: att.heads for att in attention for proj in att.projections}
     hidden = hidden_width_layers(model, attention)
-    with warnings.catch_warnings():
+    pruners, recurrent, frozen = customized_pruners(model, whole_heads=config.prune_heads)
+    names = {m: n for n, m in model.named_modules()}
+    kept = [f"{names[m]} ({type(m).__name__})" for m in frozen + unprunable_attention(model)]
+    if kept:
+        ctx.log(f"channel prune: kept whole (recurrent, tied weights, keys/values of another width): {', '.join(kept)}")
+    # Traced as one node each: recurrent layers (Torch-Pruning cannot follow their kernels) and
+    # MultiheadAttention (its handler prunes it whole; its insides, e.g. add_zero_attn's concat,
+    # confuse the tracer).
+    opaque = recurrent + [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    with warnings.catch_warnings(), traced_as_one_node(opaque):
         # Torch-Pruning warns about parameters held outside leaf modules (a transformer's
         # position embedding); it prunes their last dimension, which is the right one here.
         warnings.simplefilter("ignore", UserWarning)
-        return _guarded(model, tp.pruner.BasePruner,
+        pruner = _guarded(model, tp.pruner.BasePruner,
             model,
             ctx.example_inputs,
             importance=_importance(config, attention),
             global_pruning=config.scope == "global",
             pruning_ratio=config.ratio,
-            pruning_ratio_dict={modules[n]: r for n, r in config.layer_ratios.items()},
+            pruning_ratio_dict=_ratios(model, config),
             iterative_steps=config.iterations,
-            ignored_layers=[modules[n] for n in keep] + hidden,
+            ignored_layers=[modules[n] for n in keep] + hidden + frozen + unprunable_attention(model),
+            customized_pruners=pruners,
             round_to=config.round_to,
             num_heads=num_heads,
             prune_num_heads=bool(num_heads) and config.prune_heads,
             prune_head_dims=not config.prune_heads,
             head_pruning_ratio=config.ratio if config.prune_heads else 0.0,
         )
+    pruner.torchslim_frozen = frozen  # groups reaching these (as inputs too) are skipped, see _step_groups
+    return pruner
+
+
+def _ratios(model: nn.Module, config: ChannelPruneConfig) -> dict[nn.Module, float]:
+    """Torch-Pruning's ``pruning_ratio_dict``: ``layer_ratios``, and with uniform scope every
+    layer at ``ratio`` too. That gives each group its own ranking scope: Torch-Pruning 1.6 names
+    a local scope after the group's root layer, and an attention group re-rooted at its output
+    projection takes the name of the residual group rooted there, which then is never pruned
+    (a hand-written attention block's residual width stayed whole)."""
+    modules = dict(model.named_modules())
+    ratios = {} if config.scope == "global" else {m: config.ratio for m in prunable_layers(model).values()}
+    return ratios | {modules[n]: r for n, r in config.layer_ratios.items()}
 
 
 def _prune_round(model: nn.Module, config: ChannelPruneConfig, ctx, pruner, attention, round_index: int) -> None:
@@ -133,7 +159,7 @@ def _prune_round(model: nn.Module, config: ChannelPruneConfig, ctx, pruner, atte
         for att in attention:  # Torch-Pruning reads it per q/k/v projection at this step
             ratio = head_ratio_for_step(att, config.ratio, config.iterations, round_index)
             pruner.head_pruning_ratio_dict.update({p: [ratio] * (config.iterations + 1) for p in att.projections})
-    _guarded(model, pruner.step)
+    _guarded(model, _step_groups, pruner, config.prune_heads)
     model.zero_grad(set_to_none=True)
     for att in attention:
         heads = pruner.num_heads.get(att.projections[0], att.heads)
@@ -142,6 +168,41 @@ def _prune_round(model: nn.Module, config: ChannelPruneConfig, ctx, pruner, atte
             raise UnsupportedError(f"prune: the global ranking removed every attention head of {name!r} at ratio "
                                    f"{config.ratio}. Use a lower ratio, scope: uniform, or prune_heads: false.")
         att.sync(heads)
+
+
+def _step_groups(pruner, whole_heads: bool) -> None:
+    """One pruner step, group by group: a group that reaches a frozen layer (a GRU's input
+    width) is left alone, and a group through ``nn.MultiheadAttention`` removes a multiple
+    of the head size (whole heads) or of the head count (per-head dimensions), rounded to
+    the nearest one, keeping one head (or one dimension per head)."""
+    frozen = set(pruner.torchslim_frozen)
+    for group in pruner.step(interactive=True):
+        if any(dep.target.module in frozen for dep, _ in group):
+            continue
+        idxs = _fit_to_attention(pruner, group, whole_heads)
+        if idxs:
+            group.prune(idxs)
+
+
+def _fit_to_attention(pruner, group, whole_heads: bool) -> list[int]:
+    from torchslim.prune._blocks import heads_multiple
+
+    idxs = [int(i) for i in group[0].idxs]
+    attention = list({id(dep.target.module): dep.target.module for dep, _ in group
+                      if isinstance(dep.target.module, nn.MultiheadAttention)}.values())
+    if not attention:
+        return idxs
+    step, width = heads_multiple(attention, whole_heads), attention[0].embed_dim
+    count = min(round(len(idxs) / step) * step, width - step)
+    if count == len(idxs) or count <= 0:
+        return idxs if count == len(idxs) else []
+    # Re-rank the whole residual group to take exactly `count` channels (Torch-Pruning chose len(idxs)).
+    root, handler = group[0].dep.target.module, group[0].dep.handler
+    channels = (pruner.DG.get_out_channels if pruner.DG.is_out_channel_pruning_fn(handler) else pruner.DG.get_in_channels)(root)
+    importance = pruner.estimate_importance(pruner.DG.get_pruning_group(root, handler, list(range(channels))))
+    if importance is None:
+        return idxs[:count]
+    return torch.argsort(importance)[:count].tolist()
 
 
 def _guarded(model: nn.Module, call, *args, **kwargs):
@@ -165,15 +226,30 @@ def _output_shape(model: nn.Module, example_inputs: tuple) -> tuple:
 
 
 def _check_still_runs(model: nn.Module, example_inputs: tuple, expected_shape: tuple) -> None:
-    """Fail loudly if pruning left a layer whose hard-coded sizes no longer fit (an
-    attention module we do not recognize, a reshape to a fixed width)."""
+    """Fail loudly, naming the module, if pruning left a layer whose hard-coded sizes no longer
+    fit (an attention module we do not recognize, a reshape to a fixed width)."""
+    entered: list[str] = []  # modules whose forward started and has not returned: the last one raised
+
+    def leave(*_args) -> None:  # returns None: the output is left as it is
+        entered.pop()
+
+    hooks = []
+    for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(lambda *_a, n=name: entered.append(n)))
+        hooks.append(module.register_forward_hook(leave))
     try:
         shape = _output_shape(model, example_inputs)
     except Exception as e:
+        where = next((n for n in reversed(entered) if n), "")
+        block = f"{where!r} ({type(model.get_submodule(where)).__name__})" if where else type(model).__name__
         raise UnsupportedError(
-            f"Channel pruning left {type(model).__name__} unable to run ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            "Some module hard-codes a width (e.g. an attention head size); list it under prune.ignore."
+            f"Channel pruning left {type(model).__name__} unable to run: {block} failed with {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}. It probably reshapes to a fixed width (e.g. an attention "
+            f"head size torchslim does not recognize); list it under prune.ignore, or use method: magnitude."
         ) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
     if shape != expected_shape:
         raise UnsupportedError(f"Channel pruning changed the output shape from {expected_shape} to {shape}; list the output layers under prune.ignore.")
 

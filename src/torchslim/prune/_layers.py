@@ -37,6 +37,20 @@ def prunable_layers(model: nn.Module, layer_types: Iterable[str] = ("linear", "c
     return {name: m for name, m in model.named_modules() if isinstance(m, classes)}
 
 
+def prunable_weights(model: nn.Module, layer_types: Iterable[str] = ("linear", "conv")) -> dict[str, tuple[nn.Module, tuple[str, ...]]]:
+    """Name -> (module, weight attribute names) of every weight unstructured pruning can zero:
+    each Linear/Conv's ``weight``, and with ``linear`` the projection weights that
+    ``nn.MultiheadAttention`` holds itself and reads directly (``in_proj_weight``, or
+    ``q/k/v_proj_weight`` when keys and values have their own widths); its ``out_proj`` is an
+    ordinary Linear under its own name."""
+    found = {name: (m, ("weight",)) for name, m in prunable_layers(model, layer_types).items()}
+    if "linear" in layer_types:
+        for name, m in model.named_modules():
+            if isinstance(m, nn.MultiheadAttention):
+                found[name] = (m, ("in_proj_weight",) if m._qkv_same_embed_dim else ("q_proj_weight", "k_proj_weight", "v_proj_weight"))
+    return found
+
+
 def check_module_names(model: nn.Module, names: Iterable[str], option: str, allowed: dict[str, nn.Module] | None = None) -> None:
     """Fail loudly on names the model does not have, or (with ``allowed``) cannot prune."""
     modules = dict(model.named_modules())
@@ -52,7 +66,7 @@ def check_module_names(model: nn.Module, names: Iterable[str], option: str, allo
         if bad:
             kinds = ", ".join(f"{n!r} ({type(modules[n]).__name__})" for n in bad)
             raise ConfigError(
-                f"{option}: {kinds} cannot be pruned; only Linear and Conv layers can "
+                f"{option}: {kinds} cannot be pruned by this method "
                 f"(prunable here: {', '.join(list(allowed)[:12])}{', ...' if len(allowed) > 12 else ''})."
             )
 
@@ -124,9 +138,10 @@ def recalibrate_batchnorm(model: nn.Module, data: DataBundle, *, device="cpu", b
 
 
 def zero_fraction(model: nn.Module, names: Iterable[str] | None = None) -> float:
-    """Measured fraction of exactly-zero weights over ``names`` (default: all Linear/Conv)."""
-    layers = prunable_layers(model)
-    chosen = [layers[n] for n in (names if names is not None else layers)]
-    total = sum(m.weight.numel() for m in chosen)
-    zeros = sum(int((m.weight == 0).sum()) for m in chosen)
+    """Measured fraction of exactly-zero weights over ``names`` (default: every weight of
+    ``prunable_weights``: all Linear/Conv, and MultiheadAttention's own projections)."""
+    weights = prunable_weights(model)
+    chosen = [getattr(m, a) for n in (names if names is not None else weights) for m, attrs in [weights[n]] for a in attrs]
+    total = sum(w.numel() for w in chosen)
+    zeros = sum(int((w == 0).sum()) for w in chosen)
     return zeros / total if total else 0.0

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.prune._api import prune
-from torchslim.prune._attention import attention_modules
+from torchslim.prune._attention import head_count
 from torchslim.prune._config import ChannelPruneConfig, parse_prune_config
 from torchslim.prune._layers import zero_fraction
 
@@ -38,7 +38,7 @@ def run_step(model: nn.Module, config, ctx: StepContext) -> StepOutput:
     )
     params_after = sum(p.numel() for p in pruned.parameters())
     if isinstance(config, ChannelPruneConfig):
-        heads_before, heads_after = (sum(a.heads for a in attention_modules(m)) for m in (model, pruned))
+        heads_before, heads_after = head_count(model), head_count(pruned)
         heads = f", attention heads {heads_before} -> {heads_after}" if heads_before else ""
         notes = [f"{config.describe()}: channels removed, parameters {params_before:,} -> {params_after:,} "
                  f"({params_after / params_before:.1%} kept){heads}"]
