@@ -71,7 +71,7 @@ CASES: dict[str, list[Case]] = {
     "prune": [
         Case("prune", "prune: magnitude + finetune", {"method": "magnitude", "ratio": 0.5, "finetune_epochs": 1}),
         Case("prune", "prune: global", {"method": "global", "ratio": 0.5}),
-        Case("prune", "prune: channel", {"method": "channel", "ratio": 0.5}),
+        Case("prune", "prune: channel 0.3", {"method": "channel", "ratio": 0.3}),
     ],
     "factorize": [Case("factorize", "factorize", {"rank_ratio": 0.25})],
     "distill": [Case("distill", "distill", {"epochs": 1})],
@@ -217,10 +217,16 @@ _WAY_OUT = re.compile(r"\b(ignore|skip|instead|use|install|another|method|format
                       r"keep|leave|try|needs?)\b", re.IGNORECASE)
 
 
+_CONTAINERS = {"Sequential", "ModuleList", "ModuleDict", "Identity"}
+
+
 def _names_block(message: str, model: nn.Module) -> bool:
-    names = {type(m).__name__ for m in list(model.modules())[1:]}
-    names |= {n for n, _ in model.named_modules() if len(n) > 2}
-    return any(n in message for n in names)
+    """The message names a module of the model: a (non-container) class other than the model's
+    own, a dotted module path, or a module name in quotes or backticks."""
+    names = {type(m).__name__ for m in list(model.modules())[1:]} - _CONTAINERS
+    for path, _ in list(model.named_modules())[1:]:
+        names |= {path} if "." in path else {f"'{path}'", f"`{path}`", f'"{path}"'}
+    return any(re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", message) for n in names)
 
 
 def _close(reference: torch.Tensor, out: torch.Tensor, case: Case) -> str | None:
