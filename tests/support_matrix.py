@@ -71,6 +71,9 @@ def render(cells: dict[tuple[str, str], dict]) -> str:
         "- ❌ a crash, a silent no-op or a broken promise: a bug (numbered below);",
         "- – not run here (needs CUDA).",
         "",
+        "The contract test runs a fixed spread of these cells in CI and all of them under `-m heavy`; "
+        "`python -m tests.support_matrix run` regenerates this file from a run of all of them.",
+        "",
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {_cpu()} ({os.cpu_count()} cores), "
         f"torch {torch.__version__}: {len(cells)} cells, "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".",
@@ -78,8 +81,12 @@ def render(cells: dict[tuple[str, str], dict]) -> str:
     ]
     pending = sorted((b, c) for b, c in PRUNING_XFAIL if cells.get((b, c), {}).get("status") not in (None, "works"))
     if pending:
-        lines += [f"Cells marked ❌ (prune22) are the {len(pending)} attention-pruning pairs still expected to fail "
+        lines += [f"Cells marked ❌ (prune22) are the {len(pending)} pruning pairs still expected to fail "
                   "(PRUNING_XFAIL in tests/test_block_contract.py): another part of issue 22 makes them work.", ""]
+    missing = sum(1 for b in BLOCKS for c in all_cases if (b, c.label) not in cells)
+    if missing:
+        lines += [f"{missing} cells say \"not run\": the run that generated this file left them out (to fit its "
+                  "time); `python -m tests.support_matrix run` runs every cell.", ""]
     notes: list[str] = []
     for title, techniques in _GROUPS:
         group = [c for c in all_cases if c.technique in techniques]

@@ -32,6 +32,7 @@ _ATTENTION = ("mha-batch-first", "mha-seq-first-weights", "encoder-post-norm", "
 PRUNING_XFAIL: set[tuple[str, str]] = (
     {(block, "prune: magnitude + finetune") for block in _ATTENTION}  # "backward through the graph a second time"
     | {(block, "prune: channel 0.3") for block in (*_ATTENTION, "sdpa-attention")}  # heads not removed whole
+    | {(block, "prune: channel 0.3") for block in ("gru", "lstm")}  # refusals naming no LSTM/GRU, or IndexError
 )
 
 # What issue 22 asks to work, not merely be refused cleanly: case label -> blocks. These pairs
