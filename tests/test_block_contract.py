@@ -77,7 +77,7 @@ def _params():
             elif case.slow:
                 marks.append(pytest.mark.slow)
             if (block, case.label) in PRUNING_XFAIL:
-                marks.append(pytest.mark.xfail(reason="attention pruning: prune22 (issue 22)", strict=False))
+                marks.append(pytest.mark.xfail(reason="pruning of this block: prune22 (issue 22)", strict=False))
             out.append(pytest.param(block, case, id=f"{block}|{case.label}", marks=marks))
     return out
 
