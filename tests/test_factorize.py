@@ -116,3 +116,34 @@ def test_cli_factorize_writes_artifact(tmp_path, capsys):
     assert cand.status == "ok" and (out / cand.artifact).exists() and (out / "report.json").exists()
     assert any("factorized" in n for n in cand.note_texts("technique"))
     assert "factorize" in capsys.readouterr().out
+
+
+def test_layers_whose_weight_another_module_reads_are_left_alone_and_said_so():
+    """MultiheadAttention reads out_proj.weight itself, TransformerEncoderLayer's inference fast
+    path reads linear1/linear2, and a tied weight belongs to two modules: replacing any of them
+    by two thin layers would break the reader (issue 22), so the plan keeps them, with the reason."""
+    from torchslim.factorize import plan, read_elsewhere
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(20, 32)
+            self.encoder = nn.TransformerEncoderLayer(32, 2, 64, batch_first=True)
+            self.decode = nn.Linear(32, 20, bias=False)
+            self.decode.weight = self.embed.weight
+            self.ffn = nn.Linear(32, 32)
+
+        def forward(self, ids):
+            return self.decode(self.ffn(self.encoder(self.embed(ids))))
+
+    model, ids = Model().eval(), torch.randint(0, 20, (2, 5))
+    reasons = read_elsewhere(model, (ids,))
+    assert set(reasons) == {"encoder.self_attn.out_proj", "encoder.linear1", "encoder.linear2", "decode"}
+    rows = {p.name: p for p in plan(model, {"rank_ratio": 0.25}, (ids,))}
+    assert rows["ffn"].factorized and not rows["decode"].factorized
+    assert "tied to embed.weight" in rows["decode"].reason
+    assert "MultiheadAttention" in rows["encoder.self_attn.out_proj"].reason
+    slim = factorize(model, {"rank_ratio": 0.25})
+    assert slim.decode.weight is slim.embed.weight and isinstance(slim.ffn, nn.Sequential)
+    with torch.no_grad():
+        assert slim(ids).shape == model(ids).shape

@@ -16,6 +16,7 @@ from torchslim.factorize._factorize import (
     LayerPlan,
     factorize,
     plan,
+    read_elsewhere,
     validate_config,
 )
 from torchslim.factorize._svd import factorize_layer, is_factorizable
@@ -28,12 +29,15 @@ def validate_step(options: dict | None) -> FactorizeConfig:
 def run_step(model, config: FactorizeConfig, ctx):
     from torchslim.core.step import StepOutput
 
-    layers = [p for p in plan(model, config) if p.factorized]
+    rows = plan(model, config, ctx.example_inputs)
+    layers = [p for p in rows if p.factorized]
     result = factorize(model, config, data=ctx.data, device=ctx.device, log=ctx.log)
     before = sum(p.cost_before for p in layers)
     after = sum(p.cost_after for p in layers)
-    return StepOutput(model=result, notes=[
-        f"factorized {len(layers)} layers ({config.rule}): their weights and MACs {before:,} -> {after:,}"])
+    notes = [f"factorized {len(layers)} layers ({config.rule}): their weights and MACs {before:,} -> {after:,}"]
+    if kept := [p for p in rows if p.reason.startswith("left alone")]:
+        notes.append("not factorized: " + "; ".join(f"{p.name} ({p.reason.removeprefix('left alone: ')})" for p in kept))
+    return StepOutput(model=result, notes=notes)
 
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "factorize_layer",
     "is_factorizable",
     "plan",
+    "read_elsewhere",
     "run_step",
     "validate_step",
 ]

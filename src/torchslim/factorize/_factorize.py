@@ -79,10 +79,54 @@ def _choose_rank(s: torch.Tensor, config: FactorizeConfig) -> int:
     return max(1, math.ceil(config.ratio * len(s)))
 
 
-def plan(model: nn.Module, config: FactorizeConfig | dict | None = None) -> list[LayerPlan]:
-    """The rank each Linear/Conv layer would get, and which layers would be skipped and why."""
+def read_elsewhere(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] | None = None) -> dict[str, str]:
+    """Factorizable layers another module reads the weight of, -> why. Replacing such a layer by
+    two thinner ones breaks the reader (MultiheadAttention reads ``out_proj.weight`` itself) or
+    silently unties shared weights. With ``example_inputs``, also the layers whose own forward
+    never runs in a call of the model: whatever uses them reads their weights directly."""
+    reasons: dict[str, str] = {}
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules():
+        for attr, p in module.named_parameters(recurse=False):
+            owners.setdefault(id(p), []).append(f"{name}.{attr}" if name else attr)
+        if isinstance(module, nn.MultiheadAttention):
+            reasons[f"{name}.out_proj" if name else "out_proj"] = (
+                f"nn.MultiheadAttention {name or '(the model)'} reads its weight directly, not through the layer")
+        if isinstance(module, nn.TransformerEncoderLayer):  # its inference fast path reads them
+            for child in ("linear1", "linear2"):
+                reasons[f"{name}.{child}" if name else child] = (
+                    f"nn.TransformerEncoderLayer {name or '(the model)'} reads its weight directly in its inference "
+                    "fast path")
+    for name, module in model.named_modules():
+        if is_factorizable(module) and name not in reasons:
+            shared = [o for o in owners.get(id(module.weight), []) if o != f"{name}.weight"]
+            if shared:
+                reasons[name] = f"its weight is tied to {', '.join(shared)}"
+    if example_inputs is not None:
+        called: set[str] = set()
+        layers = {n: m for n, m in model.named_modules() if is_factorizable(m) and n not in reasons}
+        hooks = [m.register_forward_pre_hook(lambda _m, _a, n=n: called.add(n)) for n, m in layers.items()]
+        training = model.training
+        try:  # in eval mode, as deployed
+            with torch.no_grad():
+                model.eval()(*example_inputs)
+        except Exception:  # noqa: BLE001  (a model that fails here fails, with its own error, at the first use)
+            called = set(layers)
+        finally:
+            model.train(training)
+            for h in hooks:
+                h.remove()
+        reasons |= {n: "its forward never runs: the model reads its weight directly" for n in layers if n not in called}
+    return reasons
+
+
+def plan(model: nn.Module, config: FactorizeConfig | dict | None = None,
+         example_inputs: tuple[torch.Tensor, ...] | None = None) -> list[LayerPlan]:
+    """The rank each Linear/Conv layer would get, and which layers would be skipped and why
+    (``read_elsewhere``: layers whose weight another module reads are never factorized)."""
     config = validate_config(config)
     rows = []
+    elsewhere = read_elsewhere(model, example_inputs)
     for name, module in model.named_modules():
         if not is_factorizable(module) or name in config.skip or type(module).__name__ in config.skip:
             continue
@@ -91,10 +135,18 @@ def plan(model: nn.Module, config: FactorizeConfig | dict | None = None) -> list
         before, after = factorized_cost(module, rank)
         kept = float((s[:rank] ** 2).sum() / (s**2).sum().clamp_min(1e-300))
         saving = 1 - after / before
-        ok = saving >= config.min_saving and saving > 0
-        reason = "" if ok else f"saves {saving:.0%} of its MACs at rank {rank} (< min_saving {config.min_saving:.0%})"
+        ok = saving >= config.min_saving and saving > 0 and name not in elsewhere
+        reason = ("" if ok else f"left alone: {elsewhere[name]}" if name in elsewhere
+                  else f"saves {saving:.0%} of its MACs at rank {rank} (< min_saving {config.min_saving:.0%})")
         rows.append(LayerPlan(name, type(module).__name__, len(s), rank, kept, before, after, ok, reason))
     return rows
+
+
+def _example(data) -> tuple[torch.Tensor, ...] | None:
+    """A batch of 2 from ``data``'s train split, to find the layers whose forward never runs."""
+    if data is None or not hasattr(data, "example_inputs"):
+        return None
+    return data.example_inputs(2, split="train")
 
 
 def factorize(model: nn.Module, config: FactorizeConfig | dict | None = None, *, data=None,
@@ -104,7 +156,7 @@ def factorize(model: nn.Module, config: FactorizeConfig | dict | None = None, *,
     config = validate_config(config)
     if config.finetune_epochs and data is None:
         raise ConfigError("factorize: finetune_epochs > 0 needs data to fine-tune on; pass data=.")
-    layers = plan(model, config)
+    layers = plan(model, config, _example(data))
     chosen = [p for p in layers if p.factorized]
     if not chosen:
         detail = "; ".join(f"{p.name}: {p.reason}" for p in layers[:5]) or "it has no Linear or Conv layer"

@@ -73,5 +73,7 @@ def quantize(
     work = copy.deepcopy(model).to(device).eval()
     inputs = QuantizeInputs(example_inputs=example, data=data, device=device, seed=seed, log=log)
     quantized = _handler(config)(work, config, inputs)
+    if getattr(work, "torchslim_split_attention", None):  # PT2E returns a new graph module
+        quantized.torchslim_split_attention = work.torchslim_split_attention
     quantized.torchslim_quantization = config.describe()
     return quantized

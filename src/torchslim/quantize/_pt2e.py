@@ -34,6 +34,15 @@ def _quantizer(config, model: nn.Module, *, is_qat: bool, extra_skip: tuple[str,
     return quantizer
 
 
+def _split_attention(model: nn.Module, config) -> None:
+    """MultiheadAttention as plain Linears (``_attention``), so the quantizer annotates all four
+    projections, not only the ones exported as linear ops; ``model`` is the verb's private copy."""
+    from torchslim.quantize._attention import split_attention_
+
+    if split := split_attention_(model, SkipList(config.skip, model).skips):
+        model.torchslim_split_attention = split
+
+
 def _export_for_pt2e(model: nn.Module, example: tuple[torch.Tensor, ...], *, train: bool) -> torch.fx.GraphModule:
     """The graph PT2E annotates: ``torchslim.core.export`` (dynamic batch, and sequence for
     token inputs), in training or eval mode."""
@@ -101,6 +110,7 @@ def _copy_graph(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: QuantizeInputs) -> nn.Module:
     _check_cpu(inputs.device, "static")
+    _split_attention(model, config)
     batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
                                   batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
     smoothed = None
@@ -165,6 +175,7 @@ def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) ->
     from torchslim.train import TrainConfig, fit
 
     _check_cpu(inputs.device, "qat")
+    _split_attention(model, config)
     batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
                                   batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
     quantizer = _quantizer(config, model, is_qat=True)

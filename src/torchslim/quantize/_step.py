@@ -66,9 +66,20 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
     if getattr(config, "fallback", None) and budget is not None and budget < config.fallback_target_drop:
         # Never aim looser than the recipe's budget: a candidate outside it is discarded anyway.
         config = config.model_copy(update={"fallback_target_drop": budget})
+    notes, facts = [], {}
+    recurrent = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (nn.LSTM, nn.GRU))}
+                       - set(config.skip))
+    if config.method == "dynamic" and recurrent:
+        # torch.ao's int8 LSTM/GRU (the verb's path for them) holds TorchScript-packed weights that
+        # torch.export cannot save, and a candidate's artifact is always saved: keep them in float.
+        config = config.model_copy(update={"skip": (*config.skip, *recurrent)})
+        notes.append(f"dynamic int8: {', '.join(recurrent)} layers kept in float (their only int8 path, torch.ao's, "
+                     "cannot be saved with torch.export); the Linear layers are int8.")
     quantized = quantize(model, config, data=ctx.data, example_inputs=ctx.example_inputs,
                          device=ctx.device, seed=ctx.seed, log=ctx.log)
-    notes, facts = [], {}
+    if split := getattr(quantized, "torchslim_split_attention", None):
+        notes.append(f"{config.method}: nn.MultiheadAttention {', '.join(split)} ran as separate q/k/v/out Linear "
+                     "layers (the same computation) so that its projections are quantized and the model exports.")
     if getattr(quantized, "torchslim_smoothquant", None):
         notes.append(_smoothquant_note(quantized.torchslim_smoothquant))
     if getattr(quantized, "torchslim_fallback", None) is not None:

@@ -17,8 +17,17 @@ from torchslim.quantize._config import DynamicInt8Config, Int4WeightOnlyConfig, 
 def _apply(model: nn.Module, ao_config, config, *, device: torch.device, allow_none: bool = False) -> nn.Module:
     from torchao.quantization import quantize_
 
+    from torchslim.quantize._attention import read_directly, split_attention_
+
     skip = SkipList(config.skip, model)
-    chosen = [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and not skip.skips(m, name)]
+    # MultiheadAttention's projections become plain Linears (same math) so they are quantized
+    # and export; one the skip list keeps whole stays float, its out_proj included.
+    split = split_attention_(model, skip.skips)
+    if split:
+        model.torchslim_split_attention = split
+    kept_whole = read_directly(model)
+    chosen = [name for name, m in model.named_modules()
+              if isinstance(m, nn.Linear) and not skip.skips(m, name) and name not in kept_whole]
     if not chosen and allow_none:
         return model.eval()
     if not chosen:

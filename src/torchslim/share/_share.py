@@ -103,6 +103,8 @@ def share(model: nn.Module, config: ShareConfig | dict | None = None, *, data=No
     with torch.no_grad():
         for name, module, attr in targets:
             weight = getattr(module, attr)
+            if not bool((weight != 0).any()):  # all zeros (an attention bias at init): one value already
+                continue
             centroids, index, _ = _shared_values(weight, config)
             weight.copy_(_materialize(centroids, index))
             books[name] = (module, attr, centroids, index)
