@@ -51,7 +51,6 @@ def render(cells: dict[tuple[str, str], dict]) -> str:
 
     from tests.block_contract import cases
     from tests.fixtures.blocks import BLOCKS, DESCRIPTIONS
-    from tests.test_block_contract import PRUNING_XFAIL
 
     all_cases = cases()
     counts = Counter(c["status"] for c in cells.values())
@@ -79,10 +78,6 @@ def render(cells: dict[tuple[str, str], dict]) -> str:
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".",
         "",
     ]
-    pending = sorted((b, c) for b, c in PRUNING_XFAIL if cells.get((b, c), {}).get("status") not in (None, "works"))
-    if pending:
-        lines += [f"Cells marked ❌ (prune22) are the {len(pending)} pruning pairs still expected to fail "
-                  "(PRUNING_XFAIL in tests/test_block_contract.py): another part of issue 22 makes them work.", ""]
     missing = sum(1 for b in BLOCKS for c in all_cases if (b, c.label) not in cells)
     if missing:
         lines += [f"{missing} cells say \"not run\": the run that generated this file left them out (to fit its "
@@ -102,8 +97,6 @@ def render(cells: dict[tuple[str, str], dict]) -> str:
                     row.append("not run")
                     continue
                 mark = _MARK.get(cell["status"], cell["status"])
-                if cell["status"] == "crash" and (block, case.label) in PRUNING_XFAIL:
-                    mark += " (prune22)"
                 if cell["status"] not in ("works", "n/a"):
                     notes.append(f"{block} × {case.label}: {cell['detail']}")
                     mark += f" [{len(notes)}]"

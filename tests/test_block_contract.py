@@ -23,18 +23,6 @@ import pytest
 from tests.block_contract import Case, cases, record, run_case, tiny_digits
 from tests.fixtures.blocks import BLOCKS
 
-# Pruning is prune22's part of issue 22 (attention heads, depthwise convs, magnitude pruning's
-# fine-tuning on MultiheadAttention): these pairs crash today (measured; docs/support-matrix.md
-# has each reason). The contract below is the one they must meet; the lead deletes this list
-# once pruning handles them (strict=False: a pair that starts working just reports XPASS).
-_ATTENTION = ("mha-batch-first", "mha-seq-first-weights", "encoder-post-norm", "encoder-pre-norm",
-              "decoder-post-norm", "decoder-pre-norm", "vit-class-token")
-PRUNING_XFAIL: set[tuple[str, str]] = (
-    {(block, "prune: magnitude + finetune") for block in _ATTENTION}  # "backward through the graph a second time"
-    | {(block, "prune: channel 0.3") for block in (*_ATTENTION, "sdpa-attention")}  # heads not removed whole
-    | {(block, "prune: channel 0.3") for block in ("gru", "lstm")}  # refusals naming no LSTM/GRU, or IndexError
-)
-
 # What issue 22 asks to work, not merely be refused cleanly: case label -> blocks. These pairs
 # always run in CI and must end in "works".
 MUST_WORK: dict[str, tuple[str, ...]] = {
@@ -76,8 +64,6 @@ def _params():
                 marks.append(pytest.mark.heavy)
             elif case.slow:
                 marks.append(pytest.mark.slow)
-            if (block, case.label) in PRUNING_XFAIL:
-                marks.append(pytest.mark.xfail(reason="pruning of this block: prune22 (issue 22)", strict=False))
             out.append(pytest.param(block, case, id=f"{block}|{case.label}", marks=marks))
     return out
 

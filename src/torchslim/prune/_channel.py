@@ -68,11 +68,24 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
             finetune(model, ctx.data, epochs=config.finetune_epochs, lr=config.finetune_lr, device=ctx.device,
                      seed=ctx.seed, teacher=ctx.teacher, log=ctx.log, hidden_states=config.finetune_hidden_states)
     if config.ratio > 0 and _param_count(model) >= before:
-        raise ConfigError(
-            f"prune: channel pruning at ratio {config.ratio} removed nothing from {type(model).__name__}: every "
-            f"prunable group is ignored or coupled to the classifier (ignore={config.ignore}). Ignore fewer layers."
-        )
+        raise ConfigError(_nothing_removed(model, config))
     return model.eval()
+
+
+def _nothing_removed(model: nn.Module, config: ChannelPruneConfig) -> str:
+    """Why no channel went: the layers kept whole (recurrent, tied, other-width attention) by name,
+    since with those the message is about the model, not the ignore list."""
+    from torchslim.prune._blocks import customized_pruners, unprunable_attention
+
+    kept = {id(m) for m in customized_pruners(model, True)[2] + unprunable_attention(model)}
+    whole = [f"{name!r} ({type(m).__name__})" for name, m in model.named_modules() if name and id(m) in kept]
+    reason = (f"every prunable group reaches a layer channel pruning keeps whole ({', '.join(whole)}: recurrent "
+              "layers, tied weights and attention with other-width keys are never cut), the classifier or an ignored "
+              f"layer (ignore={config.ignore})") if whole else (
+              f"every prunable group is ignored or coupled to the classifier (ignore={config.ignore})")
+    way_out = "Use method: magnitude or global for this model" + (", or ignore fewer layers" if config.ignore else "")
+    return (f"prune: channel pruning at ratio {config.ratio} removed nothing from {type(model).__name__}: {reason}. "
+            f"{way_out}.")
 
 
 def _check_inputs(model: nn.Module, config: ChannelPruneConfig, ctx) -> None:
