@@ -35,6 +35,32 @@ class FallbackRecord(BaseModel):
     ranking: list[tuple[str, float]] = Field(default_factory=list)  # (layer, sensitivity drop in points), worst first
 
 
+class LayerChangeRecord(BaseModel):
+    """One layer a step changed (torchslim.core.changes): pruned, quantized, kept in float, ..."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: str  # the step that did it, as in ``Candidate.steps``
+    layer: str  # the module's path ("" for the model as a whole)
+    kind: str  # one of torchslim.core.changes.KINDS
+    detail: str  # "out_features 64 -> 32", "Linear 64x64 -> rank 16", ...
+
+
+class Refusal(BaseModel):
+    """A technique that refused a block of this model up front (errors.RefusedError), said once.
+
+    ``family`` is the steps up to the refusing one with their strengths left out: every
+    candidate or search try reaching the same steps would meet the same refusal, so none ran.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    family: str  # "prune(method=channel)", or "factorize() -> prune(method=channel)"
+    technique: str
+    block: str
+    reason: str
+    way_out: str
+    candidates: list[str] = Field(default_factory=list)  # every candidate it skipped, first the one that met it
+
+
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -48,6 +74,9 @@ class Candidate(BaseModel):
     duration_s: float | None = None  # wall time of its steps + measurement
     refined_from: str | None = None  # set for second-stage variants of another candidate
     fallback: FallbackRecord | None = None  # accuracy-aware int8 fallback: the layers kept in float
+    refused: str | None = None  # skipped: the family of a refusal in ``Report.refusals``
+    changes: list[LayerChangeRecord] = Field(default_factory=list)  # what its steps did to the layers
+    _refusal: Refusal | None = PrivateAttr(default=None)  # the refusal it met, until the report takes it
 
     @field_validator("notes", mode="before")
     @classmethod
@@ -80,6 +109,7 @@ class Report(BaseModel):
     pareto: list[str] = Field(default_factory=list)  # candidates on the accuracy/latency/size front
     recipe: str | None = None  # the recipe's built-in name or file path
     sensitivity: dict | None = None  # per-layer sensitivity, when the recipe asked for it
+    refusals: list[Refusal] = Field(default_factory=list)  # techniques that refused this model, each once
     _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
 
     @property
