@@ -28,6 +28,7 @@ RECIPE = {"candidates": [
     {"name": "lowrank", "steps": [{"factorize": {"rank_ratio": 0.25}}]},
     # eager: the compiled runtime static int8 picks by default costs ~30 s of torch.compile here.
     {"name": "int8", "steps": [{"quantize": {"method": "static", "calibration_batches": 2}}], "runtime": "eager"},
+    {"name": "onnx-int8", "steps": [{"export": {"format": "onnx", "quantize": "dynamic"}}], "runtime": "onnxruntime"},
 ]}
 
 
@@ -49,6 +50,7 @@ def _by_layer(candidate, kind):
     return {c.layer: c for c in candidate.changes if c.kind == kind}
 
 
+@pytest.mark.slow  # one real optimize of four candidates (shared): ~20 s on an idle 2-core machine
 def test_pruned_layers_are_recorded_with_the_widths_the_artifact_has(changed):
     report, run_dir = changed
     c = report.candidate("pruned")
@@ -62,6 +64,7 @@ def test_pruned_layers_are_recorded_with_the_widths_the_artifact_has(changed):
     assert changes_summary(c) == "pruned 2 layers"
 
 
+@pytest.mark.slow  # one real optimize of four candidates (shared): ~20 s on an idle 2-core machine
 def test_factorized_layers_are_recorded_with_their_rank(changed):
     report, run_dir = changed
     c = report.candidate("lowrank")
@@ -75,6 +78,7 @@ def test_factorized_layers_are_recorded_with_their_rank(changed):
     assert not any(c.kind == "pruned" for c in c.changes)
 
 
+@pytest.mark.slow  # one real optimize of four candidates (shared): ~20 s on an idle 2-core machine
 def test_static_int8_records_every_quantized_layer(changed):
     report, _ = changed
     c = report.candidate("int8")
@@ -84,13 +88,62 @@ def test_static_int8_records_every_quantized_layer(changed):
     assert changes_summary(c).startswith("int8 2 layers")
 
 
+@pytest.mark.slow  # one real optimize of four candidates (shared): ~20 s on an idle 2-core machine
+def test_an_exported_int8_file_says_how_it_stores_the_weights(changed):
+    import onnx
+
+    report, run_dir = changed
+    c = report.candidate("onnx-int8")
+    assert c.status == "ok", c.error
+    stored = onnx.load(str(run_dir / c.artifact)).graph.initializer
+    int8 = [t for t in stored if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    assert len(int8) == 2  # both Linear weights
+    assert [(x.layer, x.kind) for x in c.changes] == [("", "quantized")]
+    assert f"{len(int8)} int8 weight tensors ({sum(t.dims[0] * t.dims[1] for t in int8):,} values)" in c.changes[0].detail
+
+
+def test_the_diff_tells_sparsified_shared_cast_factorized_and_model_parameters():
+    import copy
+
+    import torch.nn as nn
+
+    from torchslim.core.changes import diff, snapshot
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Parameter(torch.zeros(1, 1, 8))
+            self.a, self.b, self.c, self.d = (nn.Linear(8, 8) for _ in range(4))
+
+    torch.manual_seed(0)
+    net = Net()
+    before = snapshot(net)
+    after = copy.deepcopy(net)
+    with torch.no_grad():
+        after.a.weight[:, :4] = 0  # half the weights zero
+        after.b.weight.copy_(torch.floor(after.b.weight * 4) / 4 + 0.125)  # a handful of distinct values, none zero
+        after.token.data = torch.zeros(1, 1, 4)
+        after.d.bias.add_(1.0)  # retrained only: no change of form
+    after.c = nn.Sequential(nn.Linear(8, 2, bias=False), nn.Linear(2, 8)).to(torch.bfloat16)
+    after.a.weight.data = after.a.weight.data  # same storage: still float32
+    found = {c.layer: (c.kind, c.detail) for c in diff(before, after)}
+    assert found["a"] == ("sparsified", "50.0% of weights zero (was 0.0%)")
+    assert found["b"][0] == "shared" and "distinct values" in found["b"][1]
+    assert found["c"] == ("factorized", "Linear 8x8 -> rank 2 (2x8 + 8x2)")
+    assert found["token"] == ("pruned", "token 1x1x8 -> 1x1x4")
+    assert "d" not in found
+    cast = diff(before, copy.deepcopy(net).to(torch.bfloat16))
+    assert {c.kind for c in cast} == {"cast"} and len(cast) == 5
+
+
+@pytest.mark.slow  # one real optimize of four candidates (shared): ~20 s on an idle 2-core machine
 def test_changes_are_in_report_json_html_and_table(changed):
     report, run_dir = changed
     saved = json.loads((run_dir / "report.json").read_text())  # written through the schema's validation
     assert saved["candidates"][0]["changes"][0] == {"step": "prune(method=channel, ratio=0.5)", "layer": "1",
                                                     "kind": "pruned", "detail": report.candidates[0].changes[0].detail}
     html = (run_dir / "report.html").read_text()
-    assert html.count('<details class="changes">') == 3 and "out_features 32 -&gt; " in html
+    assert html.count('<details class="changes">') == 4 and "out_features 32 -&gt; " in html
     buffer = io.StringIO()
     render_table(report, Console(file=buffer, width=120))
     assert "pruned: pruned 2 layers" in buffer.getvalue()
@@ -134,6 +187,7 @@ def test_refused_error_is_an_unsupported_error_that_names_block_and_way_out():
     assert (e.technique, e.block, e.reason, e.way_out) == ("prune", "'attn' (MultiheadAttention)", "why.", "use magnitude")
 
 
+@pytest.mark.slow  # trains the shared MLP and runs five fake candidates: ~10 s
 def test_a_refusal_is_said_once_and_skips_the_family_at_every_strength(trained, tmp_path):  # noqa: F811
     model, data = trained
     CALLS.clear()

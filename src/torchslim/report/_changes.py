@@ -19,18 +19,19 @@ _WORDS = {
 def _counts(c: Candidate) -> dict[str, int]:
     layers: dict[str, set[str]] = {}
     for change in c.changes:
-        layers.setdefault(change.kind, set()).add(change.layer)
+        if change.layer:
+            layers.setdefault(change.kind, set()).add(change.layer)
     return {k: len(layers[k]) for k in _WORDS if k in layers} | {k: len(v) for k, v in layers.items() if k not in _WORDS}
 
 
 def changes_summary(c: Candidate) -> str:
-    """``pruned 8 layers, int8 12, kept in float 2``; empty when no step changed a layer."""
+    """``pruned 8 layers, int8 12, kept in float 2``, then what concerns the whole model or file
+    (``the onnx file stores 14 int8 weight tensors (...)``); empty when no step changed a layer."""
     counts = _counts(c)
-    if not counts:
-        return ""
     parts = [f"{_WORDS.get(k, k)} {n}" for k, n in counts.items()]
-    first = next(iter(counts.values()))
-    parts[0] += " layer" if first == 1 else " layers"
+    if parts:
+        parts[0] += " layer" if next(iter(counts.values())) == 1 else " layers"
+    parts += list(dict.fromkeys(x.detail for x in c.changes if not x.layer))
     return ", ".join(parts)
 
 
