@@ -76,7 +76,7 @@ def _tensor(t: torch.Tensor) -> _Tensor:
         plain = t.detach()
         if kind == "Tensor" and plain.is_floating_point() and plain.numel():
             zeros = float((plain == 0).sum()) / plain.numel()
-            checksum = float(plain.double().abs().sum())
+            checksum = float(plain.abs().sum(dtype=torch.float64))
         else:
             zeros, checksum = -1.0, 0.0
     except Exception:  # noqa: BLE001  (a tensor subclass without these ops: shape and type still tell)
@@ -157,7 +157,7 @@ def _graph_changes(before: dict[str, _Layer], gm: torch.fx.GraphModule) -> list[
             state[layer] = "int8"
         elif weight.op == "get_attr" and layer not in state:
             state[layer] = "float"
-    if not state:
+    if "int8" not in state.values():  # a float graph (an exported program): the name diff says more
         return None
     seen = {list(n.meta["nn_module_stack"].values())[-1][0] for n in gm.graph.nodes if n.meta.get("nn_module_stack")}
     changes = [LayerChange(layer, "quantized" if how == "int8" else "kept_float",
@@ -225,7 +225,7 @@ def _same_type(name: str, old: _Layer, new: _Layer, module: nn.Module | None) ->
         if now is None:
             continue
         if now.kind != t.kind:
-            return LayerChange(name, "quantized", f"{n} stored as {now.kind}")
+            return LayerChange(name, "quantized", f"{n} stored as {now.kind} (a quantized tensor)")
         if now.dtype != t.dtype:
             kind = "cast" if now.dtype in ("bfloat16", "float16") else "quantized"
             return LayerChange(name, kind, f"{n} {t.dtype} -> {now.dtype}")
