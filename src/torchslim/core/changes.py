@@ -161,12 +161,20 @@ def _graph_changes(before: dict[str, _Layer], gm: torch.fx.GraphModule) -> list[
         return None
     seen = {list(n.meta["nn_module_stack"].values())[-1][0] for n in gm.graph.nodes if n.meta.get("nn_module_stack")}
     changes = [LayerChange(layer, "quantized" if how == "int8" else "kept_float",
-                           "int8 weights behind a dequantize in the graph" if how == "int8" else "float weights")
+                           "int8 weights behind a dequantize in the graph" if how == "int8"
+                           else "weights left in float by the quantizer")
                for layer, how in state.items()]
     changes += [LayerChange(name, "removed", f"{old.type} folded into the layer before it" if "Norm" in old.type
                             else f"{old.type}: not in the graph any more")
-                for name, old in before.items() if old.type != "Parameter" and name not in seen and name not in state]
+                for name, old in before.items() if old.type != "Parameter" and name not in seen and name not in state
+                and not _inside(name, state)]
     return changes
+
+
+def _inside(name: str, layers) -> bool:
+    """Whether an ancestor of ``name`` is in ``layers`` (MultiheadAttention runs its out_proj itself)."""
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in layers for i in range(1, len(parts)))
 
 
 def _converted(model: nn.Module, after: dict[str, _Layer]) -> LayerChange:
