@@ -124,6 +124,7 @@ def test_the_diff_tells_sparsified_shared_cast_factorized_and_model_parameters()
         after.b.weight.copy_(torch.floor(after.b.weight * 4) / 4 + 0.125)  # a handful of distinct values, none zero
         after.token.data = torch.zeros(1, 1, 4)
         after.d.bias.add_(1.0)  # retrained only: no change of form
+        after.d.weight.copy_(torch.randn(8, 8))  # 64 weights, 64 distinct values: retrained, not shared
     after.c = nn.Sequential(nn.Linear(8, 2, bias=False), nn.Linear(2, 8)).to(torch.bfloat16)
     after.a.weight.data = after.a.weight.data  # same storage: still float32
     found = {c.layer: (c.kind, c.detail) for c in diff(before, after)}

@@ -14,6 +14,7 @@ the first ``_UNIQUE_LIMIT`` elements of it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ import torch.nn as nn
 
 _UNIQUE_LIMIT = 1 << 20  # elements of one tensor whose distinct values are counted (a sort: ~50 ms)
 _SHARED_VALUES = 256  # at most this many distinct values: the weights were shared (clustered)
+_PER_VALUE = 4  # at least this many weights per distinct value to call a layer shared
 _MAX_LISTED = 200  # changes kept per step; beyond that one summary line says how many more
 
 
@@ -238,12 +240,13 @@ def _same_type(name: str, old: _Layer, new: _Layer, module: nn.Module | None) ->
             kind = "cast" if now.dtype in ("bfloat16", "float16") else "quantized"
             return LayerChange(name, kind, f"{n} {t.dtype} -> {now.dtype}")
     weight, now = old.tensors.get("weight"), new.tensors.get("weight")
-    if weight is None or now is None or now.zeros < 0 or now.checksum == weight.checksum:
-        return None
+    if weight is None or now is None or now.zeros < 0 or now.checksum == weight.checksum or len(now.shape) < 2:
+        return None  # unchanged, unreadable, or a norm's scale vector (retrained, never pruned or shared)
     if now.zeros - weight.zeros > 0.01:
         return LayerChange(name, "sparsified", f"{now.zeros:.1%} of weights zero (was {weight.zeros:.1%})")
     values = _distinct(getattr(module, "weight", None)) if module is not None else None
-    if values is not None and values <= _SHARED_VALUES:
+    # A small tensor has few distinct values anyway: shared means several weights per value.
+    if values is not None and values <= _SHARED_VALUES and values * _PER_VALUE <= math.prod(now.shape):
         return LayerChange(name, "shared", f"weights take {values} distinct values")
     return None  # only retrained (distillation, fine-tuning): not a change of the layer's form
 
