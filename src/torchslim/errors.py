@@ -6,6 +6,9 @@
     ├── ConfigError           a config, recipe or CLI option with a bad key or value
     ├── ArtifactError         a file torchslim cannot read: missing, corrupt, wrong version
     ├── UnsupportedError      a method this device/backend cannot run (int4 on CPU, TensorRT without CUDA)
+    │   └── RefusedError      a technique that refuses a block of this model up front, whatever its
+    │                         strength (names the block, why, and the way out); the search records
+    │                         it once and skips every candidate that would meet the same refusal
     ├── ExportError           a model the exporter refuses, with the exporter's reason
     ├── TrainingError         training that cannot go on (NaN loss, resume with no checkpoint)
     ├── StorageError          a write the disk refused: full, read-only, no permission, not a folder
@@ -44,6 +47,25 @@ class ArtifactError(TorchslimError):
 
 class UnsupportedError(TorchslimError):
     pass
+
+
+class RefusedError(UnsupportedError):
+    """A technique refuses a block of the model before doing any work.
+
+    Raise it only where the refusal does not depend on the strength asked for (the ratio, the
+    rank, the bits): ``optimize`` then skips, without running them, the other candidates and
+    search tries that reach the same step with other strengths, and the report says why once.
+    A setting that is merely too strong for this model (every head pruned at 99%) is a plain
+    ``UnsupportedError`` or ``ConfigError``.
+
+        raise RefusedError("prune", block="encoder.layers.0.self_attn (MultiheadAttention)",
+                           reason="its heads cannot be removed one by one",
+                           way_out="list it under prune.ignore, or use method magnitude")
+    """
+
+    def __init__(self, technique: str, *, block: str, reason: str, way_out: str) -> None:
+        self.technique, self.block, self.reason, self.way_out = technique, block, reason, way_out
+        super().__init__(f"{technique}: cannot handle {block}: {reason.rstrip('.')}. Way out: {way_out.rstrip('.')}.")
 
 
 class ExportError(TorchslimError):

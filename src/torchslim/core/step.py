@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torchslim.core.changes import LayerChange
+
 
 @dataclass
 class StepContext:
@@ -43,3 +45,7 @@ class StepOutput:
     notes: list[str] = field(default_factory=list)  # honest remarks for the report
     # Structured facts the report keeps as fields, e.g. {"fallback": {...}} (the layers kept in float).
     facts: dict[str, Any] = field(default_factory=dict)
+    # What the step did to layers that comparing the model before and after cannot see (the
+    # search adds that comparison itself, see core.changes): e.g. the layers an exported
+    # artifact keeps in float. Plug-ins may leave it empty.
+    changes: list[LayerChange] = field(default_factory=list)

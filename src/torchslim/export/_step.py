@@ -6,6 +6,7 @@ runtime it must be measured on; the model itself passes through unchanged.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch.nn as nn
@@ -107,4 +108,42 @@ def run_step(model: nn.Module, config: ExportStepConfig, ctx: StepContext) -> St
     if quantization.get("operators") == "weights":
         notes.append("ONNX static int8 of a transformer graph: only the Linear layers' MatMul/Gemm are quantized "
                      "(activation-only ops stay float); token models are calibrated per sentence at its own length.")
-    return StepOutput(model=model, runtime=FORMATS[config.format][0], artifact=path, notes=notes, facts=facts)
+    return StepOutput(model=model, runtime=FORMATS[config.format][0], artifact=path, notes=notes, facts=facts,
+                      changes=_stored_weights(path, config.format) if config.quantize != "none" else [])
+
+
+def _stored_weights(path, fmt: str) -> list:
+    """One change saying how the file stores the weights (int8 or float, how many), read back
+    from the file itself: a model diff cannot see inside an ONNX or OpenVINO file."""
+    from collections import Counter
+
+    from torchslim.core.changes import LayerChange
+
+    counts: Counter = Counter()
+    values: Counter = Counter()
+    try:
+        if fmt == "onnx":
+            import onnx
+
+            for init in onnx.load(str(path), load_external_data=False).graph.initializer:
+                if len(init.dims) >= 2:  # weights; biases and scales are vectors
+                    name = onnx.TensorProto.DataType.Name(init.data_type).lower()
+                    counts[name] += 1
+                    values[name] += int(math.prod(init.dims))
+        elif fmt == "openvino":
+            import xml.etree.ElementTree as ET
+
+            for layer in ET.parse(path).getroot().iter("layer"):
+                data = layer.find("data")
+                shape = (data.get("shape") or "").split(",") if data is not None else []
+                if layer.get("type") == "Const" and len(shape) >= 2 and all(x.strip().isdigit() for x in shape):
+                    name = {"i8": "int8", "u8": "uint8", "f32": "float", "f16": "float16"}.get(data.get("element_type"), data.get("element_type"))
+                    counts[name] += 1
+                    values[name] += int(math.prod(int(x) for x in shape))
+    except Exception:  # noqa: BLE001  (a courtesy for the report; the artifact itself was checked above)
+        return []
+    if not counts:
+        return []
+    kind = "quantized" if any(k in counts for k in ("int8", "uint8")) else "converted"
+    detail = ", ".join(f"{counts[k]} {k} weight tensors ({values[k]:,} values)" for k in sorted(counts))
+    return [LayerChange("", kind, f"the {fmt} file stores {detail}")]

@@ -17,6 +17,8 @@ tries allocate per-layer ratios from the recipe's sensitivity pass (``_allocate`
 try then re-runs the recipe's own strength, allocated. ``--time-budget`` bounds it like every
 candidate: a skipped try ends that family's search, and so does a failed one (factorize refuses
 rank ratios that would change no layer: bisecting further toward them only repeats the refusal).
+A family whose steps a technique refused up front (``errors.RefusedError``, said once in the
+report's ``refusals``) gets no tries at all: the refusal holds at every strength.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def _try_plan(fam: _Family, target: float, sensitivity: dict | None, step_table,
 
 
 def _search_family(fam: _Family, spec: SearchSpec, sensitivity: dict | None, step_table, taken: set[str],
-                   run_one: Callable[[PlannedCandidate, str], Candidate]) -> list[Candidate]:
+                   run_one: Callable[[PlannedCandidate, str], Candidate], refused: Callable | None = None) -> list[Candidate]:
     tries: list[Candidate] = []
     # Per-layer allocation changes the shape of the pruning: first the recipe's own strength, allocated.
     pending: float | None = fam.value if fam.allocate else None
@@ -158,6 +160,9 @@ def _search_family(fam: _Family, spec: SearchSpec, sensitivity: dict | None, ste
             plan = _try_plan(fam, target, sensitivity, step_table, taken)
         except ConfigError as e:
             say(f"search: {fam.plan.name} at {fam.knob.key}={target:g} is not valid, not run ({e.message})")
+            break
+        if refused is not None and (refusal := refused(plan)) is not None:  # not a matter of strength
+            say(f"search: {fam.plan.name} is not tried further: {refusal.family} was refused ({refusal.block})")
             break
         taken.add(plan.name)
         between = f"between {fam.good:g} and {fam.bad:g}"
@@ -181,8 +186,12 @@ def _search_family(fam: _Family, spec: SearchSpec, sensitivity: dict | None, ste
 
 def search_stage(spec: SearchSpec, results: list[Candidate], plans: Mapping[str, PlannedCandidate],
                  sensitivity: dict | None, step_table: Mapping[str, Any] | None, objective: str, baseline,
-                 budget: float, run_one: Callable[[PlannedCandidate, str], Candidate]) -> list[Candidate]:
-    """Bisect each chosen family's strength; ``run_one(plan, label)`` runs (and records) a try."""
+                 budget: float, run_one: Callable[[PlannedCandidate, str], Candidate],
+                 refused: Callable | None = None) -> list[Candidate]:
+    """Bisect each chosen family's strength; ``run_one(plan, label)`` runs (and records) a try.
+
+    ``refused(plan)`` returns the up-front refusal (``Report.refusals``) a try would meet
+    again, or None: a refusal does not depend on the strength, so no try is spent on it."""
     families = choose_families(spec, results, plans, objective, baseline, budget)
     if not families:
         say("search: every family is within budget at the recipe's strength (or has nothing to tune)")
@@ -193,5 +202,5 @@ def search_stage(spec: SearchSpec, results: list[Candidate], plans: Mapping[str,
     tries: list[Candidate] = []
     for name in families:
         fam = _start(spec, plans[name], by_name[name], sensitivity, push=objective == "size")
-        tries += _search_family(fam, spec, sensitivity, step_table, taken, run_one)
+        tries += _search_family(fam, spec, sensitivity, step_table, taken, run_one, refused)
     return tries

@@ -56,7 +56,8 @@ def open_executor(name: str, *, address: str | None, model_spec: str | None) -> 
 
 def search_in_parallel(executor, spec: SearchSpec, results: list[Candidate], plans: Mapping[str, PlannedCandidate],
                        sensitivity: dict | None, step_table: Mapping[str, Any] | None, objective: str, baseline,
-                       budget: float, run_one: Callable[[PlannedCandidate, str], Candidate]) -> list[Candidate]:
+                       budget: float, run_one: Callable[[PlannedCandidate, str], Candidate],
+                       refused: Callable | None = None) -> list[Candidate]:
     """``pipeline._edge.search_stage`` with its families side by side on a parallel executor (the
     tries within a family stay one after another: each bisection step needs the last result)."""
     families = choose_families(spec, results, plans, objective, baseline, budget)
@@ -68,5 +69,5 @@ def search_in_parallel(executor, spec: SearchSpec, results: list[Candidate], pla
     taken = {c.name for c in results} | set(plans)
     by_name = {c.name: c for c in results}
     starts = [_start(spec, plans[name], by_name[name], sensitivity, push=objective == "size") for name in families]
-    done = executor.run_all([(_search_family, fam, spec, sensitivity, step_table, taken, run_one) for fam in starts])
+    done = executor.run_all([(_search_family, fam, spec, sensitivity, step_table, taken, run_one, refused) for fam in starts])
     return [t for tries in done for t in tries]

@@ -38,6 +38,7 @@ from torchslim.pipeline._edge import search_stage
 from torchslim.pipeline._executor import open_executor, resolve_executor, search_in_parallel
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
+from torchslim.pipeline._refusals import met_by, skipped_record, take_refusal
 from torchslim.pipeline._resume import (
     check_model_and_data,
     check_same_run,
@@ -258,7 +259,8 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
                   else search_stage)
         search(loaded.spec.search, list(report.candidates), {p.name: p for p in plans}, report.sensitivity,
                opts.step_table, opts.objective, baseline.metrics, opts.max_accuracy_drop,
-               lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label))
+               lambda plan, label: _run_one(plan, setup, report, done, started, opts.time_budget, label),
+               refused=lambda plan: met_by(plan, report.refusals))
     if loaded.spec.refine is not None:
         refined = refine_plans(loaded.spec.refine, report.candidates, {p.name: p for p in plans}, report.sensitivity,
                                opts.step_table, opts.objective, baseline.metrics)
@@ -350,12 +352,16 @@ def _run_one(plan: PlannedCandidate, setup: SearchSetup, report: Report, done: d
         report.candidates.append(old)
         return old
     reason = skip_reason(started, time_budget, setup.durations)
-    if reason is not None:
+    if (refusal := met_by(plan, report.refusals)) is not None:  # it would meet it again: nothing to learn
+        say(f"{label} {plan.name}: skipped (refused: {refusal.family}, see above)")
+        record = skipped_record(plan, refusal)
+    elif reason is not None:
         say(f"{label} {plan.name}: skipped ({reason})")
         record = Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
                            within_budget=False, refined_from=plan.refined_from)
     else:
         record = setup.executor.run(plan, setup, label) if setup.executor is not None else run_candidate(plan, setup, label)
+        take_refusal(report, record)
     report.candidates.append(record)
     write_report(report, setup.run_dir)  # after every candidate: a kill loses at most the running one
     return record

@@ -39,12 +39,13 @@ from torchslim.core.integrity import sha256_file
 from torchslim.core.log import say
 from torchslim.core.notes import Note
 from torchslim.core.rundir import remove_inside
-from torchslim.errors import ArtifactError, ConfigError
+from torchslim.errors import ArtifactError, ConfigError, RefusedError
 from torchslim.pipeline._ray_tasks import DataInputs, ModelInputs, build_candidate, measure_artifact
 from torchslim.pipeline._recipe import PlannedCandidate
+from torchslim.pipeline._refusals import refused_record
 from torchslim.pipeline._search import SearchSetup, candidate_dir
 from torchslim.pipeline._select import honesty_notes, is_within_budget
-from torchslim.report import Candidate, Execution, FallbackRecord
+from torchslim.report import Candidate, Execution, FallbackRecord, LayerChangeRecord
 
 logger = logging.getLogger("torchslim")
 
@@ -73,6 +74,23 @@ class _Failed(Exception):
     def __init__(self, text: str, detail: str | None = None) -> None:
         super().__init__(text)
         self.text, self.detail = text, detail
+
+
+def _refused(plan: PlannedCandidate, facts: dict, label: str) -> Candidate:
+    """The record of a build refused on a worker, as ``_search.run_candidate`` makes it here."""
+    refusal = dict(facts)
+    index = refusal.pop("step_index")
+    exc = RefusedError(**refusal)
+    say(f"{label} {plan.name}: refused: {exc.message}")
+    return refused_record(plan, exc, index)
+
+
+class _Refused(Exception):
+    """A build whose technique refused a block up front (errors.RefusedError on the worker)."""
+
+    def __init__(self, facts: dict) -> None:
+        super().__init__(facts.get("reason", ""))
+        self.facts = facts
 
 
 def _short(node: str | None) -> str:
@@ -314,6 +332,8 @@ class RayExecutor:
             ).remote(plan, model_ref, data_ref, self.build_cpus, self._events)
             facts = self._get(build_ref)
             execution.built_on, execution.build_start, execution.build_end = facts["node"], facts["start"], facts["end"]
+            if facts.get("refused"):
+                raise _Refused(facts["refused"])
             if facts.get("error"):
                 raise _Failed(facts["error"], facts.get("traceback"))
             artifact = self._receive(plan.name, facts, self._get(files_ref), setup.run_dir)
@@ -330,6 +350,7 @@ class RayExecutor:
             record.artifact = str(artifact.relative_to(setup.run_dir))
             record.metrics = metrics
             record.fallback = FallbackRecord.model_validate(facts["facts"]["fallback"]) if facts["facts"].get("fallback") else None
+            record.changes = [LayerChangeRecord.model_validate(c) for c in facts["facts"].get("changes", [])]
             record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
             record.notes = [Note(kind="technique", text=n) for n in facts["notes"]]
             if out.get("busy"):
@@ -337,6 +358,8 @@ class RayExecutor:
             record.notes += honesty_notes(setup.baseline.metrics, metrics)
             say(f"{label} {plan.name}: ok, {setup.data.metric} {metrics.accuracy * 100:.2f}%, "
                 f"{'within' if record.within_budget else 'outside'} budget")
+        except _Refused as e:
+            record = _refused(plan, e.facts, label)
         except _Failed as e:
             self._fail(record, e.text, e.detail, label)
         except self.ray.exceptions.RayError as e:

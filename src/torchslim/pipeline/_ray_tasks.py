@@ -32,10 +32,11 @@ import torch.nn as nn
 from torchslim.artifacts import load, read_manifest
 from torchslim.bench import CpuContention, count_macs, count_params, set_threads
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
-from torchslim.core.step import StepContext, StepOutput
+from torchslim.core.step import StepContext
 from torchslim.data import accuracy, fidelity
+from torchslim.errors import RefusedError
 from torchslim.pipeline._recipe import PlannedCandidate
-from torchslim.pipeline._search import _inside_run_dir, _save, error_text
+from torchslim.pipeline._search import _inside_run_dir, _save, error_text, run_steps
 
 
 class UserCodeError(Exception):
@@ -154,6 +155,9 @@ def build_candidate(plan: PlannedCandidate, model_inputs: ModelInputs, inputs: D
         facts |= _build(plan, model_inputs, inputs, model, data, tmp / plan.name, events)
         files = _files(tmp / plan.name)
         facts["digests"] = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    except RefusedError as exc:  # up front: the driver says it once and skips the family (pipeline._refusals)
+        facts["refused"] = {"technique": exc.technique, "block": exc.block, "reason": exc.reason,
+                            "way_out": exc.way_out, "step_index": getattr(exc, "step_index", len(plan.steps) - 1)}
     except Exception as exc:  # noqa: BLE001  (returned: the driver records it as the candidate's failure)
         facts["error"] = error_text(exc)
         facts["traceback"] = traceback.format_exc()
@@ -176,18 +180,8 @@ def _build(plan: PlannedCandidate, shared: ModelInputs, inputs: DataInputs, base
                       work_dir=work_dir, example_inputs=shared.example_inputs, seed=shared.seed,
                       log=lambda msg: _say(events, plan.name, "step", msg), input_names=shared.input_names,
                       max_accuracy_drop=shared.max_accuracy_drop)
-    model = copy.deepcopy(baseline)
-    output = StepOutput(model=model)
-    notes: list[str] = []
-    step_facts: dict = {}
-    for j, step in enumerate(plan.steps, start=1):
-        _say(events, plan.name, "step", f"step {j}/{len(plan.steps)} {step.describe()}")
-        output = step.step.run(model, step.config, ctx)
-        if not isinstance(output, StepOutput):
-            raise TypeError(f"step {step.name!r} returned {type(output).__name__}, not a StepOutput")
-        model = output.model
-        notes += [n for n in output.notes if n not in notes]
-        step_facts |= output.facts
+    model, output, notes, step_facts = run_steps(plan, copy.deepcopy(baseline), ctx,
+                                                 lambda msg: _say(events, plan.name, "step", msg))
     if isinstance(model, nn.Module):
         model.eval()
     runtime = plan.runtime or output.runtime or "eager"

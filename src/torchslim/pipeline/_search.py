@@ -23,17 +23,19 @@ import torch.nn as nn
 
 from torchslim.artifacts import artifact_files, manifest_path, read_manifest, save_for_runtime
 from torchslim.bench import CpuContention, count_macs, count_params, measure
+from torchslim.core.changes import snapshot, step_changes
 from torchslim.core.log import say
 from torchslim.core.notes import Note
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
 from torchslim.core.rundir import remove_inside
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
-from torchslim.errors import TorchslimError
+from torchslim.errors import RefusedError, TorchslimError
 from torchslim.pipeline._recipe import PlannedCandidate, TuningSpec
+from torchslim.pipeline._refusals import refused_record
 from torchslim.pipeline._select import honesty_notes, is_within_budget
 from torchslim.pipeline._tune import load_with_settings
-from torchslim.report import Candidate, FallbackRecord
+from torchslim.report import Candidate, FallbackRecord, LayerChangeRecord
 
 logger = logging.getLogger("torchslim")
 
@@ -84,12 +86,17 @@ def run_candidate(plan: PlannedCandidate, setup: SearchSetup, label: str) -> Can
         artifact, metrics, notes, facts = _run_and_measure(plan, setup, label)
         record.fallback = FallbackRecord.model_validate(facts["fallback"]) if facts.get("fallback") else None
         record.runtime_settings = facts.get("runtime_settings")
+        record.changes = [LayerChangeRecord.model_validate(c) for c in facts.get("changes", [])]
         record.artifact = _relative(artifact, setup.run_dir)
         record.metrics = metrics
         record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
         record.notes = notes + honesty_notes(setup.baseline.metrics, metrics)
         say(f"{label} {plan.name}: ok, {setup.data.metric} {metrics.accuracy * 100:.2f}%, "
             f"{'within' if record.within_budget else 'outside'} budget")
+    except RefusedError as exc:  # up front, whatever the strength: said once, in the report's refusals
+        record = refused_record(plan, exc, getattr(exc, "step_index", len(plan.steps) - 1))
+        logger.info("candidate %s refused: %s", plan.name, exc.message)
+        say(f"{label} {plan.name}: refused: {exc.message}")
     except Exception as exc:  # noqa: BLE001  (recorded, not swallowed: it is in the report)
         record.status, record.error, record.within_budget = "failed", error_text(exc), False
         record.metrics, record.artifact = None, None
@@ -111,18 +118,9 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
                       example_inputs=setup.example_inputs, seed=setup.seed,
                       log=lambda msg: say(f"{label} {plan.name}: {msg}"), input_names=setup.input_names,
                       max_accuracy_drop=setup.max_accuracy_drop)
-    model = copy.deepcopy(setup.baseline_model)
-    output = StepOutput(model=model)
-    notes: list[Note] = []
-    facts: dict = {}
-    for j, step in enumerate(plan.steps, start=1):
-        say(f"{label} {plan.name}: step {j}/{len(plan.steps)} {step.describe()}")
-        output = step.step.run(model, step.config, ctx)
-        if not isinstance(output, StepOutput):
-            raise TypeError(f"step {step.name!r} returned {type(output).__name__}, not a StepOutput")
-        model = output.model
-        notes += [Note(kind="technique", text=n) for n in output.notes if n not in [x.text for x in notes]]
-        facts |= output.facts
+    model, output, texts, facts = run_steps(plan, copy.deepcopy(setup.baseline_model), ctx,
+                                            lambda msg: say(f"{label} {plan.name}: {msg}"))
+    notes: list[Note] = [Note(kind="technique", text=n) for n in texts]
     if isinstance(model, nn.Module):
         model.eval()
     say(f"{label} {plan.name}: saving the artifact")
@@ -153,6 +151,51 @@ def _run_and_measure(plan: PlannedCandidate, setup: SearchSetup, label: str):
         notes.append(Note(kind="busy_machine", text=busy))
         say(f"{label} {plan.name}: warning: {busy}")
     return artifact, metrics, notes, facts
+
+
+def run_steps(plan: PlannedCandidate, model: nn.Module, ctx: StepContext, say_step: Callable[[str], None]):
+    """The candidate's steps on ``model`` (the caller's copy), in order, here or on a Ray worker:
+    the model, the last step's output, the technique notes and the merged facts, with
+    ``changes`` (what each step did to the layers). A RefusedError carries the index of the
+    step that refused, so the search can skip every candidate reaching the same steps."""
+    output = StepOutput(model=model)
+    notes: list[str] = []
+    facts: dict = {}
+    changes: list[dict] = []
+    before = _snapshot(model)
+    for j, step in enumerate(plan.steps, start=1):
+        say_step(f"step {j}/{len(plan.steps)} {step.describe()}")
+        try:
+            output = step.step.run(model, step.config, ctx)
+        except RefusedError as exc:
+            exc.step_index = j - 1  # the refused family is the steps up to this one
+            raise
+        if not isinstance(output, StepOutput):
+            raise TypeError(f"step {step.name!r} returned {type(output).__name__}, not a StepOutput")
+        model = output.model
+        notes += [n for n in output.notes if n not in notes]
+        facts |= output.facts
+        after = _snapshot(model)
+        changes += _changes(step.describe(), before, output, after)
+        before = after
+    facts["changes"] = changes
+    return model, output, notes, facts
+
+
+def _snapshot(model):
+    try:
+        return snapshot(model) if isinstance(model, nn.Module) else None
+    except Exception:  # noqa: BLE001  (the record of changes is a courtesy: it never fails a candidate)
+        logger.info("could not snapshot the model's layers", exc_info=True)
+        return None
+
+
+def _changes(step: str, before, output: StepOutput, after) -> list[dict]:
+    try:
+        return [{"step": step, **dataclasses.asdict(c)} for c in step_changes(before, output, after)]
+    except Exception:  # noqa: BLE001
+        logger.info("could not tell what step %s changed", step, exc_info=True)
+        return []
 
 
 def _save(model: nn.Module, work_dir: Path, runtime: str, plan: PlannedCandidate, setup: SearchSetup) -> Path:

@@ -4,16 +4,33 @@ and renderers (terminal table; HTML with plots)."""
 from __future__ import annotations
 
 from torchslim.report._html import render_html
-from torchslim.report._model import Candidate, Execution, FallbackRecord, Report, environment
+from torchslim.report._model import (
+    Candidate,
+    Execution,
+    FallbackRecord,
+    LayerChangeRecord,
+    Refusal,
+    Report,
+    environment,
+)
 from torchslim.report._runtime import RuntimeRecord, SettingsTry, SettingsTuning
 from torchslim.report._table import render_table
 from torchslim.report._write import load_report, validate_report, write_report
 
-__all__ = ["Candidate", "Report", "environment", "load_report", "render_table", "validate_report", "write_report",
-    "render_html",
+__all__ = [
+    "Candidate",
+    "Execution",
     "FallbackRecord",
+    "LayerChangeRecord",
+    "Refusal",
+    "Report",
     "RuntimeRecord",
     "SettingsTry",
     "SettingsTuning",
-    "Execution",
+    "environment",
+    "load_report",
+    "render_html",
+    "render_table",
+    "validate_report",
+    "write_report",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from html import escape
 
+from torchslim.report._changes import refusals_html
 from torchslim.report._html_details import candidate_details
 from torchslim.report._model import Candidate, Report
 from torchslim.report._plots import pareto_svg, sensitivity_svg
@@ -47,6 +48,7 @@ pre.snippet{background:#263238;color:#eceff1;padding:10px 12px;border-radius:5px
 overflow-wrap:anywhere;user-select:all;-webkit-user-select:all;margin:.3em 0}
 .hint{color:#757575;font-size:.8em} details.notes{margin:.4em 0} details.notes>summary{cursor:pointer}
 details.notes h4{margin:.4em 0 .1em;font-size:.9em} ul.notes{margin:.1em 0 .4em;padding-left:1.4em} ul.notes li{margin:2px 0}
+details.changes{margin:.4em 0} details.changes>summary{cursor:pointer} table.changes td{font-size:.85em} ul.refusals li{margin:4px 0}
 .kv th{width:190px} .cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:16px}
 """
 
@@ -178,7 +180,7 @@ def render_html(report: Report) -> str:
         f"budget {report.budget.get('max_accuracy_drop')} points{escape(limits)} · {escape(report.metric)} on the held-out "
         f"split · created {escape(report.created)} · torchslim {escape(report.torchslim_version)}</p>",
         _headline(report), _cards(report), *_charts(report),
-        "<h2>Candidates</h2>", _candidate_table(report),
+        "<h2>Candidates</h2>", _candidate_table(report), refusals_html(report),
         '<h2>Each candidate</h2><div id="details">',
         *[candidate_details(c, report) for c in report.candidates], "</div>",
     ]

@@ -68,6 +68,30 @@ class Execution(BaseModel):
         if self.build_end is not None and self.measure_start is not None:
             waits.append(max(self.measure_start - self.build_end, 0.0))
         self.wait_s = round(sum(waits), 3) if waits else None
+class LayerChangeRecord(BaseModel):
+    """One layer a step changed (torchslim.core.changes): pruned, quantized, kept in float, ..."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: str  # the step that did it, as in ``Candidate.steps``
+    layer: str  # the module's path ("" for the model as a whole)
+    kind: str  # one of torchslim.core.changes.KINDS
+    detail: str  # "out_features 64 -> 32", "Linear 64x64 -> rank 16", ...
+
+
+class Refusal(BaseModel):
+    """A technique that refused a block of this model up front (errors.RefusedError), said once.
+
+    ``family`` is the steps up to the refusing one with their strengths left out: every
+    candidate or search try reaching the same steps would meet the same refusal, so none ran.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    family: str  # "prune(method=channel)", or "factorize() -> prune(method=channel)"
+    technique: str
+    block: str
+    reason: str
+    way_out: str
+    candidates: list[str] = Field(default_factory=list)  # every candidate it skipped, first the one that met it
 
 
 class Candidate(BaseModel):
@@ -85,6 +109,9 @@ class Candidate(BaseModel):
     fallback: FallbackRecord | None = None  # accuracy-aware int8 fallback: the layers kept in float
     runtime_settings: RuntimeRecord | None = None  # what it runs with, and the tuning tries that chose it
     execution: Execution | None = None  # --executor ray: where it was built and timed, and how long each took
+    refused: str | None = None  # skipped: the family of a refusal in ``Report.refusals``
+    changes: list[LayerChangeRecord] = Field(default_factory=list)  # what its steps did to the layers
+    _refusal: Refusal | None = PrivateAttr(default=None)  # the refusal it met, until the report takes it
 
     @field_validator("notes", mode="before")
     @classmethod
@@ -117,6 +144,7 @@ class Report(BaseModel):
     pareto: list[str] = Field(default_factory=list)  # candidates on the accuracy/latency/size front
     recipe: str | None = None  # the recipe's built-in name or file path
     sensitivity: dict | None = None  # per-layer sensitivity, when the recipe asked for it
+    refusals: list[Refusal] = Field(default_factory=list)  # techniques that refused this model, each once
     _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
 
     @property

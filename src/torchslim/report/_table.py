@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from torchslim.core.log import printable
+from torchslim.report._changes import changes_summary, refusal_lines
 from torchslim.report._model import Candidate, Report
 
 TABLE_WIDTH = 120  # the widest terminal the table is laid out for
@@ -97,6 +98,11 @@ def _footnotes(report: Report, console: Console) -> None:
     if report.winners:
         picks = ", ".join(f"{o}: {n or '-'}" for o, n in report.winners.items())
         console.print(f"winners by objective: {picks}", highlight=False)
+    for line in refusal_lines(report):
+        console.print(f"[yellow]{line}[/]", highlight=False)
+    for c in report.candidates:
+        if c.status == "ok" and (summary := changes_summary(c)):
+            console.print(f"[dim]{c.name}: {summary}[/]", highlight=False)
     for c in report.candidates:
         if c.fallback is not None and c.fallback.kept_in_float:
             f = c.fallback
