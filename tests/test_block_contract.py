@@ -27,7 +27,7 @@ from tests.fixtures.blocks import BLOCKS
 # always run in CI and must end in "works".
 MUST_WORK: dict[str, tuple[str, ...]] = {
     "quantize: dynamic": ("mha-seq-first-weights", "decoder-post-norm", "vit-class-token", "gru"),
-    "quantize: static": ("vit-class-token", "lstm"),
+    "quantize: static": ("vit-class-token", "lstm", "reused-activation"),
     "factorize": ("encoder-post-norm", "vit-class-token", "tied-weights"),
     "export: onnx fp32": ("mha-seq-first-weights", "lstm", "vit-class-token"),
     "export: openvino fp32": ("mha-batch-first", "gru"),

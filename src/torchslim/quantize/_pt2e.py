@@ -49,7 +49,45 @@ def _export_for_pt2e(model: nn.Module, example: tuple[torch.Tensor, ...], *, tra
     model.train(train)
     program = export_program(model, example, what="PT2E quantization needs torch.export, which",
                              advice="Or use method 'dynamic' or 'bf16', which work on the eager module.")
-    return program.module()
+    graph = program.module()
+    _one_partition_per_call(graph, model)
+    return graph
+
+
+def _one_partition_per_call(graph: torch.fx.GraphModule, model: nn.Module) -> None:
+    """Give each call of a reused stateless module its own source partition.
+
+    Users reuse stateless modules (one ``self.act = nn.Hardswish()`` called twice in a block).
+    The quantizer groups nodes into partitions by the module path they came from (the node's
+    ``nn_module_stack`` in a non-strict export), so both calls became one partition with two outputs
+    and X86InductorQuantizer stopped with "Input partition has more than one output node". A
+    call's nodes are contiguous in the graph: a path that comes back after another module's
+    nodes is a new call, and its nodes get the path with a ``__callN`` suffix. Only metadata of
+    parameter-free modules changes (layer names that skip lists and fallback use are left as
+    they are), never the computation.
+    """
+    calls: dict[str, int] = {}
+    previous = None
+    for node in graph.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if node.op != "call_function" or not stack:
+            continue
+        key, (fqn, cls) = list(stack.items())[-1]
+        if fqn != previous:
+            calls[fqn] = calls.get(fqn, 0) + 1
+        previous = fqn
+        if calls[fqn] == 1 or not _stateless(model, fqn):
+            continue
+        renamed = f"{fqn}__call{calls[fqn]}"
+        node.meta["nn_module_stack"] = {**stack, key: (renamed, cls)}
+
+
+def _stateless(model: nn.Module, fqn: str) -> bool:
+    try:
+        module = model.get_submodule(fqn.removeprefix("L['self'].").replace("L['self']", ""))
+    except AttributeError:
+        return False
+    return next(module.parameters(), None) is None
 
 
 def _check_quantized(converted: torch.fx.GraphModule, config) -> None:
