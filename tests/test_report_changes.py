@@ -219,3 +219,22 @@ def test_a_refusal_is_said_once_and_skips_the_family_at_every_strength(trained, 
     assert buffer.getvalue().count(REASON) == 2
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="refusals"' in html and html.count(REASON) == 2
+
+
+def test_multihead_attention_split_for_int8_is_replaced_and_quantized_not_factorized():
+    """Dynamic int8 runs nn.MultiheadAttention as four full-width Linears: that is the same layer
+    in other modules (replaced), whose new projections are int8; not a low-rank factorization."""
+    from tests.fixtures.blocks import BLOCKS
+    from torchslim.core.changes import snapshot, step_changes
+    from torchslim.quantize import DynamicInt8Config, quantize
+
+    torch.manual_seed(0)
+    model = BLOCKS["mha-batch-first"]().eval()
+    before = snapshot(model)
+    quantized = quantize(model, DynamicInt8Config(), example_inputs=(torch.randn(2, 1, 8, 8),))
+    kinds = {c.layer: c.kind for c in step_changes(before, StepOutput(model=quantized), snapshot(quantized))}
+    attention = [name for name, m in model.named_modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    assert attention and "factorized" not in kinds.values(), kinds
+    for name in attention:
+        assert kinds[name] == "replaced"
+        assert all(kinds[f"{name}.{p}"] == "quantized" for p in ("q_proj", "k_proj", "v_proj", "out_proj")), kinds

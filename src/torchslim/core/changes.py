@@ -128,6 +128,9 @@ def diff(before: dict[str, _Layer], after_model: nn.Module, after: dict[str, _La
             change = _same_type(name, old, new, modules.get(name))
         if change is not None:
             changes.append(change)
+    for name, new in after.items():  # layers a step put in place of another (a split attention's q/k/v)
+        if name not in before and (stored := _stored_quantized(new)) is not None:
+            changes.append(LayerChange(name, "quantized", f"new {new.type}, {stored}"))
     if len(changes) > _MAX_LISTED:
         rest = len(changes) - _MAX_LISTED
         changes = [*changes[:_MAX_LISTED], LayerChange("", "summary", f"{rest} more layers changed")]
@@ -196,6 +199,23 @@ def _factor_rank(module: nn.Module | None) -> int | None:
     return min(widths)
 
 
+def _stored_quantized(layer: _Layer) -> str | None:
+    """How a layer's weight is stored when it is quantized (a tensor subclass or an int dtype)."""
+    weight = layer.tensors.get("weight")
+    if weight is None:
+        return None
+    if weight.kind != "Tensor":
+        return f"weight stored as {weight.kind} (a quantized tensor)"
+    return f"weight stored as {weight.dtype}" if weight.dtype in ("int8", "uint8", "qint8", "quint8", "int4") else None
+
+
+def _low(rank: int, old: _Layer) -> bool:
+    """A chain is a factorization only below the full rank: nn.MultiheadAttention run as four
+    64x64 Linears (quantize's split) is the same layer in other modules, not a low-rank one."""
+    weight = old.tensors.get("weight") or next(iter(old.tensors.values()), None)
+    return weight is None or len(weight.shape) < 2 or rank < min(weight.shape[:2])
+
+
 def _shape(layer: _Layer) -> str:
     weight = layer.tensors.get("weight") or next(iter(layer.tensors.values()), None)
     return "x".join(map(str, weight.shape)) if weight else "?"
@@ -205,7 +225,7 @@ def _gone(name: str, old: _Layer, modules: dict[str, nn.Module], after: dict[str
     children = [n for n in after if n.startswith(name + ".")]
     if name in modules and children:  # it now holds its weights in sub-modules
         rank = _factor_rank(modules[name])
-        if rank is not None:
+        if rank is not None and _low(rank, old):
             return LayerChange(name, "factorized", f"{old.type} {_shape(old)} -> rank {rank} "
                                                    f"({' + '.join(_shape(after[c]) for c in children)})")
         return LayerChange(name, "replaced", f"{old.type} -> {type(modules[name]).__name__}")
@@ -218,8 +238,10 @@ def _retyped(name: str, old: _Layer, new: _Layer, modules: dict[str, nn.Module])
     module = modules.get(name)
     if module is not None and _is_quantized_module(module):
         return LayerChange(name, "quantized", f"{old.type} -> {new.type}")
+    if (stored := _stored_quantized(new)) is not None:
+        return LayerChange(name, "quantized", f"{old.type} -> {new.type}, {stored}")
     rank = _factor_rank(module)
-    if rank is not None:
+    if rank is not None and _low(rank, old):
         return LayerChange(name, "factorized", f"{old.type} {_shape(old)} -> rank {rank}")
     return LayerChange(name, "replaced", f"{old.type} -> {new.type}")
 
