@@ -84,8 +84,8 @@ def _one_partition_per_call(graph: torch.fx.GraphModule, model: nn.Module) -> No
 
 def _stateless(model: nn.Module, fqn: str) -> bool:
     try:
-        module = model.get_submodule(fqn.removeprefix("L['self'].").replace("L['self']", ""))
-    except AttributeError:
+        module = model.get_submodule(fqn)
+    except AttributeError:  # not a module path of this model: leave its metadata alone
         return False
     return next(module.parameters(), None) is None
 
