@@ -10,6 +10,8 @@ of the wall time on N nodes to these numbers. Saves benchmarks/results/ray_execu
 
     python benchmarks/ray_executor.py                          # digits-cnn, default recipe
     python benchmarks/ray_executor.py --model digits-mlp --recipe quick --workers 1,2
+    HF_HUB_OFFLINE=1 python benchmarks/ray_executor.py --model hf:minilm \\
+        --data text:src/torchslim/hf/sentences.txt --recipe quick --out benchmarks/results/ray_executor_minilm.json
     python benchmarks/ray_executor.py --recipe default --trimmed --workers 2 --out results/x.json
         # the default recipe without its torch.compile candidates (minutes each on a loaded
         # 2-core machine), with the edge search at 2 tries per family and no refine stage
@@ -59,7 +61,7 @@ def _trimmed(name: str) -> dict:
     return recipe
 
 
-def _one(label: str, model: str, recipe, out: Path, workers: int | None) -> dict:
+def _one(label: str, model: str, data: str, recipe, out: Path, workers: int | None) -> dict:
     import ray
 
     load_before = _uptime()
@@ -67,7 +69,7 @@ def _one(label: str, model: str, recipe, out: Path, workers: int | None) -> dict
     if workers is not None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        report = optimize(model, "digits", recipe=recipe, out=out, html=False,
+        report = optimize(model, data, recipe=recipe, out=out, html=False,
                           executor="ray" if workers is not None else "local")
     finally:
         if workers is not None:
@@ -94,6 +96,7 @@ def _one(label: str, model: str, recipe, out: Path, workers: int | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="digits-cnn")
+    parser.add_argument("--data", default="digits", help="a data spec; hf:minilm takes text:FILE")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--workers", default="1,2", help="ray worker CPU counts to run, comma separated")
     parser.add_argument("--trimmed", action="store_true", help="drop compiled candidates and refine; 2 search tries")
@@ -102,9 +105,9 @@ def main() -> None:
     recipe = _trimmed(args.recipe) if args.trimmed else args.recipe
     runs = []
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-ray-") as tmp:
-        runs.append(_one("local", args.model, recipe, Path(tmp) / "local", None))
+        runs.append(_one("local", args.model, args.data, recipe, Path(tmp) / "local", None))
         for n in (int(x) for x in args.workers.split(",")):
-            runs.append(_one(f"ray-{n}", args.model, recipe, Path(tmp) / f"ray-{n}", n))
+            runs.append(_one(f"ray-{n}", args.model, args.data, recipe, Path(tmp) / f"ray-{n}", n))
     for run in runs:
         print(f"{run['label']:8} wall {run['wall_s']:7.1f} s   candidates: build {run['sum_build_s']:6.1f} s, "
               f"measure {run['sum_measure_s']:6.1f} s, end to end {run['sum_candidate_s']:7.1f} s   "
@@ -115,7 +118,7 @@ def main() -> None:
                    for r in run["candidates"] if r["status"] == "ok" and local.get(r["candidate"], {}).get("status") == "ok")
         print(f"{run['label']}: same accuracy and size as local for every candidate ok in both: {same}")
         run["same_as_local"] = same
-    result = {"model": args.model, "recipe": args.recipe + (" (trimmed: no compile candidates, no refine, 2 search tries)"
+    result = {"model": args.model, "data": args.data, "recipe": args.recipe + (" (trimmed: no compile candidates, no refine, 2 search tries)"
                                                             if args.trimmed else ""), "cpu": _cpu(), "cores": os.cpu_count(), "runs": runs,
               "note": "a shared 2-core machine under load from other engineers: see uptime_before/after per run"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
