@@ -7,23 +7,22 @@ fixed-width codes, the last one with Huffman codes); accuracy is on the held-out
 the last row measured on the model loaded back from the .tslim. Goal from the Deep
 Compression paper: >= 40x smaller than the fp32 state_dict within 0.5 accuracy point.
 
-Run: PYTHONPATH=src python benchmarks/deep_compression.py   (~2-4 min on 2 cores)
+Run: python -m benchmarks run deep_compression   (~2-4 min on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 
+from benchmarks._harness import Benchmark, Context, load_zoo
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import count_macs, count_params, measure, set_threads
 from torchslim.pipeline.deep_compression import deep_compress
 from torchslim.share import ShareConfig, tslim_info
-from torchslim.specs import resolve
 
 # Per-layer final density of the pruned stage, as in the paper (LeNet-300-100: 8 % / 9 % / 26 %).
 # Digits has 64 inputs instead of MNIST's 784, so the first layer has far less redundancy;
@@ -33,22 +32,22 @@ from torchslim.specs import resolve
 DENSITY = {"net.1": 0.08, "net.3": 0.04, "net.5": 0.5}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--density", default=",".join(str(d) for d in DENSITY.values()),
                         help="final density of net.1,net.3,net.5 after pruning")
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--prune-steps", type=int, default=4)
     parser.add_argument("--finetune-epochs", type=int, default=15, help="per pruning step")
     parser.add_argument("--centroid-epochs", type=int, default=5)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "deep_compression.json"))
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     # One intra-op thread: on the shared, overloaded 2-core machine multi-threaded timings were
     # dominated by OpenMP threads spinning; one thread gives stable, comparable numbers.
     set_threads(1)
     density = dict(zip(DENSITY, (float(d) for d in args.density.split(",")), strict=True))
     torch.manual_seed(0)
-    handle, data = resolve("lenet-300-100", "digits")
+    handle, data = load_zoo("lenet-300-100")
     model = handle.model
     with tempfile.TemporaryDirectory(prefix="tslim-bench-") as tmp:
         rows, path, loaded = deep_compress(
@@ -80,14 +79,12 @@ def main() -> None:
     for name, m in timing.items():
         lat = ", ".join(f"b={b}: {v.p50:.3f}" for b, v in m.latency_ms.items())
         print(f"  {name:<26} {lat}   size {m.size_bytes:,} B  accuracy {m.accuracy * 100:.2f}%")
-    result = {"model": "lenet-300-100", "data": "digits", "density": density, "args": vars(args),
+    return {"model": "lenet-300-100", "data": "digits", "density": density,
               "stages": [r.to_dict() for r in rows], "goal_met": goal,
               "tslim": {k: v for k, v in info.items() if k != "tensors"}, "tensors": info["tensors"],
-              "timing": {k: m.model_dump() for k, m in timing.items()}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"saved {args.out}")
+            "timing": {k: m.model_dump() for k, m in timing.items()}}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(
+    name="deep_compression", description="deep compression of LeNet-300-100 on digits: prune, share, Huffman (.tslim)",
+    parameters=parameters, run=run)

@@ -4,23 +4,22 @@ For each model: the original and truncated-SVD variants (rank ratio / energy rul
 short fine-tune), each saved as a .pt2 and measured with torchslim.bench.measure on the same
 held-out test split: params, MACs, latency at batch 1 and 32, accuracy, size on disk.
 
-Run: PYTHONPATH=src python benchmarks/low_rank.py   (~3-5 min on 2 cores)
+Run: python -m benchmarks run low_rank   (~3-5 min on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
+from benchmarks._harness import Benchmark, Context, load_zoo
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import count_macs, count_params, measure, set_threads, time_callable
 from torchslim.factorize import FactorizeConfig, factorize, plan
-from torchslim.specs import resolve
 
 VARIANTS = {
     "rank_ratio=0.25": {"rank_ratio": 0.25},
@@ -32,7 +31,7 @@ ROUNDS = 5  # interleaved timing rounds; the median p50 of each variant is repor
 
 
 def run_model(name: str, tmp: Path) -> list[dict]:
-    handle, data = resolve(name, "digits")
+    handle, data = load_zoo(name, quiet=True)
     original = handle.model
     example, one = data.example_inputs(2), data.example_inputs(1)
     rows, loaded = [], []
@@ -63,11 +62,11 @@ def run_model(name: str, tmp: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="digits-mlp,tiny-transformer")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "low_rank.json"))
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> list[dict]:
     set_threads(1)  # see deep_compression.py: stable timings on a shared, overloaded machine
     with tempfile.TemporaryDirectory(prefix="lowrank-bench-") as tmp:
         rows = [r for name in args.models.split(",") for r in run_model(name, Path(tmp))]
@@ -81,10 +80,8 @@ def main() -> None:
         print(f"{r['model']:<17} {r['variant']:<20} {r['layers']:>6} {r['params']:>9,} {r['macs'] or 0:>9,} "
               f"{r['latency_b1_ms']:>7.3f} {r['latency_b32_ms']:>7.3f} {b['latency_b32_ms'] / r['latency_b32_ms']:>5.2f}x "
               f"{r['accuracy'] * 100:>8.2f}% {r['size_bytes']:>8,} B")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2))
-    print(f"saved {args.out}")
+    return rows
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="low_rank", description="low-rank (truncated SVD) factorization on digits-mlp and tiny-transformer",
+                      parameters=parameters, run=run)

@@ -30,7 +30,7 @@ With ``--run DIR`` (a ``torchslim optimize`` run on hf:minilm, e.g. from benchma
 torchslim's variants are instead the artifacts that run wrote within its budget, loaded from disk,
 and the verdict also gives the run's pick against the fastest peer on each workload.
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--rounds 5] [--run DIR]
+Usage: python -m benchmarks run minilm [--rounds 5] [--run DIR]
 Writes benchmarks/results/minilm.json.
 """
 
@@ -39,22 +39,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
+from benchmarks._harness import MINILM_INPUTS as NAMES
+from benchmarks._harness import Benchmark, Context, full_length, load_minilm, singles
+
 PAUSE_S = 0.05
-NAMES = ["input_ids", "attention_mask"]
 PEERS = ("ORT quantize_dynamic per-channel", "ORT optimizer + quantize_dynamic", "OpenVINO fp32",
          "OpenVINO + NNCF int8")
 WORKLOADS = ("b1x128 ms", "b32x128 ms", "sentences s", "b1x128 full ms", "b32x128 full ms")
@@ -232,23 +229,24 @@ def report(median: dict, fid: dict, pick: str | None = None) -> dict:
     return {"rows": rows, "verdict": verdict}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm.json"))
     parser.add_argument("--run", help="a `torchslim optimize` run directory on hf:minilm: measure its within-budget "
                                       "artifacts (and its pick) instead of building candidates with the verbs")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     model, bundle = load_minilm()
     ids, mask = bundle.example_inputs(32)
-    full_ids, full_mask = _full_length(bundle.test, 32, ids.shape[1])
+    full_ids, full_mask = full_length(bundle.test, 32, ids.shape[1])
     fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask),
              WORKLOADS[3]: (full_ids[:1], full_mask[:1]), WORKLOADS[4]: (full_ids, full_mask)}
-    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
-    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    test_mask = bundle.test.attention_mask
+    held_out = singles(bundle.test)
     example = bundle.example_inputs(2)
-    print(f"{len(singles)} held-out sentences, torch {torch.__version__}, {torch.get_num_threads()} threads",
+    print(f"{len(held_out)} held-out sentences, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="minilm-bench-") as tmp, torch.no_grad():
         variants = {"fp32 eager": model}
         built, notes = peers(model, bundle, example, Path(tmp))
@@ -260,47 +258,21 @@ def main() -> None:
         else:
             built = torchslim_candidates(model, bundle, example, Path(tmp))
         variants |= built
-        fid = fidelity(variants, model, singles)
+        fid = fidelity(variants, model, held_out)
         print({n: round(f, 4) for n, f in fid.items()}, flush=True)
 
         def write(median: dict, done: int) -> None:  # after every round: a killed run keeps its data
-            Path(args.out).write_text(json.dumps({
-                "benchmark": "minilm", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": done,
-                "sentences": len(singles), "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2),
-                "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": _machine(),
-                "run": args.run, "notes": notes, **report(median, fid, pick)}, indent=2) + "\n")
-            print(f"wrote {args.out} ({done} rounds)", flush=True)
+            results.clear()
+            results.update({
+                "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": done, "sentences": len(held_out),
+                "mean_tokens": round(float(test_mask.sum(1).float().mean()), 2), "threads": torch.get_num_threads(),
+                "run": args.run, "notes": notes, **report(median, fid, pick)})
+            print(f"wrote {ctx.save(results)} ({done} rounds)", flush=True)
 
         measure(variants, fixed, bundle.test, args.rounds, write)
+    return results
 
 
-def load_minilm():
-    """(the fp32 model in eval mode, its DataBundle) for every MiniLM benchmark, quietly and seeded."""
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(0)
-    from torchslim.specs import resolve
-
-    handle, bundle = resolve("hf:minilm", f"text:{SENTENCES}", log=lambda _m: None)
-    return handle.model.eval(), bundle
-
-
-def _full_length(test, rows: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rows`` x ``length`` token ids that are all real (no padding): the held-out sentences'
-    tokens, [CLS]/[SEP] kept, run together and repeated as needed."""
-    tokens = torch.cat([ids[: int(m.sum())] for ids, m in zip(test.input_ids, test.attention_mask, strict=True)])
-    repeats = -(-rows * length // len(tokens))
-    ids = tokens.repeat(repeats)[: rows * length].reshape(rows, length)
-    return ids, torch.ones_like(ids)
-
-
-def _machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-            "flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags.split()]}
-
-
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm",
+                      description="all-MiniLM-L6-v2 on CPU: torchslim's candidates against ORT and OpenVINO peers",
+                      parameters=parameters, run=run)

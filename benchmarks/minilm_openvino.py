@@ -17,16 +17,14 @@ short real sentence (its own length, no padding). Fidelity: mean cosine to eager
     ov fp32 THROUGHPUT          the torchslim IR compiled with PERFORMANCE_HINT=THROUGHPUT
     ov fp32 all cores           the torchslim IR without INFERENCE_NUM_THREADS (OpenVINO's default)
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_openvino.py [--rounds 10] [--threads 2]
+Usage: python -m benchmarks run minilm_openvino [--rounds 10] [--threads 2]
 Writes benchmarks/results/minilm_openvino.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -34,8 +32,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._harness import MINILM, MINILM_DATA, Benchmark, Context, load_zoo
+
 PAUSE_S = 0.05
-RESULTS = Path(__file__).parent / "results" / "minilm_openvino.json"
 
 
 def _ov(xml: Path, config: dict):
@@ -80,16 +79,14 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
     return variants, build_s
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from torchslim.specs import resolve
 
-    sentences = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
-    handle, bundle = resolve("hf:minilm", f"text:{sentences}", log=lambda _m: None)
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
+    torch.set_num_threads(args.threads)
+    handle, bundle = load_zoo(MINILM, MINILM_DATA, quiet=True)
     model = handle.model.eval()
     ids, mask = bundle.example_inputs(32)
     lengths = mask.sum(1)
@@ -124,14 +121,10 @@ def main() -> None:
     print(f"{'variant':24}" + "".join(f"{w:>22}" for w in workloads) + f"{'fidelity':>10}")
     for n, row in table.items():
         print(f"{n:24}" + "".join(f"{row[w]:>19.2f} ms" for w in workloads) + f"{row['fidelity']:>10.4f}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "load_average_at_end": os.getloadavg()},
-        "rounds": args.rounds, "median_ms": table, "build_s": {k: round(v, 1) if isinstance(v, float) else v for k, v in build_s.items()},
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    return {"threads": args.threads, "rounds": args.rounds, "median_ms": table,
+            "build_s": {k: round(v, 1) if isinstance(v, float) else v for k, v in build_s.items()}}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm_openvino",
+                      description="all-MiniLM-L6-v2: torchslim's OpenVINO artifacts vs its ORT int8 export, and OpenVINO settings",
+                      parameters=parameters, run=run)

@@ -12,7 +12,7 @@ alone at its own length, and on the validation split (what the fallback steers b
     fallback auto, target 0     every measured drop makes it try: up to 3 layers in float
 
 No latency: these are accuracy options. Usage:
-    PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_openvino_int8.py
+    python -m benchmarks run minilm_openvino_int8 [--only default "fallback auto"]
 Writes benchmarks/results/minilm_openvino_int8.json (after every variant, so a killed run keeps
 what it measured).
 """
@@ -20,9 +20,7 @@ what it measured).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import load_minilm  # noqa: E402
+from benchmarks._harness import MINILM_INPUTS as NAMES
+from benchmarks._harness import Benchmark, Context, load_minilm, singles
 
-ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["input_ids", "attention_mask"]
 VARIANTS = {
     "default": {},
     "smoothquant 0.5": {"smoothquant": 0.5},
@@ -69,36 +65,35 @@ def measure(name: str, options: dict, model, bundle, example, references, single
             "kept_in_float_ops": quantization.get("kept_in_float_ops")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", default=list(VARIANTS), help="variant names to run")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_openvino_int8.json"))
-    args = parser.parse_args()
+def parameters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS), help="variant names to run")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     model, bundle = load_minilm()
     example = bundle.example_inputs(2, split="train")
-    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
-    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    held_out = singles(bundle.test)
     import nncf
     import openvino
 
     from torchslim.data import predict
 
-    result = {"benchmark": "minilm_openvino_int8", "model": "hf:minilm (all-MiniLM-L6-v2)",
-              "openvino": openvino.__version__, "nncf": nncf.__version__, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "test_sentences": len(singles), "val_sentences": len(bundle.val),
+    result = {"model": "hf:minilm (all-MiniLM-L6-v2)", "openvino": openvino.__version__, "nncf": nncf.__version__,
+              "threads": torch.get_num_threads(), "test_sentences": len(held_out), "val_sentences": len(bundle.val),
               "variants": {}}
     with tempfile.TemporaryDirectory(prefix="minilm-ov-int8-") as tmp, torch.no_grad():
-        references = (torch.cat([model(*s) for s in singles]), predict(model, bundle.val)[0])
+        references = (torch.cat([model(*s) for s in held_out]), predict(model, bundle.val)[0])
         for name in args.only:
-            result["variants"][name] = measure(name, VARIANTS[name], model, bundle, example, references, singles,
+            result["variants"][name] = measure(name, VARIANTS[name], model, bundle, example, references, held_out,
                                                Path(tmp))
             row = result["variants"][name]
             print(f"{name}: test {row.get('fidelity_test')}, val {row.get('fidelity_val')}, {row['build_s']} s "
                   f"{row.get('error', '')}", flush=True)
             result["load_average"] = [round(x, 2) for x in os.getloadavg()]
-            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+            ctx.save(result)
+    return result
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm_openvino_int8",
+                      description="all-MiniLM-L6-v2: OpenVINO int8 (NNCF) with torchslim's smoothquant and fallback options",
+                      parameters=parameters, run=run)

@@ -13,27 +13,24 @@ passes the variable-length test").
    - fidelity to the fp32 model on each shape (mean cosine) is recorded; candidates within the
      budget must keep >= 0.98 on every shape.
 
-Writes benchmarks/results/optimize_hf_minilm.json (the run's report.json) and
-benchmarks/results/minilm_varlen.json (the check, per artifact and shape).
+Writes benchmarks/results/minilm_optimize.json: ``results.report`` is the run's report.json,
+``results.varlen`` the check, per artifact and shape.
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_optimize.py [--run DIR] [--skip-optimize]
+Usage: python -m benchmarks run minilm_optimize [--run DIR] [--skip-optimize]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
+from benchmarks._harness import MINILM, MINILM_DATA, ROOT, Benchmark, Context, load_minilm
+
 LENGTHS = (1, 7, 13, 64, 128)
 BATCHES = (1, 5)
 PAD_INVARIANCE = 0.99
@@ -98,33 +95,30 @@ def check_run(run: Path, reference, bundle) -> dict:
     return {"best": report.best, "artifacts": rows, "all_passed": all(r["passed"] for r in rows.values())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default=str(ROOT / ".cache" / "runs" / "minilm-default"))
     parser.add_argument("--skip-optimize", action="store_true", help="only check an existing run")
     parser.add_argument("--time-budget", type=float, default=3600)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torchslim
-    from torchslim.specs import resolve
 
-    run = Path(args.run)
-    data = f"text:{SENTENCES}"
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
+    import torchslim
+
+    run_dir = Path(args.run)
     if not args.skip_optimize:
         started = time.perf_counter()
-        torchslim.optimize("hf:minilm", data, recipe="default", out=run, resume=(run / "report.json").exists(),
+        torchslim.optimize(MINILM, MINILM_DATA, recipe="default", out=run_dir, resume=(run_dir / "report.json").exists(),
                            time_budget=args.time_budget)
         print(f"optimize took {time.perf_counter() - started:.0f} s", flush=True)
-    shutil.copyfile(run / "report.json", ROOT / "benchmarks" / "results" / "optimize_hf_minilm.json")
-    handle, bundle = resolve("hf:minilm", data, log=lambda _m: None)
-    result = check_run(run, handle.model.eval(), bundle)
-    result |= {"lengths": LENGTHS, "batches": BATCHES, "pad_invariance_threshold": PAD_INVARIANCE,
+    report = json.loads((run_dir / "report.json").read_text())
+    model, bundle = load_minilm()
+    varlen = check_run(run_dir, model, bundle)
+    varlen |= {"lengths": LENGTHS, "batches": BATCHES, "pad_invariance_threshold": PAD_INVARIANCE,
                "in_budget_fidelity_threshold": IN_BUDGET_FIDELITY}
-    out = ROOT / "benchmarks" / "results" / "minilm_varlen.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"every artifact passed: {result['all_passed']}; wrote {out}")
+    print(f"every artifact passed: {varlen['all_passed']}")
+    return {"report": report, "varlen": varlen}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm_optimize",
+                      description="`torchslim optimize` on all-MiniLM-L6-v2 (default recipe), then every artifact fed every length",
+                      parameters=parameters, run=run)

@@ -18,7 +18,7 @@ Then latency of the final static artifact (and all-int8 static) against ORT dyna
 128), raw ORT sessions with torchslim's options, in ONE process, interleaved, 50 ms pause before
 each timed call, medians.
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_ort_static.py [--rounds 15]
+Usage: python -m benchmarks run minilm_ort_static [--rounds 15]
 Writes benchmarks/results/minilm_ort_static.json.
 """
 
@@ -29,7 +29,6 @@ import copy
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,11 +36,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import load_minilm  # noqa: E402
+from benchmarks._harness import MINILM_INPUTS as NAMES
+from benchmarks._harness import Benchmark, Context, load_minilm, singles
 
-ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["input_ids", "attention_mask"]
 PAUSE_S = 0.05
 
 
@@ -51,11 +48,11 @@ def _session(path: Path):
     return OnnxModel(make_session(path))
 
 
-def _fidelities(fn, references, bundle, singles) -> dict:
+def _fidelities(fn, references, bundle, held_out) -> dict:
     from torchslim.data import fidelity
 
     expected, val_reference = references
-    got = torch.cat([fn(*s).float() for s in singles])
+    got = torch.cat([fn(*s).float() for s in held_out])
     return {"test": round(float(F.cosine_similarity(got, expected).mean()), 5),
             "val": round(fidelity(fn, val_reference, bundle.val), 5)}
 
@@ -130,18 +127,17 @@ def latency(paths: dict, fixed: dict, rounds: int) -> dict:
     return {n: {w: round(statistics.median(times[(n, w)]), 3) for w in fixed} for n in sessions}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     parser.add_argument("--smoothquant", default=None, help="SmoothQuant for the fallback export (e.g. auto)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_static.json"))
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     model, bundle = load_minilm()
     example = bundle.example_inputs(2, split="train")
     ids, mask = bundle.example_inputs(32)
     fixed = {"b1x128 ms": (ids[:1], mask[:1]), "b32x128 ms": (ids, mask)}
-    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
-    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    held_out = singles(bundle.test)
     smoothquant = None if args.smoothquant in (None, "none") else (
         args.smoothquant if args.smoothquant == "auto" else float(args.smoothquant))
     with tempfile.TemporaryDirectory(prefix="minilm-ort-static-") as tmp, torch.no_grad():
@@ -149,26 +145,26 @@ def main() -> None:
         variants |= quantized_variants(model, bundle, example, Path(tmp))
         from torchslim.data import predict
 
-        references = (torch.cat([model(*s) for s in singles]), predict(model, bundle.val)[0])
-        fid = {name: _fidelities(_session(path), references, bundle, singles) for name, path in variants.items()}
+        references = (torch.cat([model(*s) for s in held_out]), predict(model, bundle.val)[0])
+        fid = {name: _fidelities(_session(path), references, bundle, held_out) for name, path in variants.items()}
         print(json.dumps(fid, indent=1), flush=True)
-        result = {"benchmark": "minilm_ort_static", "model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": 0,
-                  "test_sentences": len(singles), "val_sentences": len(bundle.val),
-                  "threads": torch.get_num_threads(), "torch": torch.__version__, "fidelity": fid,
+        result = {"model": "hf:minilm (all-MiniLM-L6-v2)", "rounds": 0,
+                  "test_sentences": len(held_out), "val_sentences": len(bundle.val),
+                  "threads": torch.get_num_threads(), "fidelity": fid,
                   "latency_median_ms": None, "fallback": record.get("fallback"), "fallback_smoothquant": smoothquant,
                   "fallback_operators": record.get("operators"), "fallback_build_s": record.get("build_s"),
                   "fallback_error": record.get("error"), "fallback_calibration_method": record.get("calibration_method"),
                   "fallback_int8_activations": record.get("int8_activations")}
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # a killed timing run keeps these
+        ctx.save(result)  # a killed timing run keeps these
         timed = {n: variants[n] for n in ("ORT dynamic int8 (torchslim, fused)", "per sentence, Linear only",
                                           "ORT static int8 + fallback auto") if n in variants}
         median = latency(timed, fixed, args.rounds)
     result |= {"rounds": args.rounds, "latency_median_ms": median,
                "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(median, indent=1))
-    print(f"wrote {args.out}")
+    return result
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm_ort_static",
+                      description="all-MiniLM-L6-v2: ONNX Runtime static int8 (QDQ) made to survive a transformer, step by step",
+                      parameters=parameters, run=run)

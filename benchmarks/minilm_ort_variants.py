@@ -14,7 +14,7 @@ Variants (all ORT `quantize_dynamic`, int8 weights, unless said):
                            instead of ORT's defaults
     fused.q nospin         session.intra_op.allow_spinning=0
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_ort_variants.py [--rounds 5]
+Usage: python -m benchmarks run minilm_ort_variants [--rounds 5]
 Writes benchmarks/results/minilm_ort_variants.json.
 """
 
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import NAMES, ROOT, _machine, fidelity, load_minilm, measure  # noqa: E402
+from benchmarks._harness import MINILM_INPUTS as NAMES
+from benchmarks._harness import Benchmark, Context, load_minilm, singles
+from benchmarks.minilm import fidelity, measure
 
 WORKLOADS = ("b1x128 ms", "b32x128 ms", "sentences s")
 
@@ -86,28 +85,28 @@ def build(model, example, folder: Path) -> dict:
             "fused.q nospin": _session(q["fused.q"], config={"session.intra_op.allow_spinning": "0"})}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_ort_variants.json"))
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     model, bundle = load_minilm()
     ids, mask = bundle.example_inputs(32)
     fixed = {WORKLOADS[0]: (ids[:1], mask[:1]), WORKLOADS[1]: (ids, mask)}
-    test_ids, test_mask = bundle.test.input_ids, bundle.test.attention_mask
-    singles = [(test_ids[i:i + 1, :n], test_mask[i:i + 1, :n]) for i, n in enumerate(test_mask.sum(1).tolist())]
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="minilm-ort-") as tmp, torch.no_grad():
         variants = {"fp32 eager": model} | build(model, bundle.example_inputs(2), Path(tmp))
-        fid = fidelity(variants, model, singles)
+        fid = fidelity(variants, model, singles(bundle.test))
 
         def write(median: dict, done: int) -> None:
             rows = {n: {"fidelity": round(fid[n], 5)} | {w: round(median[n][w], 4) for w in WORKLOADS} for n in median}
-            Path(args.out).write_text(json.dumps({"benchmark": "minilm_ort_variants", "rounds": done,
-                                                  "machine": _machine(), "rows": rows}, indent=2) + "\n")
-            print(f"wrote {args.out} ({done} rounds)", flush=True)
+            results.update(rounds=done, rows=rows)
+            print(f"wrote {ctx.save(results)} ({done} rounds)", flush=True)
 
         measure(variants, fixed, bundle.test, args.rounds, write, workloads=WORKLOADS)
+    return results
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="minilm_ort_variants",
+                      description="why torchslim's ORT dynamic int8 of MiniLM was slower at batch 1: ten ORT variants",
+                      parameters=parameters, run=run)

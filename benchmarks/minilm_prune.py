@@ -23,18 +23,18 @@ variant, so a killed run keeps what it measured.
 Optional: ``--rounds N`` adds eager latency at batch 1 x 128 (interleaved rounds, median; rough
 on a shared machine); ``--export`` checks the torch.export round trip of each distilled model.
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/minilm_prune.py [--ratios 0.1,0.2,0.3,0.5]
+Usage: python -m benchmarks run minilm_prune --variant KEY [--ratios 0.1,0.2,0.3,0.5]
        [--epochs 2] [--corpus 800|all] [--variants output,hidden|''] [--hidden-weight 1.0]
        [--importance l1,fisher] [--scope uniform|global] [--scoring-batches 4] [--threads 1] [--out FILE]
-Writes benchmarks/results/minilm_prune.json (or --out); ``--variants ''``: fidelity after pruning only.
+``--variants ''``: fidelity after pruning only. Writes the run under ``--variant KEY`` in
+benchmarks/results/minilm_prune.json (or --out), next to the file's other runs (main, importance,
+long, lr1e-4, ...); ``--table``: the table of a saved run, measuring nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import statistics
 import tempfile
 import time
@@ -43,15 +43,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = ROOT / "src" / "torchslim" / "hf" / "sentences.txt"
+from benchmarks._harness import SENTENCES, Benchmark, Context, read_envelope
+
 VARIANTS = ("output", "hidden")
 
 
-def main() -> None:
-    args = _parse_args()
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     if args.table:
-        return print_saved(args.out)
+        return print_saved(args.out, args.variant)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -71,14 +70,13 @@ def main() -> None:
     base = {"params": _params(model), "macs": count_macs(model, one),
             "heads_per_layer": [layer.attention.self.num_attention_heads for layer in layers],
             "ffn_per_layer": [layer.intermediate.dense.out_features for layer in layers]}
-    result = {"benchmark": "minilm_prune", "model": f"{args.model} (all-MiniLM-L6-v2)" if args.model == "hf:minilm" else args.model,
+    result = {"model": f"{args.model} (all-MiniLM-L6-v2)" if args.model == "hf:minilm" else args.model,
               "sequence_length": int(one[0].shape[1]), "distill_epochs": args.epochs, "variants": args.variants,
               "hidden_weight": args.hidden_weight, "distill_lr": args.lr if args.lr is not None else 3e-4, "train_sentences": len(data.train), "val_sentences": len(data.val),
               "test_sentences": len(data.test), "corpus": data.extra.get("corpus", {"sentences": 0}),
               "importance": args.importance, "scope": args.scope, "scoring_batches": args.scoring_batches,
               "iterations": args.iterations, "finetune_epochs": args.finetune_epochs,
-              "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
-              "cpu": platform.processor() or platform.machine(), "unpruned": base, "rows": []}
+              "threads": args.threads, "unpruned": base, "rows": []}
     print(f"{len(data.train)} training ({result['corpus']['sentences']} from the corpus) / {len(data.val)} val / "
           f"{len(data.test)} test sentences, {args.threads} thread(s)", flush=True)
     models = {"unpruned": model}
@@ -93,31 +91,31 @@ def main() -> None:
                "fidelity_before_kd": fidelity(pruned, model, data.test), "kd": {}}
         row["params_ratio"], row["macs_ratio"] = row["params"] / base["params"], row["macs"] / base["macs"]
         result["rows"].append(row)
-        _write(result, args.out)
+        ctx.save(result)
         print(f"ratio {ratio:g} ({importance}): MACs x{row['macs_ratio']:.3f}, fidelity before KD {row['fidelity_before_kd']:.4f} "
               f"({time.perf_counter() - started:.0f}s)", flush=True)
         for variant in args.variants:
             row["kd"][variant] = _distill(pruned, model, data, variant, args, handle)
             models[f"ratio {ratio:g} {importance} {variant}"] = row["kd"][variant].pop("model")
-            _write(result, args.out)
+            ctx.save(result)
     if args.rounds:
         _latency(result, models, one, args)
-        _write(result, args.out)
     _print_table(result)
+    return result
 
 
-def print_saved(path: str) -> None:
-    """``python benchmarks/minilm_prune.py --table``: the saved results' table (a killed run's too)."""
-    _print_table(json.loads(Path(path).read_text()))
+def print_saved(path: Path, variant: str) -> None:
+    """``--table``: the table of a saved run (a killed run's too); raises SystemExit to save nothing."""
+    _print_table(read_envelope(path).results[variant])
+    raise SystemExit(0)
 
 
-def _parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="hf:minilm")
     parser.add_argument("--ratios", default="0.1,0.2,0.3,0.5", type=lambda s: [float(r) for r in s.split(",")])
     parser.add_argument("--epochs", type=int, default=2, help="distillation epochs")
     parser.add_argument("--corpus", default="800", help="built-in corpus sentences added to training (0: none, all: every one)")
-    parser.add_argument("--variants", default="output,hidden", type=lambda s: [v for v in s.split(",") if v],
+    parser.add_argument("--variants", default="output,hidden", type=_distill_variants,
                         help="distillation runs per pruned model ('': none, fidelity after pruning only)")
     parser.add_argument("--importance", default="l1", type=lambda s: s.split(","),
                         help="channel importance(s): l1, l2, fisher (comma-separated: one pruned model each)")
@@ -134,13 +132,16 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per model per round")
     parser.add_argument("--export", action="store_true", help="check each distilled model's torch.export round trip")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "minilm_prune.json"))
-    parser.add_argument("--table", action="store_true", help="print the table of the results saved in --out, run nothing")
-    args = parser.parse_args()
-    unknown = [v for v in args.variants if v not in VARIANTS]
+    parser.add_argument("--table", action="store_true",
+                        help="print the table of the run saved under --variant in --out, run nothing")
+
+
+def _distill_variants(text: str) -> list[str]:
+    variants = [v for v in text.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        parser.error(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
-    return args
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(VARIANTS)}")
+    return variants
 
 
 def _prune_options(ratio: float, importance: str, args) -> dict:
@@ -196,12 +197,6 @@ def _latency(result: dict, models: dict, one: tuple, args) -> None:
             record["p50_ms_rough"] = p50[f"ratio {row['ratio']:g} {row.get('importance', 'l1')} {variant}"]
 
 
-def _write(result: dict, out: str) -> None:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-
-
 def _print_table(result: dict) -> None:
     """The results as the markdown table docs/transformers.md shows."""
     variants = result["variants"]
@@ -250,5 +245,7 @@ def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-if __name__ == "__main__":
-    main()
+
+BENCHMARK = Benchmark(name="minilm_prune",
+                      description="all-MiniLM-L6-v2: head/FFN pruning, then distillation (one file, one key per run)",
+                      parameters=parameters, run=run, variants=True)

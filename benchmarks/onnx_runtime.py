@@ -5,7 +5,7 @@ Everything runs in one process and is timed interleaved: each round times every 
 (in a rotated order), and the table shows the median of the rounds' p50s, so a noisy
 neighbour slows all variants alike instead of whichever ran during the spike.
 
-    python benchmarks/onnx_runtime.py [--models digits-cnn,resnet-mini,tiny-transformer] [--rounds 5] [--threads N]
+    python -m benchmarks run onnx_runtime [--models digits-cnn,resnet-mini,tiny-transformer] [--rounds 5] [--threads N]
 
 Prints a table and writes benchmarks/results/onnx_runtime.json.
 """
@@ -13,9 +13,6 @@ Prints a table and writes benchmarks/results/onnx_runtime.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -23,17 +20,17 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._harness import Benchmark, Context, load_zoo
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import accuracy, set_threads, time_callable
 from torchslim.export import export, onnx_param_count, quantize_onnx
-from torchslim.specs import resolve
 
 BATCH_SIZES = (1, 32)
 
 
 def build_variants(name: str, folder: Path) -> tuple[dict, object]:
     """variant -> (callable, artifact path, build seconds)."""
-    handle, bundle = resolve(name, "digits", log=print)
+    handle, bundle = load_zoo(name)
     model = handle.model.eval()
     example = bundle.example_inputs(2)
     variants = {}
@@ -92,14 +89,15 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="digits-cnn,resnet-mini,tiny-transformer")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads for every variant (default: all cores). On a machine shared with "
                              "other jobs, 1 avoids OpenMP stalls where a descheduled worker holds up a whole op.")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     threads = set_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-onnx-") as tmp:
@@ -107,17 +105,13 @@ def main() -> None:
             rows += measure(name.strip(), Path(tmp), args.rounds)
     table = render(rows)
     print(table)
-    out = Path(__file__).parent / "results" / "onnx_runtime.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    load_average = os.getloadavg()
-    out.write_text(json.dumps({
-        "environment": {"torch": torch.__version__, "threads": threads, "cpu": platform.processor() or platform.machine(),
-                        "load_average_at_end": load_average},
-        "method": f"median over {args.rounds} interleaved rounds of time_callable p50 (target 0.3 s each)",
-        "rows": rows, "table": table,
-    }, indent=2))
-    print(f"\nload average at the end: {load_average[0]:.1f} (threads {threads}); saved {out}")
+    print(f"\nthreads {threads}")
+    return {"threads": threads,
+            "method": f"median over {args.rounds} interleaved rounds of time_callable p50 (target 0.3 s each)",
+            "rows": rows, "table": table}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(
+    name="onnx_runtime",
+    description="eager fp32 vs ONNX Runtime (fp32, dynamic and static int8) vs AOTInductor on zoo models",
+    parameters=parameters, run=run)

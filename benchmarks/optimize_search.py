@@ -1,31 +1,32 @@
 """Benchmark: the whole `torchslim optimize` search on one model and recipe.
 
 Prints each candidate's wall time (steps + save + measure), its measured speed-up and size
-ratio against the baseline, and the chosen best; saves the numbers as JSON in
-benchmarks/results/optimize_<recipe>.json.
+ratio against the baseline, and the chosen best; saves the numbers in
+benchmarks/results/optimize_search.json (another recipe: pass ``--out`` to keep both).
 
-    python benchmarks/optimize_search.py                     # digits-cnn, default recipe
-    python benchmarks/optimize_search.py --recipe quick --model digits-mlp
+    python -m benchmarks run optimize_search                     # digits-cnn, default recipe
+    python -m benchmarks run optimize_search --recipe quick --model digits-mlp
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._harness import Benchmark, Context
 from torchslim.pipeline import optimize
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="digits-cnn")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-optimize-") as tmp:
         started = time.perf_counter()
         report = optimize(args.model, args.data, recipe=args.recipe, device=args.device, out=Path(tmp) / "run")
@@ -51,12 +52,10 @@ def main() -> None:
               f"{fmt(r['speedup_b1'], '.2f'):>6} {fmt(r['size_ratio'], '.2f'):>7}  {r['runtime'] or (r['error'] or '')[:50]}")
     print(f"baseline accuracy {base.accuracy * 100:.2f}%, p50 b=1 {base.latency_ms['1'].p50:.3f} ms; "
           f"best: {report.best}; total {total:.0f} s")
-    out = Path(__file__).parent / "results" / f"optimize_{Path(args.recipe).stem}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "recipe": args.recipe, "environment": report.environment,
-                               "total_s": total, "best": report.best, "candidates": rows}, indent=2))
-    print(f"saved {out}")
+    return {"model": args.model, "recipe": args.recipe, "report_environment": report.environment,
+            "total_s": total, "best": report.best, "candidates": rows}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="optimize_search",
+                      description="the whole `torchslim optimize` search on one model and recipe, candidate by candidate",
+                      parameters=parameters, run=run)

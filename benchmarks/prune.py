@@ -17,16 +17,13 @@ Latency: one process, interleaved rounds (every variant at every batch size per 
 each round's timed runs, then the median over rounds. Threads are fixed (default 1, because
 the machine is shared; --threads to change). Accuracy is on the held-out test split.
 
-Usage: PYTHONPATH=src python benchmarks/prune.py [--epochs 3] [--rounds 5] [--threads 1]
+Usage: python -m benchmarks run prune [--epochs 3] [--rounds 5] [--threads 1]
 Writes benchmarks/results/prune.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -34,18 +31,20 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._harness import Benchmark, Context, load_zoo
+
 RATIOS = (0.3, 0.5, 0.7)
 BATCH_SIZES = (1, 32)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per round (2 rounds)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default="resnet-mini")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     torch.set_num_threads(args.threads)
 
     from torchslim.artifacts import save_exported
@@ -56,10 +55,9 @@ def main() -> None:
         prune,
         zero_fraction,
     )
-    from torchslim.specs import resolve
 
     started = time.time()
-    handle, data = resolve(args.model, "digits", log=print)
+    handle, data = load_zoo(args.model)
     dense = handle.model.eval()
     example = data.example_inputs(2)
     variants: dict[str, torch.nn.Module] = {"dense": dense}
@@ -98,7 +96,7 @@ def main() -> None:
     latency = _interleaved_latency(variants, data, args.rounds)
     for name, row in rows.items():
         row["latency_ms"] = latency[name]
-    _print_and_save(rows, args, time.time() - started)
+    return _print_and_save(rows, args, time.time() - started)
 
 
 def _interleaved_latency(variants: dict, data, rounds: int) -> dict[str, dict[str, float]]:
@@ -115,7 +113,7 @@ def _interleaved_latency(variants: dict, data, rounds: int) -> dict[str, dict[st
     return {n: {str(b): statistics.median(v) for b, v in per.items()} for n, per in samples.items()}
 
 
-def _print_and_save(rows: dict, args, elapsed: float) -> None:
+def _print_and_save(rows: dict, args, elapsed: float) -> dict:
     base = rows["dense"]
     header = (f"{'variant':<22}{'params':>9}{'MACs':>12}{'b1 ms':>8}{'b32 ms':>8}{'acc %':>7}{'d pts':>7}"
               f"{'speed b1':>9}{'speed b32':>10}{'MAC red':>8}{'eff b1':>7}{'eff b32':>8}{'.pt2 KB':>8}")
@@ -152,15 +150,9 @@ def _print_and_save(rows: dict, args, elapsed: float) -> None:
     lines.append(f"goal (>= 2x faster at batch 1 with <= 1 point lost): {', '.join(goal) if goal else 'not met by any variant'}")
     text = "\n".join(lines)
     print(text)
-    out = ROOT / "benchmarks" / "results" / "prune.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "prune", "model": args.model, "threads": args.threads, "rounds": args.rounds,
-        "finetune_epochs_per_round": args.epochs, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "elapsed_s": round(elapsed, 1), "rows": rows, "table": text,
-    }, indent=2))
-    print(f"saved {out.relative_to(ROOT)}")
+    return {"model": args.model, "threads": args.threads, "rounds": args.rounds,
+            "finetune_epochs_per_round": args.epochs, "elapsed_s": round(elapsed, 1), "rows": rows, "table": text}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="prune", description="channel and unstructured pruning of resnet-mini on digits (eager CPU)",
+                      parameters=parameters, run=run)

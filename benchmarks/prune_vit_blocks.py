@@ -9,22 +9,19 @@ nn.MultiheadAttention go with as many residual channels, FFN neurons by their ow
 then fine-tuned by distillation from the unpruned model. Rows: params, MACs (batch 1), heads,
 held-out test accuracy. Also the per-head-dimension variant (prune_heads: false).
 
-Run: PYTHONPATH=src python benchmarks/prune_vit_blocks.py [--epochs 40] [--finetune 6]
+Run: python -m benchmarks run prune_vit_blocks [--epochs 40] [--finetune 6]
 Writes benchmarks/results/prune_vit_blocks.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._harness import Benchmark, Context
 
 
 class ViT(nn.Module):
@@ -55,13 +52,14 @@ def _macs(model: nn.Module, example: tuple) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=40, help="training epochs of the baseline")
     parser.add_argument("--finetune", type=int, default=6, help="distillation epochs after pruning")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     torch.set_num_threads(args.threads)
 
     from torchslim.bench import count_params
@@ -97,11 +95,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['variant']:<42} params {r['params']:>7,}  MACs {r['macs'] or 0:>9,}  heads {r['heads']}  "
               f"dim {r['embed_dim']:>3}  test acc {r['test_accuracy']:.2f}%")
-    out = ROOT / "benchmarks" / "results" / "prune_vit_blocks.json"
-    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": args.threads,
-                               "epochs": args.epochs, "finetune_epochs": args.finetune, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    return {"threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune, "rows": rows}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="prune_vit_blocks",
+                      description="channel pruning of a small ViT built from PyTorch's own blocks (digits), then distillation",
+                      parameters=parameters, run=run)

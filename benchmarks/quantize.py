@@ -1,7 +1,7 @@
 """Quantization benchmark: fp32 eager vs every method x runtime on the zoo models.
 
-    PYTHONPATH=src python benchmarks/quantize.py [--models digits-cnn,resnet-mini,tiny-transformer]
-                                                 [--methods dynamic,static,...] [--rounds 5]
+    python -m benchmarks run quantize [--models digits-cnn,resnet-mini,tiny-transformer]
+                                      [--methods dynamic,static,...] [--rounds 5]
 
 For each model and batch size (1, 32) it prints latency p50 (median over interleaved rounds:
 every variant is timed once per round, so load from other processes hits all of them alike),
@@ -13,7 +13,6 @@ saved to benchmarks/results/quantize.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,40 +21,36 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._harness import Benchmark, Context, load_zoo
 from torchslim.artifacts import load, save_exported
 from torchslim.bench import accuracy, set_threads, time_callable
 from torchslim.errors import TorchslimError
 from torchslim.quantize import fast_runtime, quantize
-from torchslim.specs import resolve
 
 RUNTIMES = ("eager", "compile")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="digits-cnn,resnet-mini,tiny-transformer")
     parser.add_argument("--methods", default="dynamic,static,qat,weight-only,int4,bf16,fp16")
     parser.add_argument("--runtimes", default="eager,compile")
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--qat-epochs", type=int, default=1)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "quantize.json"))
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     threads = set_threads()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     for model_name in args.models.split(","):
         rows += bench_model(model_name, args.methods.split(","), args.runtimes.split(","), batch_sizes, args)
     print_table(rows, batch_sizes)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": threads, "torch": torch.__version__, "rows": rows}, indent=2))
-    print(f"\nsaved {out}")
-    return 0
+    return {"threads": threads, "rows": rows}
 
 
 def bench_model(model_name, methods, runtimes, batch_sizes, args) -> list[dict]:
-    handle, data = resolve(model_name, "digits", log=lambda m: print(m, file=sys.stderr))
+    handle, data = load_zoo(model_name)
     model = handle.model
     example = data.example_inputs(2)
     variants = []  # (method, runtime, callable, artifact path)
@@ -125,5 +120,6 @@ def print_table(rows: list[dict], batch_sizes: list[int]) -> None:
     print("* = the runtime torchslim records for that method's artifact")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+BENCHMARK = Benchmark(name="quantize", description="fp32 eager vs every quantization method x runtime on the zoo models",
+                      parameters=parameters, run=run)

@@ -8,11 +8,11 @@ held-out score on a worker), wait (queued for a CPU or for the target) and measu
 alone on the target), from the report's ``execution`` records; docs/cluster.md fits its model
 of the wall time on N nodes to these numbers. Saves benchmarks/results/ray_executor.json.
 
-    python benchmarks/ray_executor.py                          # digits-cnn, default recipe
-    python benchmarks/ray_executor.py --model digits-mlp --recipe quick --workers 1,2
-    HF_HUB_OFFLINE=1 python benchmarks/ray_executor.py --model hf:minilm \\
+    python -m benchmarks run ray_executor                          # digits-cnn, default recipe
+    python -m benchmarks run ray_executor --model digits-mlp --recipe quick --workers 1,2
+    python -m benchmarks run ray_executor --model hf:minilm \\
         --data text:src/torchslim/hf/sentences.txt --recipe quick --out benchmarks/results/ray_executor_minilm.json
-    python benchmarks/ray_executor.py --recipe default --trimmed --workers 2 --out results/x.json
+    python -m benchmarks run ray_executor --recipe default --trimmed --workers 2 --out results/x.json
         # the default recipe without its torch.compile candidates (minutes each on a loaded
         # 2-core machine), with the edge search at 2 tries per family and no refine stage
 """
@@ -20,32 +20,12 @@ of the wall time on N nodes to these numbers. Saves benchmarks/results/ray_execu
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._harness import Benchmark, Context, uptime
 from torchslim.pipeline import optimize
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _trimmed(name: str) -> dict:
@@ -64,7 +44,7 @@ def _trimmed(name: str) -> dict:
 def _one(label: str, model: str, data: str, recipe, out: Path, workers: int | None) -> dict:
     import ray
 
-    load_before = _uptime()
+    load_before = uptime()
     started = time.perf_counter()
     if workers is not None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
@@ -90,18 +70,19 @@ def _one(label: str, model: str, data: str, recipe, out: Path, workers: int | No
             "sum_build_s": round(sum(r["build_s"] or 0 for r in rows), 1),
             "sum_measure_s": round(sum(r["measure_s"] or 0 for r in rows), 1),
             "sum_candidate_s": round(sum(r["seconds"] or 0 for r in rows), 1),
-            "uptime_before": load_before, "uptime_after": _uptime(), "candidates": rows}
+            "uptime_before": load_before, "uptime_after": uptime(), "candidates": rows}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="digits-cnn")
     parser.add_argument("--data", default="digits", help="a data spec; hf:minilm takes text:FILE")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--workers", default="1,2", help="ray worker CPU counts to run, comma separated")
     parser.add_argument("--trimmed", action="store_true", help="drop compiled candidates and refine; 2 search tries")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ray_executor.json"))
-    args = parser.parse_args()
+    # --out: the harness's option (default benchmarks/results/ray_executor.json)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     recipe = _trimmed(args.recipe) if args.trimmed else args.recipe
     runs = []
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-ray-") as tmp:
@@ -118,13 +99,12 @@ def main() -> None:
                    for r in run["candidates"] if r["status"] == "ok" and local.get(r["candidate"], {}).get("status") == "ok")
         print(f"{run['label']}: same accuracy and size as local for every candidate ok in both: {same}")
         run["same_as_local"] = same
-    result = {"model": args.model, "data": args.data, "recipe": args.recipe + (" (trimmed: no compile candidates, no refine, 2 search tries)"
-                                                            if args.trimmed else ""), "cpu": _cpu(), "cores": os.cpu_count(), "runs": runs,
-              "note": "a shared 2-core machine under load from other engineers: see uptime_before/after per run"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}")
+    return {"model": args.model, "data": args.data, "recipe": args.recipe + (" (trimmed: no compile candidates, no refine, 2 search tries)"
+                                                        if args.trimmed else ""),
+            "cpu": ctx.environment["cpu"], "cores": ctx.environment["cores"], "runs": runs,
+            "note": "a shared 2-core machine under load from other engineers: see uptime_before/after per run"}
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="ray_executor",
+                      description="`torchslim optimize` wall time, --executor local vs ray (embedded Ray on this machine)",
+                      parameters=parameters, run=run)

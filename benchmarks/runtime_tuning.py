@@ -10,7 +10,7 @@
 4. Spinning: two ORT sessions of MiniLM in one process; the second is timed at batch 1 right after
    the first one's call, with the first one's threads spinning (ORT's default) or not (torchslim's).
 
-Usage: PYTHONPATH=src HF_HUB_OFFLINE=1 python benchmarks/runtime_tuning.py [--rounds 7] [--tune-seconds 30]
+Usage: python -m benchmarks run runtime_tuning [--rounds 7] [--tune-seconds 30]
 Writes benchmarks/results/runtime_tuning.json. Bounded to a few minutes on 2 cores.
 """
 
@@ -18,43 +18,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import NAMES, ROOT, _full_length, _machine, load_minilm  # noqa: E402
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return f"load average {os.getloadavg()}"
+from benchmarks._harness import MINILM_INPUTS as NAMES
+from benchmarks._harness import Benchmark, Context, full_length, load_minilm, load_zoo, uptime
 
 
 def build(folder: Path) -> dict:
     """{name: (artifact, runtime, {workload: inputs})}."""
     import torchslim
     from torchslim.data import load_data
-    from torchslim.specs import resolve
 
     model, bundle = load_minilm()
     example = tuple(t[:2] for t in bundle.example_inputs(2, split="train"))
     minilm = torchslim.export(model, folder / "minilm-int8", example, input_names=NAMES, task="embedding",
                               format="onnx", quantize="dynamic")
-    handle, digits = resolve("digits-cnn", "digits", log=lambda _m: None)
+    handle, digits = load_zoo("digits-cnn", quiet=True)
     cnn_example = tuple(t[:2] for t in digits.example_inputs(2, split="train"))
     cnn_onnx = torchslim.export(handle.model.eval(), folder / "cnn-onnx", cnn_example, format="onnx")
     cnn_ov = torchslim.export(handle.model.eval(), folder / "cnn-ov", cnn_example, format="openvino")
     test = bundle.test
-    tokens = {"b1x128": _full_length(test, 1, 128), "b32x128": _full_length(test, 32, 128)}
+    tokens = {"b1x128": full_length(test, 1, 128), "b32x128": full_length(test, 32, 128)}
     images = {"b1": load_data("digits").example_inputs(1), "b32": load_data("digits").example_inputs(32)}
     return {"minilm onnx int8": (minilm, "onnxruntime", tokens), "digits-cnn onnx fp32": (cnn_onnx, "onnxruntime", images),
             "digits-cnn openvino fp32": (cnn_ov, "openvino", images)}
@@ -147,22 +136,20 @@ def spinning(path: Path, inputs: tuple, rounds: int) -> dict:
     return {"median_ms_b1x128": medians, "calls": len(next(iter(times.values())))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--tune-seconds", type=float, default=30.0, help="each tuning search's time bound")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "runtime_tuning.json"))
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     from torchslim.bench import set_threads
 
     set_threads()
     started = time.perf_counter()
-    machine = _machine()
-    machine["load_average_at_start"] = machine.pop("load_average_at_end")  # _machine() reads it now
-    result = {"machine": machine | {"uptime_at_start": _uptime()}, "threads": torch.get_num_threads()}
+    result: dict = {"threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="runtime-tuning-") as tmp:
         artifacts = build(Path(tmp))
-        print(f"built in {time.perf_counter() - started:.0f}s; {_uptime()}", flush=True)
+        print(f"built in {time.perf_counter() - started:.0f}s; {uptime()}", flush=True)
         picks = tune_all(artifacts, args.tune_seconds)
         result["tuning"] = {f"{name} / {objective}": {"chosen": picks[(name, objective)].model_dump(),
                                                       "tries": picks[(name, objective, "tries")]}
@@ -170,11 +157,10 @@ def main() -> None:
         result["before_after"] = before_after(artifacts, picks, args.rounds)
         path, _, tokens = artifacts["minilm onnx int8"]
         result["spinning"] = spinning(path, tokens["b1x128"], args.rounds)
-    result["machine"]["uptime_at_end"] = _uptime()
     result["wall_s"] = round(time.perf_counter() - started, 1)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} in {result['wall_s']}s; {_uptime()}")
+    return result
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="runtime_tuning",
+                      description="runtime settings before and after optimize's tuning search, and ORT's spinning threads",
+                      parameters=parameters, run=run)

@@ -1,6 +1,6 @@
 """Benchmark: one training step of resnet-mini on digits through the real engine (``fit``).
 
-    python benchmarks/train_step.py [--epochs 2] [--rounds 2]
+    python -m benchmarks run train_step [--epochs 2] [--rounds 2]
 
 Part 1, precision, one process, 1 thread: fp32 eager vs bf16 autocast vs bf16 + torch.compile.
 Part 2, DDP scaling: 1 process vs 2 DDP processes (torchrun, gloo, 1 thread each), the same
@@ -10,6 +10,7 @@ A step is timed between consecutive ``on_step_end`` hooks (data, forward, backwa
 scheduler: everything the loop does per step). The first epoch is warm-up (compilation,
 allocator) and is discarded; the rest give the median. Variants are interleaved over rounds so
 a noisy neighbour hurts all of them alike. Prints a table and writes results/train_step.json.
+The DDP processes run this module (``python -m benchmarks.train_step --ddp-worker OUT``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from benchmarks._harness import ROOT, Benchmark, Context
+
 BATCH = 64
 
 
@@ -66,24 +69,21 @@ def ddp_worker(out: str, epochs: int) -> None:
 
 
 def run_ddp(nproc: int, epochs: int) -> float:
-    out = HERE / "results" / f".ddp{nproc}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", __file__, "--ddp-worker", str(out), "--epochs", str(epochs)]
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    result = json.loads(out.read_text())
-    out.unlink()
-    return result["median_step_s"]
+    with tempfile.TemporaryDirectory(prefix="train-step-ddp-") as tmp:
+        out = Path(tmp) / f"ddp{nproc}.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "benchmarks.train_step", "--ddp-worker", str(out), "--epochs", str(epochs)]
+        subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+        return json.loads(out.read_text())["median_step_s"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def parameters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--ddp-worker", default=None)
-    args = parser.parse_args()
-    if args.ddp_worker:
-        return ddp_worker(args.ddp_worker, args.epochs)
 
+
+def run(args: argparse.Namespace, ctx: Context) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -116,18 +116,25 @@ def main() -> None:
     for n, s in ddp_step.items():
         print(f"{f'DDP {n} proc x 1 thread':<28}{s * 1e3:>16.2f}{throughput[n]:>12.0f}")
     print(f"DDP scaling efficiency (2 vs 1 process): {efficiency:.0%}")
-    result = {
-        "model": "resnet-mini", "data": "digits", "batch_per_process": BATCH, "torch": torch.__version__,
-        "cpus": os.cpu_count(), "cpu_capability": capability, "bf16_hardware": bf16_hardware, "load_average_1min": load, "epochs": args.epochs, "rounds": args.rounds,
+    return {
+        "model": "resnet-mini", "data": "digits", "batch_per_process": BATCH, "cpu_capability": capability,
+        "bf16_hardware": bf16_hardware, "load_average_1min": load, "epochs": args.epochs, "rounds": args.rounds,
         "median_step_ms": {k: v * 1e3 for k, v in median.items()},
         "speedup_vs_fp32": {k: base / v for k, v in median.items()},
         "ddp_median_step_ms": {str(n): s * 1e3 for n, s in ddp_step.items()},
         "ddp_samples_per_s": {str(n): t for n, t in throughput.items()},
         "ddp_scaling_efficiency": efficiency,
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "train_step.json").write_text(json.dumps(result, indent=2))
 
 
-if __name__ == "__main__":
-    main()
+BENCHMARK = Benchmark(name="train_step",
+                      description="one training step of resnet-mini on digits: fp32 vs bf16 vs bf16 + compile, 1 vs 2 DDP processes",
+                      parameters=parameters, run=run)
+
+
+if __name__ == "__main__":  # a DDP worker process (run_ddp), not an entry point: use python -m benchmarks
+    worker = argparse.ArgumentParser()
+    worker.add_argument("--ddp-worker", required=True)
+    worker.add_argument("--epochs", type=int, default=2)
+    worker_args = worker.parse_args()
+    ddp_worker(worker_args.ddp_worker, worker_args.epochs)
