@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +47,14 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._harness import MINILM_INPUTS as NAMES
-from benchmarks._harness import Benchmark, Context, full_length, load_minilm, singles
+from benchmarks._harness import (
+    Benchmark,
+    Context,
+    full_length,
+    interleaved_ms,
+    load_minilm,
+    singles,
+)
 
 PAUSE_S = 0.05
 PEERS = ("ORT quantize_dynamic per-channel", "ORT optimizer + quantize_dynamic", "OpenVINO fp32",
@@ -182,25 +187,12 @@ def measure(variants: dict, fixed: dict, test, rounds: int, on_round, workloads=
     ``on_round(medians, rounds done)`` after every round."""
     from torchslim.bench._workload import sentence_workload
 
-    times = {(n, w): [] for n in variants for w in workloads}
-    for fn in variants.values():  # warm-up: first calls, per-shape compiles
-        for inputs in fixed.values():
-            fn(*inputs)
-    for r in range(rounds):
-        started = time.perf_counter()
-        for name, fn in variants.items():
-            for w, inputs in fixed.items():
-                time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                fn(*inputs)
-                times[(name, w)].append((time.perf_counter() - t0) * 1e3)
-            load = sentence_workload(fn, test, device=torch.device("cpu"), repeats=1)
-            times[(name, "sentences s")].append(load.batched_s + load.one_by_one_s)
-        print(f"round {r + 1}/{rounds} in {time.perf_counter() - started:.0f}s, "
-              f"load {os.getloadavg()[0]:.1f}", flush=True)
-        median = {n: {w: statistics.median(times[(n, w)]) for w in workloads} for n in variants}
-        on_round(median, r + 1)
-    return median
+    def sentences(fn) -> dict[str, float]:
+        load = sentence_workload(fn, test, device=torch.device("cpu"), repeats=1)
+        return {"sentences s": load.batched_s + load.one_by_one_s}
+
+    assert set(workloads) == {*fixed, "sentences s"}, "every workload is timed"
+    return interleaved_ms(variants, fixed, rounds, pause_s=PAUSE_S, extra=sentences, on_round=on_round)
 
 
 def report(median: dict, fid: dict, pick: str | None = None) -> dict:

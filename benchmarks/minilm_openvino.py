@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks._harness import MINILM, MINILM_DATA, Benchmark, Context, load_zoo
+from benchmarks._harness import MINILM, MINILM_DATA, Benchmark, Context, interleaved_ms, load_zoo
 
 PAUSE_S = 0.05
 
@@ -103,20 +102,9 @@ def run(args: argparse.Namespace, ctx: Context) -> dict:
             for name, fn in variants.items():
                 got = torch.cat([fn(*s) for s in singles])
                 fidelity[name] = float(torch.nn.functional.cosine_similarity(got, expected).mean())
-        times = {(n, w): [] for n in variants for w in workloads}
         with torch.no_grad():
-            for fn in variants.values():  # warm-up: first calls compile kernels per shape
-                for inputs in workloads.values():
-                    fn(*inputs)
-            for r in range(args.rounds):
-                for w, inputs in workloads.items():
-                    for name, fn in variants.items():
-                        time.sleep(PAUSE_S)
-                        t0 = time.perf_counter()
-                        fn(*inputs)
-                        times[(name, w)].append((time.perf_counter() - t0) * 1e3)
-                print(f"round {r + 1}/{args.rounds}", flush=True)
-    table = {n: {w: round(statistics.median(times[(n, w)]), 2) for w in workloads} | {"fidelity": round(fidelity[n], 5)}
+            median = interleaved_ms(variants, workloads, args.rounds, pause_s=PAUSE_S, workload_major=True)
+    table = {n: {w: round(median[n][w], 2) for w in workloads} | {"fidelity": round(fidelity[n], 5)}
              for n in variants}
     print(f"{'variant':24}" + "".join(f"{w:>22}" for w in workloads) + f"{'fidelity':>10}")
     for n, row in table.items():

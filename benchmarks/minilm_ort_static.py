@@ -28,7 +28,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._harness import MINILM_INPUTS as NAMES
-from benchmarks._harness import Benchmark, Context, load_minilm, singles
+from benchmarks._harness import Benchmark, Context, interleaved_ms, load_minilm, singles
 
 PAUSE_S = 0.05
 
@@ -112,19 +111,8 @@ def torchslim_exports(model, bundle, example, folder: Path, smoothquant) -> dict
 
 def latency(paths: dict, fixed: dict, rounds: int) -> dict:
     sessions = {name: _session(path) for name, path in paths.items()}
-    times = {(n, w): [] for n in sessions for w in fixed}
-    for fn in sessions.values():  # warm-up
-        for inputs in fixed.values():
-            fn(*inputs)
-    for r in range(rounds):
-        for name, fn in sessions.items():
-            for w, inputs in fixed.items():
-                time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                fn(*inputs)
-                times[(name, w)].append((time.perf_counter() - t0) * 1e3)
-        print(f"round {r + 1}/{rounds}, load {os.getloadavg()[0]:.1f}", flush=True)
-    return {n: {w: round(statistics.median(times[(n, w)]), 3) for w in fixed} for n in sessions}
+    median = interleaved_ms(sessions, fixed, rounds, pause_s=PAUSE_S)
+    return {n: {w: round(v, 3) for w, v in per.items()} for n, per in median.items()}
 
 
 def parameters(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from benchmarks._harness import (
     Envelope,
     capture,
     discover,
+    interleaved_ms,
     read_envelope,
     write_envelope,
 )
@@ -93,3 +94,18 @@ def test_every_results_file_is_an_envelope_of_a_registered_benchmark(registry):
 def test_no_benchmark_edits_sys_path():
     offenders = [str(p.relative_to(ROOT)) for p in BENCHMARKS.rglob("*.py") if "sys.path" in p.read_text()]
     assert offenders == []
+
+
+@pytest.mark.parametrize("workload_major", [False, True])
+def test_interleaved_timing_walks_every_variant_and_workload_each_round(workload_major):
+    calls, rounds_done = [], []
+    variants = {name: (lambda x, name=name: calls.append((name, x))) for name in ("a", "b")}
+    extra = None if workload_major else (lambda fn: {"extra s": 1.5})
+    median = interleaved_ms(variants, {"w1": (1,), "w2": (2,)}, 2, pause_s=0, workload_major=workload_major,
+                            extra=extra, on_round=lambda _m, done: rounds_done.append(done))
+    timed = calls[4:]  # after one warm-up call per variant and workload
+    assert timed[:4] == ([("a", 1), ("b", 1), ("a", 2), ("b", 2)] if workload_major
+                         else [("a", 1), ("a", 2), ("b", 1), ("b", 2)])
+    assert len(timed) == 8 and rounds_done == [1, 2]
+    assert set(median) == {"a", "b"} and all(v >= 0 for per in median.values() for v in per.values())
+    assert set(median["a"]) == ({"w1", "w2"} if workload_major else {"w1", "w2", "extra s"})

@@ -26,6 +26,7 @@ from benchmarks._harness._results import (
     read_envelope,
     write_envelope,
 )
+from benchmarks._harness._timing import interleaved_ms
 
 __all__ = [
     "BEFORE_THE_HARNESS",
@@ -40,6 +41,7 @@ __all__ = [
     "capture",
     "discover",
     "full_length",
+    "interleaved_ms",
     "load_benchmark",
     "load_minilm",
     "load_zoo",
