@@ -28,7 +28,8 @@ def _no_parameters(_parser: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class Benchmark:
     """One benchmark. ``parameters`` adds its options to an argparse parser; ``run`` measures and
-    returns the JSON-able results (the harness saves them; ``ctx.save`` saves partial ones).
+    returns the JSON-able results (the harness saves them; ``ctx.save`` saves partial ones;
+    None: nothing was measured, e.g. an option that only prints saved results).
     ``variants``: the results file keeps several runs, each under ``--variant KEY``."""
 
     name: str
@@ -70,7 +71,7 @@ def discover() -> dict[str, Benchmark]:
     return {name: load_benchmark(name) for name in module_names()}
 
 
-def run_benchmark(benchmark: Benchmark, argv: list[str]) -> Path:
+def run_benchmark(benchmark: Benchmark, argv: list[str]) -> Path | None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark measures local models; it never downloads one
     args = benchmark.parser().parse_args(argv)
     parameters = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -80,6 +81,8 @@ def run_benchmark(benchmark: Benchmark, argv: list[str]) -> Path:
           f"{ctx.environment['uptime_before']}", flush=True)
     started = time.perf_counter()
     results = benchmark.run(args, ctx)
+    if results is None:
+        return None
     path = ctx.save(results)
     print(f"{benchmark.name}: saved {path} in {time.perf_counter() - started:.0f} s; {uptime()}", flush=True)
     return path
