@@ -113,8 +113,8 @@ def main() -> None:
     data = f"text:{SENTENCES}"
     if not args.skip_optimize:
         started = time.perf_counter()
-        torchslim.optimize("hf:minilm", data, recipe="default", out=run, resume=(run / "report.json").exists(),
-                           time_budget=args.time_budget)
+        torchslim.optimize("hf:minilm", data, "default", run=torchslim.RunOptions(
+            out=run, resume=(run / "report.json").exists(), time_budget=args.time_budget))
         print(f"optimize took {time.perf_counter() - started:.0f} s", flush=True)
     shutil.copyfile(run / "report.json", ROOT / "benchmarks" / "results" / "optimize_hf_minilm.json")
     handle, bundle = resolve("hf:minilm", data, log=lambda _m: None)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from torchslim.pipeline import optimize
+from torchslim.pipeline import RunOptions, optimize
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-optimize-") as tmp:
         started = time.perf_counter()
-        report = optimize(args.model, args.data, recipe=args.recipe, device=args.device, out=Path(tmp) / "run")
+        report = optimize(args.model, args.data, args.recipe, run=RunOptions(device=args.device, out=Path(tmp) / "run"))
         total = time.perf_counter() - started
     base = report.baseline.metrics
     rows = []
