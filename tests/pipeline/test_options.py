@@ -10,9 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import torchslim
 from torchslim.cli import run
+from torchslim.cli._common import parse_batch_sizes
 from torchslim.cli._optimize import optimize_cmd
 from torchslim.errors import ConfigError
 from torchslim.pipeline import Goal, MeasureOptions, RunOptions, optimize
@@ -36,10 +38,13 @@ def test_optimize_takes_few_parameters_and_each_option_is_declared_once():
             assert info.description, f"{group.__name__}.{name} has no description"
 
 
-def test_every_cli_flag_of_optimize_is_one_field():
-    flags = set(inspect.signature(optimize_cmd).parameters) - {"model", "data", "recipe"}
-    fields = {name for group in GROUPS for name in group.model_fields}
-    assert flags == fields - NOT_ON_THE_CLI
+def test_every_cli_flag_of_optimize_is_one_field_with_the_same_default():
+    flags = {name: p.default for name, p in inspect.signature(optimize_cmd).parameters.items()
+             if name not in ("model", "data", "recipe")}
+    fields = {name: info.default for group in GROUPS for name, info in group.model_fields.items()}
+    assert set(flags) == set(fields) - NOT_ON_THE_CLI
+    flags["batch_sizes"] = tuple(parse_batch_sizes(flags["batch_sizes"]))  # typed as text on the command line
+    assert {name: flags[name] for name in flags} == {name: fields[name] for name in flags}
 
 
 @pytest.mark.parametrize(("group", "values", "needle"), [
@@ -54,6 +59,8 @@ def test_every_cli_flag_of_optimize_is_one_field():
     (RunOptions, {"time_budget": -5}, "--time-budget -5: must be a number of seconds >= 0"),
     (RunOptions, {"executor": "spark"}, "--executor 'spark'"),
     (RunOptions, {"resume": True}, "--resume needs --out DIR"),
+    (RunOptions, {"executor": "local", "ray_address": "h:6379"}, "--ray-address is only used with --executor ray"),
+    (RunOptions, {"device": "tpu"}, "--device 'tpu': Unknown device: use auto, cpu or cuda"),
     (RunOptions, {"device": " "}, "--device ' '"),
     (MeasureOptions, {"batch_sizes": (0, 4)}, "--batch-sizes (0, 4): batch sizes must be whole numbers from 1"),
     (MeasureOptions, {"batch_sizes": ()}, "--batch-sizes ()"),
@@ -69,6 +76,7 @@ def test_a_bad_value_is_a_config_error_naming_the_flag_and_the_field(group, valu
 
 def test_groups_are_frozen_normalized_and_typed():
     assert MeasureOptions(batch_sizes=[32, 1, 32]).batch_sizes == (1, 32)
+    assert RunOptions(device=" CPU ").device == "cpu" and RunOptions(device=torch.device("cpu")).device.type == "cpu"
     goal = Goal(objective="size")
     with pytest.raises(Exception, match="frozen"):
         goal.objective = "latency"

@@ -14,10 +14,12 @@ on the command line. Groups are frozen: derive a variant with ``goal.model_copy(
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from torchslim.bench import measure
@@ -112,7 +114,9 @@ class RunOptions(_Group):
     weights: str | Path | None = Field(
         default=None, description="state_dict (.pt or .safetensors, loaded with weights_only=True) for a "
         "MODEL spec that names a factory; without it the model is trained first")
-    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    device: str | torch.device = Field(
+        default="auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N; whether CUDA is "
+        "there is checked when the run starts")
     seed: int = Field(default=0, description="seeds the data split, training and calibration (0 to 2**63-1)")
     time_budget: float | None = Field(
         default=None, description="seconds; no new candidate starts once it would be exceeded")
@@ -140,17 +144,22 @@ class RunOptions(_Group):
         return value
 
     @model_validator(mode="after")
-    def _resume_needs_out(self) -> RunOptions:
+    def _consistent(self) -> RunOptions:
         if self.resume and not self.out:
             raise ValueError("--resume needs --out DIR: the run directory to continue")
+        if self.ray_address and self.executor == "local":  # executor None: the recipe may say ray
+            raise ValueError("--ray-address is only used with --executor ray")
         return self
 
     @field_validator("device")
     @classmethod
-    def _device(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("name a device: auto, cpu, cuda or cuda:N")
-        return value
+    def _device(cls, value: str | torch.device) -> str | torch.device:
+        if isinstance(value, torch.device):
+            return value
+        name = value.strip().lower()
+        if name not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", name):
+            raise ValueError("Unknown device: use auto, cpu or cuda (cuda:N for a specific GPU)")
+        return name
 
 
 class MeasureOptions(_Group):
