@@ -107,8 +107,8 @@ def run(args: argparse.Namespace, ctx: Context) -> dict:
     run_dir = Path(args.run)
     if not args.skip_optimize:
         started = time.perf_counter()
-        torchslim.optimize(MINILM, MINILM_DATA, recipe="default", out=run_dir, resume=(run_dir / "report.json").exists(),
-                           time_budget=args.time_budget)
+        torchslim.optimize(MINILM, MINILM_DATA, "default", run=torchslim.RunOptions(
+            out=run_dir, resume=(run_dir / "report.json").exists(), time_budget=args.time_budget))
         print(f"optimize took {time.perf_counter() - started:.0f} s", flush=True)
     report = json.loads((run_dir / "report.json").read_text())
     model, bundle = load_minilm()

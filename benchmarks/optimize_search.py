@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import Benchmark, Context
-from torchslim.pipeline import optimize
+from torchslim.pipeline import RunOptions, optimize
 
 
 def parameters(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def parameters(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> dict:
     with tempfile.TemporaryDirectory(prefix="torchslim-bench-optimize-") as tmp:
         started = time.perf_counter()
-        report = optimize(args.model, args.data, recipe=args.recipe, device=args.device, out=Path(tmp) / "run")
+        report = optimize(args.model, args.data, args.recipe, run=RunOptions(device=args.device, out=Path(tmp) / "run"))
         total = time.perf_counter() - started
     base = report.baseline.metrics
     rows = []

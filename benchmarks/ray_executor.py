@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import Benchmark, Context, uptime
-from torchslim.pipeline import optimize
+from torchslim.pipeline import RunOptions, optimize
 
 
 def _trimmed(name: str) -> dict:
@@ -49,8 +49,8 @@ def _one(label: str, model: str, data: str, recipe, out: Path, workers: int | No
     if workers is not None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        report = optimize(model, data, recipe=recipe, out=out, html=False,
-                          executor="ray" if workers is not None else "local")
+        report = optimize(model, data, recipe, run=RunOptions(
+            out=out, html=False, executor="ray" if workers is not None else "local"))
     finally:
         if workers is not None:
             ray.shutdown()

@@ -80,8 +80,9 @@ def fake_plugins(monkeypatch):
 def test_a_registered_technique_and_runtime_run_through_optimize_and_load(fake_plugins, tmp_path):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     recipe = {"candidates": [{"name": "halved", "steps": [{"halve": {}}]}]}
-    report = torchslim.optimize(model, load_data("digits"), recipe=recipe, out=tmp_path / "run", device="cpu",
-                                batch_sizes=(1,), html=False)
+    report = torchslim.optimize(model, load_data("digits"), recipe,
+                                run=torchslim.RunOptions(out=tmp_path / "run", device="cpu", html=False),
+                                measure=torchslim.MeasureOptions(batch_sizes=(1,)))
     cand = report.candidate("halved")
     assert cand.status == "ok", cand.error
     assert cand.metrics.runtime == "fake-runtime" and "fake technique ran" in cand.note_texts("technique")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tests.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
 from torchslim.core.step import StepOutput
 from torchslim.errors import ConfigError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import Goal, MeasureOptions, RunOptions, load_recipe, optimize
 from torchslim.pipeline._allocate import allocate_ratios
 from torchslim.pipeline._edge import KNOBS
 
@@ -35,11 +35,11 @@ def _cliff_run(model, config, ctx):
 TABLE = {**FAKE_STEPS, "prune": (lambda o: CliffConfig.model_validate(o or {}), _cliff_run)}
 
 
-def _optimize(trained, tmp_path, recipe, **kw):  # noqa: F811
+def _optimize(trained, tmp_path, recipe, goal=None, **run):  # noqa: F811
     model, data = trained
-    kw.setdefault("out", tmp_path / "run")
-    return optimize(model, data, recipe=recipe, step_table=TABLE, measure_fn=fake_measure(kw.pop("latencies", {})),
-                    device="cpu", batch_sizes=(1,), **kw)
+    run.setdefault("out", tmp_path / "run")
+    return optimize(model, data, load_recipe(recipe, step_table=TABLE), goal=goal, run=RunOptions(device="cpu", **run),
+                    measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
 
 
 def test_a_family_out_of_budget_is_retried_weaker_by_bisection(trained, tmp_path):  # noqa: F811
@@ -72,7 +72,7 @@ def test_the_tries_are_bounded_by_max_tries_and_by_convergence(trained, tmp_path
 def test_size_objective_pushes_a_family_well_inside_the_budget(trained, tmp_path):  # noqa: F811
     CALLS.clear()
     recipe = {"candidates": [{"name": "p", "steps": [{"prune": {"ratio": 0.3}}]}], "search": {"max_tries": 4}}
-    report = _optimize(trained, tmp_path, recipe, objective="size")
+    report = _optimize(trained, tmp_path, recipe, goal=Goal(objective="size"))
     assert report.candidate("p").within_budget
     # From 0.3 (in) toward 0.99: 0.916 out, 0.758 out, 0.588 in, 0.684 out.
     assert [r for _, r in CALLS] == [0.3, 0.9163, 0.7579, 0.5883, 0.6843]
@@ -138,8 +138,8 @@ def test_real_magnitude_pruning_tries_use_per_layer_ratios(trained, tmp_path):  
     model, data = trained
     recipe = {"candidates": [{"name": "p", "steps": [{"prune": {"method": "magnitude", "ratio": 0.98}}]}],
               "sensitivity": {"ratio": 0.9}, "search": {"max_tries": 2}}
-    report = optimize(model, data, recipe=recipe, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,),
-                      out=tmp_path / "run")
+    report = optimize(model, data, recipe, run=RunOptions(out=tmp_path / "run", device="cpu"),
+                      measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     assert not report.candidate("p").within_budget
     tries = [c for c in report.candidates if c.refined_from == "p"]
     assert len(tries) == 2 and tries[0].name == "p.ratio-0.98-per-layer"

@@ -13,7 +13,7 @@ from torchslim.bench import accuracy
 from torchslim.bench._measure import Latency, Metrics
 from torchslim.cli import run
 from torchslim.errors import ConfigError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import Goal, MeasureOptions, RunOptions, load_recipe, optimize
 from torchslim.pipeline._select import Constraints, balanced_score, pareto_front, rank, winners
 from torchslim.report import Candidate, load_report
 
@@ -54,9 +54,9 @@ def test_constraints_make_candidates_ineligible():
     assert picks == {"latency": "tiny", "throughput": "tiny", "size": "tiny", "balanced": "tiny"}
     assert rank(POOL, "latency", constraints=Constraints(max_latency_ms=0.1)) == []
     with pytest.raises(ConfigError, match="max-latency-ms"):
-        Constraints.checked(-1.0, None)
+        Goal(max_latency_ms=-1.0)
     with pytest.raises(ConfigError, match="max-size-mb"):
-        Constraints.checked(None, math.nan)
+        Goal(max_size_mb=math.nan)
 
 
 def _sized_measure(table: dict[str, tuple[float, int]]):
@@ -79,16 +79,17 @@ TABLE = {"baseline": (1.0, 10_000), "quick": (0.2, 9_000), "small": (0.8, 1_000)
 
 def test_optimize_records_objective_winners_pareto_and_constraints(trained, tmp_path):  # noqa: F811
     model, data = trained
-    report = optimize(model, data, recipe={**RECIPE, "objective": "size"}, step_table=FAKE_STEPS,
-                      measure_fn=_sized_measure(TABLE), device="cpu", batch_sizes=(1,), out=tmp_path / "a", html=False)
+    measure = MeasureOptions(batch_sizes=(1,), measure_fn=_sized_measure(TABLE))
+    report = optimize(model, data, load_recipe({**RECIPE, "objective": "size"}, step_table=FAKE_STEPS),
+                      run=RunOptions(out=tmp_path / "a", device="cpu", html=False), measure=measure)
     assert report.objective == "size" and report.best == "small"  # the recipe's objective
     assert report.winners == {"latency": "quick", "throughput": "quick", "size": "small", "balanced": "small"}
     assert set(report.pareto) == {"quick", "small"}
     saved = load_report(tmp_path / "a")  # validated against the JSON schema on load
     assert saved.winners == report.winners and saved.objective == "size"
 
-    report = optimize(model, data, recipe=RECIPE, step_table=FAKE_STEPS, measure_fn=_sized_measure(TABLE),
-                      device="cpu", batch_sizes=(1,), out=tmp_path / "b", html=False, max_size_mb=0.005)
+    report = optimize(model, data, load_recipe(RECIPE, step_table=FAKE_STEPS), goal=Goal(max_size_mb=0.005),
+                      run=RunOptions(out=tmp_path / "b", device="cpu", html=False), measure=measure)
     assert report.objective == "latency" and report.best == "small"  # quick is 9 kB: over the 5 kB limit
     assert report.constraints == {"max_size_mb": 0.005}
     assert any("not eligible" in n for n in report.candidate("quick").note_texts("warning"))

@@ -21,7 +21,7 @@ from torchslim.bench import accuracy
 from torchslim.bench._measure import Latency, Metrics
 from torchslim.data import load_data
 from torchslim.errors import ConfigError
-from torchslim.pipeline import StepOutput, optimize
+from torchslim.pipeline import Goal, MeasureOptions, RunOptions, StepOutput, load_recipe, optimize
 from torchslim.pipeline._search import skip_reason
 from torchslim.report import load_report
 from torchslim.train import TrainConfig, fit
@@ -109,11 +109,12 @@ def trained():
     return model, data
 
 
-def _run(trained, tmp_path, recipe, latencies=None, **kw):
+def _run(trained, tmp_path, recipe, latencies=None, goal=None, **run):
     model, data = trained
-    kw.setdefault("out", tmp_path / "run")
-    return optimize(model, data, recipe=recipe, step_table=FAKE_STEPS, measure_fn=fake_measure(latencies or {}),
-                    device="cpu", batch_sizes=(1, 4), **kw)
+    run.setdefault("out", tmp_path / "run")
+    return optimize(model, data, load_recipe(recipe, step_table=FAKE_STEPS), goal=goal,
+                    run=RunOptions(device="cpu", **run),
+                    measure=MeasureOptions(batch_sizes=(1, 4), measure_fn=fake_measure(latencies or {})))
 
 
 def test_failure_is_recorded_and_best_is_fastest_within_budget(trained, tmp_path):
@@ -199,7 +200,7 @@ def test_refusing_a_used_out_dir_and_bad_options(trained, tmp_path):
         _run(trained, tmp_path, recipe, out=used)
     assert (used / "run.log").read_text() == "an earlier run\n"
     with pytest.raises(ConfigError, match="max-accuracy-drop"):
-        _run(trained, tmp_path, recipe, max_accuracy_drop=-1)
+        _run(trained, tmp_path, recipe, goal=Goal(max_accuracy_drop=-1))
     with pytest.raises(ConfigError, match="time-budget"):
         _run(trained, tmp_path, recipe, time_budget=-5)
     with pytest.raises(ConfigError, match=r"candidates\[0\]\.steps\[0\]\.scale.*factor"):
@@ -234,8 +235,8 @@ def test_sensitivity_and_refine_run_a_second_stage(trained, tmp_path):
               "refine": {"ratio_deltas": [-0.2, 0.2, 0.6], "skip_sensitive": 1, "max_candidates": 3}}
     table = {**FAKE_STEPS, "prune": (lambda o: PruneConfig.model_validate(o or {}), _prune_run)}
     model, data = trained
-    report = optimize(model, data, recipe=recipe, step_table=table, measure_fn=fake_measure({}), device="cpu",
-                      batch_sizes=(1,), out=tmp_path / "run")
+    report = optimize(model, data, load_recipe(recipe, step_table=table), run=RunOptions(out=tmp_path / "run", device="cpu"),
+                      measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     layers = report.sensitivity["layers"]
     assert {r["name"] for r in layers} == {"1", "3"} and report.sensitivity["split"] == "val"
     assert layers[0]["accuracy_drop"] >= layers[1]["accuracy_drop"]  # most sensitive first

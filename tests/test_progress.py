@@ -24,14 +24,15 @@ TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 OPTIMIZE = """
 import sys, torch, torch.nn as nn
 from tests.test_pipeline import FAKE_STEPS, fake_measure
-from torchslim.pipeline import optimize
+from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize
 torch.manual_seed(0)
 model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 recipe = {"candidates": [{"name": "one", "steps": [{"scale": {"factor": 1.0}}]},
                          {"name": "two", "steps": [{"scale": {"factor": 1.0}}, {"scale": {"factor": 1.0}}]},
                          {"name": "three", "steps": [{"scale": {"factor": 1.0}}]}]}
-optimize(model, "digits", recipe=recipe, step_table=FAKE_STEPS, measure_fn=fake_measure({}), device="cpu",
-         batch_sizes=(1,), out=sys.argv[1], html=False)
+optimize(model, "digits", load_recipe(recipe, step_table=FAKE_STEPS),
+         run=RunOptions(out=sys.argv[1], device="cpu", html=False),
+         measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
 """
 
 

@@ -66,11 +66,11 @@ def test_ray_runs_a_recipe_like_local_and_times_only_on_the_target(cluster, tmp_
     from torchslim.artifacts import read_manifest
 
     c, target, _ = cluster
-    measure_fn = _quick_measure()
-    local = torchslim.optimize("digits-mlp", "digits", recipe=TINY, batch_sizes=(1,), out=tmp_path / "local",
-                               measure_fn=measure_fn, html=False)
-    on_ray = torchslim.optimize("digits-mlp", "digits", recipe=TINY, batch_sizes=(1,), out=tmp_path / "ray",
-                                measure_fn=measure_fn, html=False, executor="ray", ray_address=c.address)
+    measure = torchslim.MeasureOptions(batch_sizes=(1,), measure_fn=_quick_measure())
+    local = torchslim.optimize("digits-mlp", "digits", TINY, run=torchslim.RunOptions(out=tmp_path / "local", html=False),
+                               measure=measure)
+    on_ray = torchslim.optimize("digits-mlp", "digits", TINY, measure=measure, run=torchslim.RunOptions(
+        out=tmp_path / "ray", html=False, executor="ray", ray_address=c.address))
     assert [x.name for x in on_ray.candidates] == [x.name for x in local.candidates] == ["pruned", "onnx-int8", "shared"]
     for a, b in zip(local.candidates, on_ray.candidates, strict=True):
         assert a.status == b.status == "ok", (a.error, b.error)
@@ -176,10 +176,11 @@ def test_an_unknown_executor_or_an_address_without_ray_is_refused(tmp_path):
     import torchslim
     from torchslim.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--executor 'spark': use one of local, ray"):
-        torchslim.optimize("digits-mlp", recipe=TINY, executor="spark", out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--executor 'spark': Input should be 'local' or 'ray'"):
+        torchslim.optimize("digits-mlp", recipe=TINY, run={"executor": "spark", "out": tmp_path / "a"})
     with pytest.raises(ConfigError, match="only used with --executor ray"):
-        torchslim.optimize("digits-mlp", recipe=TINY, ray_address="127.0.0.1:6379", out=tmp_path / "b")
+        torchslim.optimize("digits-mlp", recipe=TINY, run=torchslim.RunOptions(ray_address="127.0.0.1:6379",
+                                                                               out=tmp_path / "b"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -224,8 +225,9 @@ def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(cluste
 
     def run():
         try:
-            result["report"] = torchslim.optimize("digits-mlp", "digits", recipe=slow, batch_sizes=(1,), out=out,
-                                                  measure_fn=_quick_measure(), html=False, executor="ray")
+            result["report"] = torchslim.optimize(
+                "digits-mlp", "digits", slow, run=torchslim.RunOptions(out=out, html=False, executor="ray"),
+                measure=torchslim.MeasureOptions(batch_sizes=(1,), measure_fn=_quick_measure()))
         except BaseException as e:  # noqa: BLE001  (re-raised by the assertion below)
             result["error"] = e
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from tests.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
 from torchslim.core.step import StepOutput
 from torchslim.errors import RefusedError, UnsupportedError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize
 from torchslim.report import render_table
 from torchslim.report._changes import changes_summary
 
@@ -36,8 +36,8 @@ RECIPE = {"candidates": [
 def changed(trained, tmp_path_factory):  # noqa: F811
     model, data = trained  # Flatten, Linear(64, 32) "1", ReLU, Linear(32, 10) "3"
     out = tmp_path_factory.mktemp("changes") / "run"
-    report = optimize(model, data, recipe=RECIPE, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,),
-                      out=out)
+    report = optimize(model, data, RECIPE, run=RunOptions(out=out, device="cpu"),
+                      measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     return report, out
 
 
@@ -199,8 +199,8 @@ def test_a_refusal_is_said_once_and_skips_the_family_at_every_strength(trained, 
         {"name": "after-scale", "steps": [{"scale": {"factor": 1.0}}, {"prune": {"ratio": 0.5}}]},
         {"name": "ignored", "steps": [{"prune": {"ratio": 0.5, "ignore": ["1"]}}]},
     ], "search": {"max_tries": 3}}
-    report = optimize(model, data, recipe=recipe, step_table=TABLE, measure_fn=fake_measure({}), device="cpu",
-                      batch_sizes=(1,), out=tmp_path / "run")
+    report = optimize(model, data, load_recipe(recipe, step_table=TABLE), run=RunOptions(out=tmp_path / "run", device="cpu"),
+                      measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     by = {c.name: c for c in report.candidates}
     # ran: the accepted one, the first refused, the one with another step before it, the way out taken
     assert CALLS == ["ok-too-strong", "first", "after-scale", "ignored"]

@@ -146,7 +146,7 @@ def _crowd_measure(fn, data, *, artifact, runtime, batch_sizes, device, referenc
 def crowded_run(tmp_path_factory) -> Path:
     from tests.test_pipeline import FAKE_STEPS
     from torchslim.data import load_data
-    from torchslim.pipeline import optimize
+    from torchslim.pipeline import Goal, MeasureOptions, RunOptions, load_recipe, optimize
 
     torch.manual_seed(0)
     layers = OrderedDict(flatten=nn.Flatten(), features=nn.Sequential(OrderedDict(
@@ -157,8 +157,9 @@ def crowded_run(tmp_path_factory) -> Path:
               "candidates": [{"name": n, "steps": [{"scale": {"factor": 1.0}}],
                               **({"runtime": "onnxruntime"} if n.startswith("onnx") else {})} for n in names]}
     out = tmp_path_factory.mktemp("crowd") / "run"
-    optimize(nn.Sequential(layers), load_data("digits"), recipe=recipe, step_table=FAKE_STEPS, measure_fn=_crowd_measure,
-             device="cpu", batch_sizes=(1, 32), out=out, objective="size")
+    optimize(nn.Sequential(layers), load_data("digits"), load_recipe(recipe, step_table=FAKE_STEPS),
+             goal=Goal(objective="size"), run=RunOptions(out=out, device="cpu"),
+             measure=MeasureOptions(batch_sizes=(1, 32), measure_fn=_crowd_measure))
     return out
 
 

@@ -20,7 +20,7 @@ from torchslim.artifacts import load, read_manifest, save_for_runtime
 from torchslim.bench._tune import TimedTry, time_interleaved, time_tries
 from torchslim.data import load_data
 from torchslim.errors import ConfigError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import MeasureOptions, RunOptions, optimize
 from torchslim.pipeline._recipe import TuningSpec, load_recipe
 from torchslim.pipeline._tune import load_with_settings, pick, tuning_space
 from torchslim.runtime import _settings
@@ -216,8 +216,8 @@ def test_report_carries_settings_and_tries(tmp_path):
         {"name": "onnx-fixed", "steps": [{"export": {"format": "onnx"}}], "runtime": "onnxruntime",
          "runtime_settings": {"intra_op_threads": 1}},
     ]}
-    report = optimize(_mlp(), data, recipe=recipe, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,),
-                      out=tmp_path / "run")
+    report = optimize(_mlp(), data, recipe, run=RunOptions(out=tmp_path / "run", device="cpu"),
+                      measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     assert report.environment["thread_budget"]["onnxruntime_allow_spinning"] is False
     tuned, fixed = report.candidates
     assert tuned.status == fixed.status == "ok"

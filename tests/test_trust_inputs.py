@@ -88,10 +88,12 @@ def test_a_seed_beyond_64_bits_is_a_usage_error(tmp_path, capsys, command, seed)
 
 def test_the_python_api_checks_the_seed_too():
     from torchslim.errors import ConfigError
-    from torchslim.pipeline import optimize
+    from torchslim.pipeline import RunOptions, optimize
 
-    with pytest.raises(ConfigError, match="--seed must be a whole number from 0 to 2\\*\\*63-1"):
-        optimize("digits-mlp", seed=2**64)
+    with pytest.raises(ConfigError, match="--seed 18446744073709551616: must be a whole number from 0 to 2\\*\\*63-1"):
+        RunOptions(seed=2**64)
+    with pytest.raises(ConfigError, match="RunOptions.seed"):
+        optimize("digits-mlp", run={"seed": -1})
 
 
 HOSTILE = "evil\x1b]0;pwned\x07\x1b[2J\u202ename"

@@ -18,7 +18,7 @@ from torchslim.cli import run
 from torchslim.core.rundir import MARKER, claim_run_dir
 from torchslim.data import load_data
 from torchslim.errors import ConfigError, RunDirError, TorchslimError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize
 from torchslim.pipeline._train import TRAIN_RUN, train_from_specs
 from torchslim.train import TrainConfig, fit
 
@@ -36,10 +36,11 @@ def trained():
     return model, data
 
 
-def _optimize(trained, out, recipe=RECIPE, **kw):
+def _optimize(trained, out, recipe=RECIPE, **run):
     model, data = trained
-    return optimize(model, data, recipe=recipe, step_table=FAKE_STEPS, measure_fn=fake_measure({}),
-                    device="cpu", batch_sizes=(1,), html=False, out=out, **kw)
+    return optimize(model, data, load_recipe(recipe, step_table=FAKE_STEPS),
+                    run=RunOptions(out=out, device="cpu", html=False, **run),
+                    measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
 
 
 def _err(capsys) -> str:
@@ -97,7 +98,7 @@ def test_a_second_run_on_a_locked_directory_names_the_holder(tmp_path, capsys):
 def test_a_run_of_another_kind_is_refused(tmp_path):
     claim_run_dir(tmp_path / "t", TRAIN_RUN, resume=False).release()
     with pytest.raises(RunDirError, match="holds a torchslim train run, not a optimize run"):
-        optimize(nn.Linear(2, 2), "digits", out=tmp_path / "t")
+        optimize(nn.Linear(2, 2), "digits", run=RunOptions(out=tmp_path / "t"))
 
 
 def test_a_failed_start_leaves_out_as_found_and_the_corrected_command_works(trained, tmp_path):
@@ -105,9 +106,10 @@ def test_a_failed_start_leaves_out_as_found_and_the_corrected_command_works(trai
     empty.mkdir()
     for out in (fresh, empty):
         with pytest.raises(TorchslimError, match="DataBundle, got object"):
-            optimize(trained[0], data=object(), out=out, step_table=FAKE_STEPS, recipe=RECIPE)
+            optimize(trained[0], data=object(), recipe=load_recipe(RECIPE, step_table=FAKE_STEPS), run=RunOptions(out=out))
         with pytest.raises(TorchslimError, match="does not exist"):  # fails after the directory was claimed
-            optimize(trained[0], data=f"npz:{tmp_path / 'missing.npz'}", out=out, step_table=FAKE_STEPS, recipe=RECIPE)
+            optimize(trained[0], data=f"npz:{tmp_path / 'missing.npz'}", recipe=load_recipe(RECIPE, step_table=FAKE_STEPS),
+                     run=RunOptions(out=out))
     assert not fresh.exists() and list(empty.iterdir()) == []
     report = _optimize(trained, fresh)  # the same --out, corrected
     assert report.best in ("a", "b") and (fresh / MARKER).is_file()
@@ -143,11 +145,11 @@ def test_resume_with_another_model_data_or_recipe_says_so(trained, tmp_path):
     out = tmp_path / "run"
     _optimize(trained, out, recipe={"candidates": [RECIPE["candidates"][0]]})
     with pytest.raises(ConfigError, match="it optimized the model python:Sequential, not python:Linear"):
-        optimize(nn.Linear(64, 10), trained[1], recipe={"candidates": [RECIPE["candidates"][0]]},
-                 step_table=FAKE_STEPS, out=out, resume=True)
+        optimize(nn.Linear(64, 10), trained[1], load_recipe({"candidates": [RECIPE["candidates"][0]]}, step_table=FAKE_STEPS),
+                 run=RunOptions(out=out, resume=True))
     report = json.loads((out / "report.json").read_text())
     with pytest.raises(ConfigError, match=re.escape(f"it ran the recipe {report['recipe']}, not default")):
-        optimize(trained[0], trained[1], recipe="default", out=out, resume=True)
+        optimize(trained[0], trained[1], recipe="default", run=RunOptions(out=out, resume=True))
 
 
 def _victim(tmp_path):

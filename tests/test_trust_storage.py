@@ -18,7 +18,7 @@ from torchslim.core.files import atomic_write, atomic_write_text
 from torchslim.core.log import log_to_file
 from torchslim.data import load_data
 from torchslim.errors import StorageError
-from torchslim.pipeline import optimize
+from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize
 
 
 def _raise(code):
@@ -104,8 +104,8 @@ def test_a_full_disk_mid_optimize_is_bad_input_and_leaves_out_as_found(tmp_path,
     monkeypatch.setattr(io_module.os, "replace", replace)
     out = tmp_path / "run"
     with pytest.raises(StorageError, match="baseline.pt2.*disk is full"):
-        optimize(model, data, recipe={"candidates": [{"name": "a", "steps": [{"scale": None}]}]},
-                 step_table=FAKE_STEPS, measure_fn=fake_measure({}), device="cpu", batch_sizes=(1,), out=out)
+        optimize(model, data, load_recipe({"candidates": [{"name": "a", "steps": [{"scale": None}]}]}, step_table=FAKE_STEPS),
+                 run=RunOptions(out=out, device="cpu"), measure=MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     assert not out.exists()
 
 

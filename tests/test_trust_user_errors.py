@@ -16,6 +16,7 @@ from torchslim.artifacts import save_exported
 from torchslim.cli import run
 from torchslim.data import load_data
 from torchslim.errors import ArtifactError, DataError, ModelError, SpecError
+from torchslim.pipeline import load_recipe
 from torchslim.specs import build_model
 
 FACTORIES = textwrap.dedent("""
@@ -94,8 +95,8 @@ def test_the_python_api_raises_the_same_typed_errors(digits):
             return x.flatten(1)[:, :10]
 
     with pytest.raises(ModelError, match="no parameters"):
-        torchslim.optimize(NoParams(), digits, recipe={"candidates": [{"name": "a", "steps": []}]},
-                           step_table=FAKE_STEPS)
+        torchslim.optimize(NoParams(), digits, load_recipe({"candidates": [{"name": "a", "steps": []}]},
+                                                           step_table=FAKE_STEPS))
     with pytest.raises(SpecError, match="DATA spec string.*got int 123"):
         torchslim.benchmark(nn.Linear(64, 10), data=123)
     with pytest.raises(SpecError, match="got object"):
@@ -162,8 +163,9 @@ def test_ctrl_c_prints_the_resume_hint_on_stderr(digits, tmp_path, capsys):
     INTERRUPT["on"] = True
     try:
         with pytest.raises(KeyboardInterrupt):
-            torchslim.optimize(model, digits, recipe=recipe, step_table=FAKE_STEPS, measure_fn=fake_measure({}),
-                               device="cpu", batch_sizes=(1,), out=tmp_path / "run")
+            torchslim.optimize(model, digits, load_recipe(recipe, step_table=FAKE_STEPS),
+                               run=torchslim.RunOptions(out=tmp_path / "run", device="cpu"),
+                               measure=torchslim.MeasureOptions(batch_sizes=(1,), measure_fn=fake_measure({})))
     finally:
         INTERRUPT["on"] = False
     assert f"continue with --out {tmp_path / 'run'} --resume" in capsys.readouterr().err
@@ -263,15 +265,19 @@ def sigterm_steps():
 def test_sigterm_stops_like_ctrl_c_with_the_resume_hint(sigterm_steps, tmp_path, capsys, monkeypatch):
     import signal
     import tempfile
+    from collections.abc import Callable
 
-    import torchslim.pipeline._optimize as pipeline_optimize
+    import torchslim.pipeline as pipeline
     from torchslim.report import load_report
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     # The CLI's optimize with the tests' quick measurement (accuracy, fixed latencies): seconds, not half a minute.
-    monkeypatch.setitem(pipeline_optimize.optimize.__kwdefaults__, "measure_fn", fake_measure({}))
+    class QuickMeasure(pipeline.MeasureOptions):
+        measure_fn: Callable = fake_measure({})
+
+    monkeypatch.setattr(pipeline, "MeasureOptions", QuickMeasure)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("candidates:\n  - {name: kept, steps: [{keep: {}}]}\n  - {name: killed, steps: [{sigterm: {}}]}\n")
     out = tmp_path / "run"

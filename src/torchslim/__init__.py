@@ -21,7 +21,7 @@ from torchslim.errors import (
 from torchslim.export import export
 from torchslim.factorize import FactorizeConfig, factorize
 from torchslim.performance import Performance
-from torchslim.pipeline import optimize
+from torchslim.pipeline import Goal, MeasureOptions, RunOptions, optimize
 from torchslim.prune import ChannelPruneConfig, GlobalPruneConfig, MagnitudePruneConfig, prune
 from torchslim.quantize import (
     CastConfig,
@@ -51,13 +51,16 @@ __all__ = [
     "ExportError",
     "FactorizeConfig",
     "GlobalPruneConfig",
+    "Goal",
     "Int4WeightOnlyConfig",
     "MagnitudePruneConfig",
+    "MeasureOptions",
     "DataBundle",
     "Metrics",
     "Performance",
     "QATConfig",
     "RefusedError",
+    "RunOptions",
     "ShareConfig",
     "SpecError",
     "StaticInt8Config",

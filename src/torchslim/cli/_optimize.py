@@ -32,16 +32,16 @@ def optimize_cmd(
     ray_address: Annotated[str | None, typer.Option(help="the Ray cluster to join (default: RAY_ADDRESS, else Ray is started on this machine)")] = None,
 ) -> None:
     """Search recipes of compression techniques; keep the best candidate within the budget."""
-    from torchslim.errors import ConfigError
-    from torchslim.pipeline import optimize
+    from torchslim.pipeline import Goal, MeasureOptions, RunOptions, optimize
     from torchslim.report import render_table
 
-    if resume and not out:
-        raise ConfigError("--resume needs --out DIR: the run directory to continue.")
-    report = optimize(model, data, recipe=recipe, weights=weights, max_accuracy_drop=max_accuracy_drop, device=device,
-                      out=out, resume=resume, time_budget=time_budget, seed=seed, batch_sizes=parse_batch_sizes(batch_sizes),
-                      objective=objective, max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
-                      executor=executor, ray_address=ray_address)
+    # The flags are the groups' fields spelled with dashes: a bad value is the group's ConfigError (exit 2).
+    goal = Goal(objective=objective or None, max_accuracy_drop=max_accuracy_drop, max_latency_ms=max_latency_ms,
+                max_size_mb=max_size_mb)
+    run = RunOptions(out=out, resume=resume, weights=weights, device=device, seed=seed, time_budget=time_budget,
+                     executor=executor or None, ray_address=ray_address)
+    measure = MeasureOptions(batch_sizes=parse_batch_sizes(batch_sizes))
+    report = optimize(model, data, recipe, goal=goal, run=run, measure=measure)
     render_table(report)
     if isinstance(totals := getattr(report, "executor", None), dict):  # --executor ray: where the time went
         from torchslim.pipeline import totals_line

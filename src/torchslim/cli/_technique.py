@@ -25,7 +25,7 @@ def run_one(verb: str, steps: list[dict[str, Any]], *, model: str, data: str, we
             out: str | None, device: str, batch_sizes: str, seed: int, runtime: str | None = None,
             max_accuracy_drop: float = 1.0) -> int:
     """Run ``steps`` as the one candidate of a recipe; returns the exit code."""
-    from torchslim.pipeline import optimize
+    from torchslim.pipeline import Goal, MeasureOptions, RunOptions, optimize
     from torchslim.report import render_table
 
     candidate: dict[str, Any] = {"name": verb, "steps": steps}
@@ -34,8 +34,9 @@ def run_one(verb: str, steps: list[dict[str, Any]], *, model: str, data: str, we
     recipe = {"description": f"torchslim {verb}: one technique, measured against the original",
               "candidates": [candidate]}
     out_dir = out or str(Path("runs") / f"{verb}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    report = optimize(model, data, recipe=recipe, weights=weights, max_accuracy_drop=max_accuracy_drop,
-                      device=device, out=out_dir, seed=seed, batch_sizes=parse_batch_sizes(batch_sizes))
+    report = optimize(model, data, recipe, goal=Goal(max_accuracy_drop=max_accuracy_drop),
+                      run=RunOptions(out=out_dir, weights=weights, device=device, seed=seed),
+                      measure=MeasureOptions(batch_sizes=parse_batch_sizes(batch_sizes)))
     render_table(report)
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
     result = report.candidates[0]

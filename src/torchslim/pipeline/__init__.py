@@ -1,7 +1,8 @@
 """The main job: measure the baseline, run candidate pipelines, keep the best within budget.
 
     load_recipe(NAME | FILE | mapping)  -> LoadedRecipe   (validates every step up front)
-    optimize(model, data, recipe=...)   -> Report         (writes the run directory)
+    optimize(model, data, recipe, goal=Goal(...), run=RunOptions(...), measure=MeasureOptions(...))
+                                        -> Report         (writes the run directory)
     select_best(candidates)             -> name | None    (fastest within budget, ties by size)
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.pipeline._optimize import optimize, write_html
+from torchslim.pipeline._options import Goal, MeasureOptions, RunOptions
 from torchslim.pipeline._ray import totals_line
 from torchslim.pipeline._recipe import (
     LoadedRecipe,
@@ -24,6 +26,9 @@ from torchslim.pipeline._train import train_from_specs
 
 __all__ = [
     "STEP_TABLE",
+    "Goal",
+    "MeasureOptions",
+    "RunOptions",
     "LoadedRecipe",
     "Recipe",
     "StepContext",

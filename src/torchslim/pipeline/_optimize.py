@@ -1,7 +1,7 @@
 """``torchslim.optimize``: baseline -> every candidate of a recipe -> best within budget.
 
 The run directory gets ``report.json`` (rewritten atomically after every candidate, so a
-kill loses at most the candidate that was running and ``resume=True`` carries on),
+kill loses at most the candidate that was running and ``RunOptions(resume=True)`` carries on),
 ``report.html``, ``run.log``, ``baseline.pt2`` and ``candidates/<name>/``.
 """
 
@@ -11,9 +11,8 @@ import copy
 import dataclasses
 import functools
 import logging
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch.nn as nn
 
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
-from torchslim.bench import CpuContention, measure, predict, set_threads
+from torchslim.bench import CpuContention, predict, set_threads
 from torchslim.core.device import resolve_device
 from torchslim.core.files import atomic_write_buffered
 from torchslim.core.log import log_to_file, say
@@ -36,6 +35,7 @@ from torchslim.data import DataBundle, load_data
 from torchslim.errors import ArtifactError, ConfigError
 from torchslim.pipeline._edge import search_stage
 from torchslim.pipeline._executor import open_executor, resolve_executor, search_in_parallel
+from torchslim.pipeline._options import Goal, MeasureOptions, RunOptions
 from torchslim.pipeline._recipe import LoadedRecipe, PlannedCandidate, load_recipe
 from torchslim.pipeline._refine import refine_plans
 from torchslim.pipeline._refusals import met_by, skipped_record, take_refusal
@@ -70,18 +70,6 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def _check_options(max_accuracy_drop: float, time_budget: float | None, batch_sizes: Sequence[int],
-                   seed: int = 0) -> None:
-    if not isinstance(seed, int) or not 0 <= seed < 2**63:  # torch's generators overflow beyond
-        raise ConfigError(f"--seed must be a whole number from 0 to 2**63-1, got {seed}.")
-    if not isinstance(max_accuracy_drop, (int, float)) or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
-        raise ConfigError(f"--max-accuracy-drop must be a number >= 0 (percentage points), got {max_accuracy_drop}.")
-    if time_budget is not None and (not math.isfinite(time_budget) or time_budget < 0):
-        raise ConfigError(f"--time-budget must be a number of seconds >= 0, got {time_budget}.")
-    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
-        raise ConfigError(f"batch sizes must be whole numbers >= 1, got {list(batch_sizes)}.")
-
-
 OPTIMIZE_RUN = RunKind("optimize", results=("report.json",), entries=frozenset(
     {"report.json", "report.html", "run.log", "candidates", "baseline.pt2", "baseline.pt2.json", BASELINE_WEIGHTS}))
 
@@ -105,67 +93,64 @@ def prepare_run_dir(out: str | Path | None, resume: bool) -> tuple[RunDir, Repor
 def optimize(
     model: str | nn.Module = "digits-cnn",
     data: str | DataBundle = "digits",
+    recipe: str | Path | Mapping | LoadedRecipe = "default",
     *,
-    recipe: str | Path | Mapping = "default",
-    weights: str | None = None,
-    max_accuracy_drop: float = 1.0,
-    device: str = "auto",
-    out: str | Path | None = None,
-    resume: bool = False,
-    time_budget: float | None = None,
-    seed: int = 0,
-    batch_sizes: Sequence[int] = (1, 32),
-    step_table: Mapping[str, Any] | None = None,
-    measure_fn: Callable = measure,
-    html: bool = True,
-    objective: str | None = None,
-    max_latency_ms: float | None = None,
-    max_size_mb: float | None = None,
-    executor: str | None = None, ray_address: str | None = None,
+    goal: Goal | None = None,
+    run: RunOptions | None = None,
+    measure: MeasureOptions | None = None,
 ) -> Report:
     """Run every candidate of ``recipe`` on ``model`` and keep the best within the budget.
 
     ``model``/``data`` are specs (SPEC.md section 2) or an ``nn.Module`` with a ``DataBundle``
-    (or a DATA spec). ``max_accuracy_drop`` is in percentage points; ``time_budget`` (seconds)
-    stops starting new candidates once it would be exceeded. ``step_table`` replaces the table
-    of recipe steps (tests use fake steps); ``measure_fn`` replaces the measurement harness.
-    ``objective`` says what "best" means (latency, throughput, size, balanced; the recipe's
-    ``objective`` when not given here); ``max_latency_ms`` (batch-1 p50) and ``max_size_mb``
-    (bytes on disk / 1e6) make candidates that break them ineligible. ``executor``: local or ray (docs/cluster.md).
+    (or a DATA spec). ``recipe`` is a built-in NAME, a YAML FILE, a mapping of the same shape,
+    or a ``LoadedRecipe`` (``load_recipe(..., step_table=...)``: the tests' seam for fake steps).
+    The options come in three typed groups (each field documented on its class; None: the
+    defaults, a dict of fields is accepted too):
+
+    - ``goal=Goal(objective, max_accuracy_drop, max_latency_ms, max_size_mb)``: what "best"
+      means (the recipe's ``objective`` when not given, else latency) and what makes a
+      candidate ineligible; the accuracy budget is in percentage points (default 1.0);
+    - ``run=RunOptions(out, resume, weights, device, seed, time_budget, html, executor,
+      ray_address)``: the run directory, the device, the seed, the time budget (no new candidate
+      starts once it would be exceeded), and the executor (local or ray, docs/cluster.md);
+    - ``measure=MeasureOptions(batch_sizes, measure_fn)``: the batch sizes timed, and the
+      measurement harness (a replacement is a seam for tests and custom hardware).
+
+    A bad value is a ``ConfigError`` naming it, raised before any work (the CLI exits 2).
     """
-    _check_options(max_accuracy_drop, time_budget, batch_sizes, seed)
+    goal, run, measure = Goal.of(goal, "goal"), RunOptions.of(run, "run"), MeasureOptions.of(measure, "measure")
     check_model_and_data(model, data)
-    batch_sizes = sorted({int(b) for b in batch_sizes})
-    dev = resolve_device(device)
-    loaded = load_recipe(recipe, step_table=step_table)  # a bad recipe fails before any work
-    opts = RunOptions(max_accuracy_drop=max_accuracy_drop, device=dev, time_budget=time_budget, seed=seed,
-                      batch_sizes=batch_sizes, step_table=step_table, measure_fn=measure_fn, html=html,
-                      objective=_check_objective(objective, loaded.spec.objective),
-                      constraints=Constraints.checked(max_latency_ms, max_size_mb),
-                      executor=resolve_executor(executor, loaded.spec.executor))  # no ray: exit 2 before any work
-    run, previous = prepare_run_dir(out, resume)
-    run_dir = run.path
+    dev = resolve_device(run.device)
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe)  # a bad recipe fails before any work
+    settings = _Settings(max_accuracy_drop=goal.max_accuracy_drop, device=dev, time_budget=run.time_budget,
+                         seed=run.seed, batch_sizes=list(measure.batch_sizes), step_table=loaded.step_table,
+                         measure_fn=measure.measure_fn, html=run.html,
+                         objective=_check_objective(goal.objective, loaded.spec.objective),
+                         constraints=Constraints(goal.max_latency_ms, goal.max_size_mb),
+                         executor=resolve_executor(run.executor, loaded.spec.executor))  # no ray: exit 2 before any work
+    claimed, previous = prepare_run_dir(run.out, run.resume)
+    run_dir = claimed.path
     handler = None
     try:
         if previous is not None:
             check_same_run(previous, model, data, loaded.name, run_dir)
         handler = log_to_file(run_dir / "run.log")
-        report = _run_on_executor(model, data, loaded, run_dir, previous, weights, opts, ray_address)
+        report = _run_on_executor(model, data, loaded, run_dir, previous, run.weights, settings, run.ray_address)
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt) and run.has_result():
+        if isinstance(e, KeyboardInterrupt) and claimed.has_result():
             interrupted(f"interrupted: measured candidates are in {run_dir / 'report.json'}; "
                         f"continue with --out {run_dir} --resume")
         _close(handler)
-        run.abandon()  # before the first result: leave --out as it was found
+        claimed.abandon()  # before the first result: leave --out as it was found
         raise
     finally:
         _close(handler)
-        run.release()
+        claimed.release()
     return report
 
 
 def _run_on_executor(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights,
-                     opts: RunOptions, ray_address: str | None) -> Report:
+                     opts: _Settings, ray_address: str | None) -> Report:
     """``_run`` with the executor named by ``opts.executor`` started (ray: the cluster joined) and left."""
     with open_executor(opts.executor, address=ray_address, model_spec=model if isinstance(model, str) else None) as runner:
         return _run(model, data, loaded, run_dir, previous, weights, dataclasses.replace(opts, executor=runner))
@@ -204,8 +189,10 @@ def _resolve(model, data, weights, dev, seed, run_dir: Path) -> tuple[ModelHandl
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """How one ``optimize`` run measures and chooses (everything but the model, data and recipe)."""
+class _Settings:
+    """The option groups resolved for one run (the device found, the objective and executor
+    settled against the recipe): what ``_run`` and the executors read. The Ray executor reads
+    ``device``, ``batch_sizes`` and ``measure_fn`` from it to time the baseline on its target."""
 
     max_accuracy_drop: float
     device: torch.device
@@ -221,7 +208,7 @@ class RunOptions:
     executor: Any = None
 
 
-def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights, opts: RunOptions) -> Report:
+def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | None, weights, opts: _Settings) -> Report:
     started = time.perf_counter()
     dev = opts.device
     set_threads()
@@ -275,7 +262,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
 
 
 def _baseline(baseline_model, bundle, run_dir: Path, previous: Report | None, example, input_names, reference,
-              opts: RunOptions) -> Candidate:
+              opts: _Settings) -> Candidate:
     """The baseline's record: reused from the run being resumed when its artifact still verifies."""
     if (previous is not None and previous.baseline.status == "ok"
             and verified_artifact(run_dir, previous.baseline.artifact, "resume: baseline")):
@@ -308,7 +295,7 @@ def _sensitivity(loaded: LoadedRecipe, previous: Report | None, model, bundle, d
     return layer_sensitivity(model, bundle, ratio=spec.ratio, max_layers=spec.max_layers, device=dev)
 
 
-def _choose(report: Report, opts: RunOptions) -> None:
+def _choose(report: Report, opts: _Settings) -> None:
     """best (the chosen objective's winner), every objective's winner, the Pareto front, and a
     note on each candidate a hard constraint made ineligible."""
     base = report.baseline.metrics

@@ -175,6 +175,9 @@ class LoadedRecipe:
     name: str  # a built-in name, or the file path it came from
     spec: Recipe
     candidates: list[PlannedCandidate] = field(default_factory=list)
+    # The table its steps were resolved in (None: the registered steps). The search and refine
+    # stages plan new steps from it, so a recipe loaded against test fakes stays on them.
+    step_table: Mapping[str, Any] | None = None
 
 
 def describe_step(name: str, options: Any) -> str:
@@ -238,7 +241,11 @@ def read_recipe_source(recipe: str | Path) -> tuple[str, str]:
 
 
 def load_recipe(recipe: str | Path | Mapping = "default", *, step_table: Mapping[str, Any] | None = None) -> LoadedRecipe:
-    """Load a built-in NAME, a YAML FILE, or an already-parsed mapping; validate every step."""
+    """Load a built-in NAME, a YAML FILE, or an already-parsed mapping; validate every step.
+
+    ``step_table`` replaces the registered steps (a test seam: the tests run recipes of fake
+    steps); ``optimize`` takes the loaded recipe as its ``recipe`` and keeps to that table.
+    """
     if isinstance(recipe, Mapping):
         name, raw = "(inline)", dict(recipe)
     else:
@@ -255,7 +262,7 @@ def load_recipe(recipe: str | Path | Mapping = "default", *, step_table: Mapping
         spec = Recipe.model_validate(raw)
     except ValidationError as e:
         raise _pydantic_error(e, repr(name)) from None
-    loaded = LoadedRecipe(name=name, spec=spec)
+    loaded = LoadedRecipe(name=name, spec=spec, step_table=step_table)
     for i, cand in enumerate(spec.candidates):
         steps = [plan_step(step_name, options, f"candidates[{i}].steps[{j}].{step_name}", name, step_table)
                  for j, step in enumerate(cand.steps) for step_name, options in step.items()]

@@ -48,17 +48,11 @@ OBJECTIVES = ("latency", "throughput", "size", "balanced")
 
 @dataclass(frozen=True)
 class Constraints:
-    """Hard limits: a candidate that breaks one is not eligible, whatever the objective."""
+    """Hard limits: a candidate that breaks one is not eligible, whatever the objective.
+    (The user sets and ``optimize`` validates them as fields of ``Goal``.)"""
 
     max_latency_ms: float | None = None  # batch-1 (smallest batch measured) p50
     max_size_mb: float | None = None  # bytes on disk / 1e6
-
-    @classmethod
-    def checked(cls, max_latency_ms: float | None, max_size_mb: float | None) -> Constraints:
-        for flag, value in (("--max-latency-ms", max_latency_ms), ("--max-size-mb", max_size_mb)):
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
-                raise ConfigError(f"{flag} must be a number > 0, got {value!r}.")
-        return cls(max_latency_ms, max_size_mb)
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in (("max_latency_ms", self.max_latency_ms), ("max_size_mb", self.max_size_mb))

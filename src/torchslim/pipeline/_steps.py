@@ -2,9 +2,10 @@
 
 Techniques are entries of ``torchslim.core.registry.TECHNIQUES``; each technique package
 registers itself (``TECHNIQUES.register(...)`` at the end of its ``__init__``), and importing
-``torchslim`` imports them all. ``load_recipe`` / ``optimize`` take ``step_table=`` (a mapping
-of names to ``Technique`` entries, objects with ``validate_step``/``run_step``, or
-``(validate, run)`` pairs) to run fake steps in tests without registering them.
+``torchslim`` imports them all. ``load_recipe`` takes ``step_table=`` (a mapping of names to
+``Technique`` entries, objects with ``validate_step``/``run_step``, or ``(validate, run)``
+pairs) to run fake steps in tests without registering them; ``optimize(model, data,
+recipe=load_recipe(..., step_table=...))`` then runs them.
 """
 
 from __future__ import annotations
