@@ -5,6 +5,7 @@ measures anything: the benchmarks themselves are run by hand (benchmarks/README.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from benchmarks._harness import (
     discover,
     interleaved_ms,
     read_envelope,
+    wrap_unenveloped,
     write_envelope,
 )
 
@@ -79,6 +81,14 @@ def test_a_variant_run_keeps_the_files_other_variants(tmp_path):
     assert merged.results == {"old": {"rows": [1]}, "new": {"rows": [2]}}
     assert merged.parameters == {"old": {}, "new": {"ratios": [0.5]}}
     assert set(merged.environment) == {"old", "new"} and "uptime_after" in merged.environment["new"]
+
+
+def test_a_file_from_before_the_harness_is_wrapped_with_its_numbers_untouched(tmp_path):
+    old = {"model": "digits-cnn", "runs": [{"wall_s": 82.3}], "cpu": "x"}
+    (tmp_path / "ray_executor.json").write_text(json.dumps(old))
+    envelope = wrap_unenveloped(tmp_path / "ray_executor.json", "ray_executor")
+    assert read_envelope(tmp_path / "ray_executor.json") == envelope
+    assert envelope.results == old and envelope.environment["note"] == BEFORE_THE_HARNESS
 
 
 def test_every_results_file_is_an_envelope_of_a_registered_benchmark(registry):

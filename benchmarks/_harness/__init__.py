@@ -24,6 +24,7 @@ from benchmarks._harness._results import (
     Context,
     Envelope,
     read_envelope,
+    wrap_unenveloped,
     write_envelope,
 )
 from benchmarks._harness._timing import interleaved_ms
@@ -51,5 +52,6 @@ __all__ = [
     "run_benchmark",
     "singles",
     "uptime",
+    "wrap_unenveloped",
     "write_envelope",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,25 @@ def write_envelope(envelope: Envelope, path: Path) -> Path:
 
 def read_envelope(path: Path) -> Envelope:
     return Envelope.model_validate_json(Path(path).read_text())
+
+
+def wrap_unenveloped(path: Path, benchmark: str) -> Envelope:
+    """Rewrite a results file written before the harness (a bare JSON object or list) as an
+    envelope, numbers untouched: ``results`` is the old content, ``environment`` says it was
+    recorded before the harness and names the commit that last wrote the file (its date is the
+    envelope's; now when git does not know the file), ``parameters`` is empty."""
+    path = Path(path)
+    content = json.loads(path.read_text())
+    try:
+        commit, date = subprocess.run(["git", "log", "-1", "--format=%H %cI", "--", path.name], cwd=path.parent,
+                                      capture_output=True, text=True, check=True, timeout=10).stdout.split()
+    except (OSError, ValueError, subprocess.SubprocessError):  # not in git (yet)
+        commit, date = None, now()
+    environment = {"note": BEFORE_THE_HARNESS, "git_commit": commit,
+                   "date_is": "the date of the commit that recorded this file" if commit else "when it was wrapped"}
+    envelope = Envelope(benchmark=benchmark, date=date, environment=environment, parameters={}, results=content)
+    write_envelope(envelope, path)
+    return envelope
 
 
 class Context:
