@@ -34,7 +34,7 @@ def optimize_cmd(
     """Search recipes of compression techniques; keep the best candidate within the budget."""
     from torchslim.errors import ConfigError
     from torchslim.pipeline import optimize
-    from torchslim.report import render_table
+    from torchslim.report import render_table, totals_line
 
     if resume and not out:
         raise ConfigError("--resume needs --out DIR: the run directory to continue.")
@@ -44,8 +44,6 @@ def optimize_cmd(
                       executor=executor, ray_address=ray_address)
     render_table(report)
     if isinstance(totals := getattr(report, "executor", None), dict):  # --executor ray: where the time went
-        from torchslim.pipeline import totals_line
-
         typer.echo(totals_line(totals))
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
 

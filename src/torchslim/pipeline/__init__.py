@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.pipeline._optimize import optimize, write_html
-from torchslim.pipeline._ray import totals_line
 from torchslim.pipeline._recipe import (
     LoadedRecipe,
     Recipe,
@@ -38,5 +37,4 @@ __all__ = [
     "write_html",
     "read_recipe_source",
     "train_from_specs",
-    "totals_line",
 ]
