@@ -147,7 +147,7 @@ def _same_tuning(a, b, ray_dir: Path) -> None:
         "runtime settings tuned on" in n for n in a.note_texts()), b.name
 
 
-def test_ray_runs_a_recipe_like_local_and_times_only_on_the_target(cluster, tmp_path, monkeypatch):
+def test_ray_runs_a_recipe_like_local_and_times_only_on_the_target(cluster, tmp_path, monkeypatch, capsys):
     import torchslim
     from torchslim.artifacts import read_manifest
     from torchslim.bench import set_threads
@@ -176,6 +176,10 @@ def test_ray_runs_a_recipe_like_local_and_times_only_on_the_target(cluster, tmp_
     assert html.count('class="execution"') == 4  # where each candidate (and the baseline) was built and timed
     assert f"built on node {on_ray.candidates[0].execution.built_on[:8]}" in html
     assert "ray: now building" in (tmp_path / "ray" / "run.log").read_text()  # every running candidate, the queue
+    from torchslim.cli import run
+
+    assert run(["report", str(tmp_path / "ray")]) == 0  # the totals line again under the table
+    assert "measured on the target in" in capsys.readouterr().out
     report = json.loads((tmp_path / "ray" / "report.json").read_text())
     intervals = _intervals(report)
     assert len(intervals) == 4  # the baseline is timed the same way
