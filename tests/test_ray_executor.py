@@ -394,7 +394,7 @@ def test_a_spent_time_budget_cancels_queued_builds_and_keeps_the_finished_ones(d
     clock = Clock()
     monkeypatch.setattr(_search, "time", clock)
     # 3 CPUs: three builds run, a fourth is queued by Ray, the fifth waits in the driver
-    recipe = {"candidates": [{"name": f"nap-{i}", "steps": [{"nap": {"seconds": 8}}]} for i in range(5)]}
+    recipe = {"candidates": [{"name": f"nap-{i}", "steps": [{"nap": {"seconds": 10}}]} for i in range(5)]}
     out = tmp_path / "run"
     result: dict = {}
 
