@@ -20,6 +20,7 @@ from torchslim.pipeline._recipe import (
 from torchslim.pipeline._select import select_best
 from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
 from torchslim.pipeline._train import train_from_specs
+from torchslim.report import totals_line  # lives with the report now (report.html shows it too)
 
 __all__ = [
     "STEP_TABLE",
@@ -37,4 +38,5 @@ __all__ = [
     "write_html",
     "read_recipe_source",
     "train_from_specs",
+    "totals_line",
 ]
