@@ -259,6 +259,7 @@ def test_driver_killed_then_resume_keeps_finished_candidates_and_user_code_reach
         assert (run / new["artifact"]).stat().st_mtime_ns == mtimes[name]
         assert f"ray: {name}: building" not in out
     assert "already measured in this run directory; kept" in out
+    assert "measured on the target in" in out  # the run's totals under the table
 
 
 def test_ray_missing_exits_2_naming_the_install_command(tmp_path):
