@@ -463,6 +463,34 @@ def test_ctrl_c_cancels_the_runs_tasks_and_leaves_it_resumable(driver, tmp_path)
     assert previous is not None and previous.baseline.status == "ok" and previous.candidates == []
 
 
+def test_the_edge_search_runs_its_families_in_parallel_on_ray(driver, tmp_path):
+    import torchslim
+
+    def cliff(model, config, ctx):  # accuracy falls off a cliff above ratio 0.6 (tests/test_edge_search.py)
+        import torch as _torch
+
+        from torchslim.core.step import StepOutput
+
+        if config["ratio"] > 0.6:
+            with _torch.no_grad():
+                for param in model.parameters():
+                    param.zero_()
+        return StepOutput(model=model)
+
+    recipe = {"candidates": [{"name": "p", "steps": [{"prune": {"ratio": 0.9}}]},
+                             {"name": "q", "steps": [{"prune": {"ratio": 0.8}}]}], "search": {"max_tries": 2}}
+    report = torchslim.optimize("digits-mlp", "digits", recipe=recipe, step_table={"prune": (lambda o: o, cliff)},
+                                batch_sizes=(1,), out=tmp_path / "run", measure_fn=_fake_measure(), html=False,
+                                executor="ray")
+    tries = {fam: [x for x in report.candidates if x.refined_from == fam] for fam in ("p", "q")}
+    # the bisection's path, as the local executor takes it (test_edge_search): 0.684 out, 0.438 in
+    assert [(x.name, x.within_budget) for x in tries["p"]] == [("p.ratio-0.6838", False), ("p.ratio-0.4377", True)]
+    assert len(tries["q"]) == 2 and all(x.status == "ok" and x.execution.built_on for x in tries["p"] + tries["q"])
+    first_p, first_q = tries["p"][0].execution, tries["q"][0].execution
+    # side by side: each family's first try was sent before the other's had been built
+    assert first_q.submitted < first_p.build_end and first_p.submitted < first_q.build_end
+
+
 def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(driver, tmp_path):
     import torchslim
 
