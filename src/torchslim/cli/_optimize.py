@@ -33,7 +33,7 @@ def optimize_cmd(
 ) -> None:
     """Search recipes of compression techniques; keep the best candidate within the budget."""
     from torchslim.pipeline import Goal, MeasureOptions, RunOptions, optimize
-    from torchslim.report import render_table
+    from torchslim.report import render_table, totals_line
 
     # The flags are the groups' fields spelled with dashes: a bad value is the group's ConfigError (exit 2).
     goal = Goal(objective=objective or None, max_accuracy_drop=max_accuracy_drop, max_latency_ms=max_latency_ms,
@@ -44,8 +44,6 @@ def optimize_cmd(
     report = optimize(model, data, recipe, goal=goal, run=run, measure=measure)
     render_table(report)
     if isinstance(totals := getattr(report, "executor", None), dict):  # --executor ray: where the time went
-        from torchslim.pipeline import totals_line
-
         typer.echo(totals_line(totals))
     typer.echo(f"report: {report.run_dir}/report.json, {report.run_dir}/report.html")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.pipeline._optimize import optimize, write_html
 from torchslim.pipeline._options import Goal, MeasureOptions, RunOptions
-from torchslim.pipeline._ray import totals_line
 from torchslim.pipeline._recipe import (
     LoadedRecipe,
     Recipe,
@@ -23,6 +22,7 @@ from torchslim.pipeline._recipe import (
 from torchslim.pipeline._select import select_best
 from torchslim.pipeline._steps import STEP_TABLE, known_steps, resolve_step
 from torchslim.pipeline._train import train_from_specs
+from torchslim.report import totals_line  # lives with the report now (report.html shows it too)
 
 __all__ = [
     "STEP_TABLE",

@@ -235,6 +235,8 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
                         example_inputs=example, batch_sizes=opts.batch_sizes, max_accuracy_drop=opts.max_accuracy_drop,
                         seed=opts.seed, input_names=input_names, reference=reference, measure_fn=opts.measure_fn,
                         tuning=loaded.spec.tuning, objective=opts.objective, executor=opts.executor)
+    if getattr(opts.executor, "parallel", False):  # queued builds are stopped once the budget is spent
+        opts.executor.watch_budget(started, opts.time_budget, setup.durations)
     plans = [p for p in loaded.candidates if not p.devices or dev.type in p.devices]
     for p in loaded.candidates:
         if p not in plans:

@@ -13,6 +13,11 @@ object store once per run. A build whose worker or node dies is retried by Ray o
 on. Candidates run in threads of the driver that wait on Ray; the pipeline's own bookkeeping
 (the report, resume, the time budget) runs under one lock, so it stays the sequential code of
 ``pipeline._optimize``.
+
+The time budget (``--time-budget``) is checked as locally when a candidate starts, and every
+second while builds are queued: once it is spent (``_search.skip_reason``, the local wording),
+no build starts any more, those Ray had queued are cancelled and recorded ``skipped`` with the
+reason; builds already running finish, are timed and kept, as a running candidate is locally.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,12 +45,27 @@ from torchslim.core.log import say
 from torchslim.core.notes import Note
 from torchslim.core.rundir import remove_inside
 from torchslim.errors import ArtifactError, ConfigError, RefusedError
-from torchslim.pipeline._ray_tasks import DataInputs, ModelInputs, build_candidate, measure_artifact
+from torchslim.pipeline import _ray_sweep
+from torchslim.pipeline._ray_progress import RayProgress
+from torchslim.pipeline._ray_tasks import (
+    DataInputs,
+    ModelInputs,
+    SettingsInputs,
+    build_candidate,
+    measure_artifact,
+)
 from torchslim.pipeline._recipe import PlannedCandidate
 from torchslim.pipeline._refusals import refused_record
-from torchslim.pipeline._search import SearchSetup, candidate_dir
+from torchslim.pipeline._search import SearchSetup, candidate_dir, skip_reason
 from torchslim.pipeline._select import honesty_notes, is_within_budget
-from torchslim.report import Candidate, Execution, FallbackRecord, LayerChangeRecord
+from torchslim.report import (
+    Candidate,
+    Execution,
+    FallbackRecord,
+    LayerChangeRecord,
+    RuntimeRecord,
+    totals_line,
+)
 
 logger = logging.getLogger("torchslim")
 
@@ -68,6 +88,10 @@ def import_ray():
 
 class _Cancelled(BaseException):
     """This run was stopped (Ctrl-C): a candidate thread leaves without recording anything."""
+
+
+class _NotRun(Exception):
+    """A build the time budget cancelled before it started."""
 
 
 class _Failed(Exception):
@@ -105,11 +129,27 @@ def _events_actor(ray, node_id: str):
     class RunEvents:
         def __init__(self) -> None:
             self.items: list = []
+            self.begun: set = set()
+            self.not_run = None  # why no build may start any more (the time budget is spent)
 
         def add(self, name: str, kind: str, node: str, text: str) -> None:
             import time as _time
 
             self.items.append((_time.time(), name, kind, node, text))
+
+        def begin(self, name: str, node: str):
+            """None: build (and the build is recorded as started); else why not. A build that
+            began once may begin again (Ray retrying it after its node died)."""
+            if self.not_run is not None and name not in self.begun:
+                return self.not_run
+            self.begun.add(name)
+            self.add(name, "build", node, "building")
+            return None
+
+        def stop(self, reason: str) -> list:
+            """No build starts from now on; the builds that began (one actor: no race)."""
+            self.not_run = reason
+            return sorted(self.begun)
 
         def drain(self) -> list:
             items, self.items = self.items, []
@@ -139,9 +179,13 @@ class RayExecutor:
         self._cancelled = threading.Event()
         self._stop = threading.Event()
         self._refs: set = set()
+        self._builds: dict[str, Any] = {}  # candidate -> its build's ref, while it is in flight
         self._attempts: dict[str, int] = defaultdict(int)
-        self._queue = 0
+        self._queue = 0  # built candidates waiting for the target
         self._inputs: tuple | None = None
+        self._budget: tuple[float, float, list[float]] | None = None
+        self._not_run: str | None = None  # set once the time budget is spent
+        self.progress = RayProgress()
         self.records: list[Execution] = []
 
     # -- the cluster ---------------------------------------------------------------------------
@@ -186,10 +230,11 @@ class RayExecutor:
         self.target_cpus = int(target["Resources"].get("CPU", 0))
         total = sum(int(n["Resources"].get("CPU", 0)) for n in nodes)
         self.slots = max(1, total // max(self.build_cpus, 1)) + 1  # builds in flight, plus one measuring
-        say(f"ray: {len(nodes)} node(s), {total} CPUs; candidates are timed on node {_short(self.target_node)}"
+        say(f"ray: run {self.run_id} on {len(nodes)} node(s), {total} CPUs; candidates are timed on node {_short(self.target_node)}"
             f"{' (the ' + TARGET_RESOURCE + ' node)' if marked else ' (the driver’s node)'} with its "
             f"{self.target_cpus} CPUs, one at a time")
         self._events = _events_actor(ray, self.driver_node)
+        self.progress.__enter__()
         self._monitor = threading.Thread(target=self._watch, name="torchslim-ray-events", daemon=True)
         self._monitor.start()
         self._build = ray.remote(build_candidate)
@@ -212,14 +257,35 @@ class RayExecutor:
         monitor = getattr(self, "_monitor", None)
         if monitor is not None:
             monitor.join(timeout=5)
+        self.progress.__exit__(None, None, None)
         events = getattr(self, "_events", None)
         if events is not None:
             try:
                 self.ray.kill(events)
             except Exception:  # noqa: BLE001  (the cluster may be gone already)
                 pass
+            self._sweep_nodes()
         if self._started_ray:
             self.ray.shutdown()
+
+    def _sweep_nodes(self, timeout_s: float = 30.0) -> None:
+        """Every live node removes the temporary folders of its dead workers (a build killed with
+        its node, or force-cancelled by Ctrl-C). Best effort: a node that does not answer in
+        ``timeout_s`` sweeps them before its next build."""
+        import ray.cloudpickle as cloudpickle
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        try:
+            cloudpickle.register_pickle_by_value(_ray_sweep)  # stdlib only: no torch import on the node
+            sweep = self.ray.remote(num_cpus=0, max_retries=0)(_ray_sweep.sweep_temp)
+            refs = [sweep.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
+                    for n in self.ray.nodes() if n.get("Alive")]
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+            removed = [name for ref in ready for name in self.ray.get(ref)]
+            if removed:
+                logger.info("removed the temporary folders of dead Ray workers: %s", ", ".join(removed))
+        except Exception:  # noqa: BLE001  (a courtesy: never fails the run)
+            logger.info("could not sweep the nodes' temporary folders", exc_info=True)
 
     def cancel(self) -> None:
         """Stop this run's tasks on the cluster (Ctrl-C); the run directory stays resumable."""
@@ -234,6 +300,8 @@ class RayExecutor:
     def _watch(self) -> None:
         while not self._stop.wait(1.0):
             self._drain()
+            self._check_budget()
+            self.progress.tick()
 
     def _drain(self) -> None:
         with self._drain_lock:
@@ -246,10 +314,42 @@ class RayExecutor:
                     self._attempts[name] += 1
                     again = f" (attempt {self._attempts[name]})" if self._attempts[name] > 1 else ""
                     say(f"ray: {name}: building on node {_short(node)}{again}")
+                    self.progress.building(name, node)
                 elif kind == "measure":
-                    say(f"ray: {name}: measuring on node {_short(node)} ({max(self._queue - 1, 0)} waiting to be timed)")
+                    say(f"ray: {name}: measuring on node {_short(node)} ({self._queue} waiting to be timed)")
+                    self.progress.measuring(name, node)
                 else:
                     say(f"ray: {name} [{_short(node)}]: {text}")
+                    self.progress.step(name, node, text)
+
+    # -- the time budget --------------------------------------------------------------------------
+    def watch_budget(self, started: float, time_budget: float | None, durations: list[float]) -> None:
+        """Check ``time_budget`` (seconds since ``started``, perf_counter) while builds are queued."""
+        self._budget = None if time_budget is None else (started, time_budget, durations)
+
+    def _check_budget(self) -> None:
+        if self._budget is None or self._not_run is not None or self._cancelled.is_set():
+            return
+        reason = skip_reason(*self._budget)
+        if reason is not None:
+            self._stop_builds(reason)
+
+    def _stop_builds(self, reason: str) -> None:
+        """No build of this run starts any more; those Ray had queued are cancelled."""
+        self._not_run = reason
+        try:
+            begun = set(self.ray.get(self._events.stop.remote(reason), timeout=30))
+        except Exception:  # noqa: BLE001  (then a queued build asks the actor itself, and is told)
+            logger.info("could not reach the run's events actor to stop its builds", exc_info=True)
+            return
+        queued = [(name, ref) for name, ref in list(self._builds.items()) if name not in begun]
+        for _name, ref in queued:
+            try:
+                self.ray.cancel(ref)  # not started: Ray drops it from its queue
+            except Exception:  # noqa: BLE001  (finished or gone meanwhile)
+                pass
+        say(f"ray: the time budget is spent: no new build starts ({len(queued)} queued build(s) cancelled; "
+            "the running ones finish)")
 
     # -- running candidates -----------------------------------------------------------------------
     def run_all(self, calls: list[tuple]) -> list:
@@ -261,6 +361,12 @@ class RayExecutor:
         pool = ThreadPoolExecutor(max_workers=min(len(calls), 64), thread_name_prefix="torchslim-candidate")
         futures = [pool.submit(self._locked, slots, call[0], *call[1:]) for call in calls]
         try:
+            # Woken twice a second, not blocked in result(): a Ctrl-C reaches this (the main)
+            # thread at once, not when the next candidate happens to finish.
+            while True:
+                done, running = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                if not running or any(f.exception() is not None for f in done):
+                    break
             return [f.result() for f in futures]
         except BaseException:
             self.cancel()
@@ -288,6 +394,8 @@ class RayExecutor:
         try:
             yield
         except self.ray.exceptions.TaskCancelledError:
+            if self._not_run is not None and not self._cancelled.is_set():
+                raise _NotRun(self._not_run) from None  # a queued build the time budget cancelled
             raise _Cancelled() from None
         finally:
             if held:
@@ -322,15 +430,16 @@ class RayExecutor:
 
     def run(self, plan: PlannedCandidate, setup: SearchSetup, label: str) -> Candidate:
         """Build ``plan`` somewhere, write its files here, time it on the target: its record."""
+        if self._cancelled.is_set():
+            raise _Cancelled()
+        if self._not_run is not None:
+            return self._skipped(plan, self._not_run, label)
         submitted = time.time()
         record = Candidate(name=plan.name, steps=plan.step_strings(), status="ok", refined_from=plan.refined_from)
         execution = Execution(submitted=round(submitted, 3))
         try:
             model_ref, data_ref = self._put_inputs(setup)
-            build_ref, files_ref = self._build.options(
-                num_cpus=self.build_cpus, max_retries=self.max_retries, num_returns=2,
-            ).remote(plan, model_ref, data_ref, self.build_cpus, self._events)
-            facts = self._get(build_ref)
+            facts, files_ref = self._build_remote(plan, model_ref, data_ref)
             execution.built_on, execution.build_start, execution.build_end = facts["node"], facts["start"], facts["end"]
             if facts.get("refused"):
                 raise _Refused(facts["refused"])
@@ -341,23 +450,19 @@ class RayExecutor:
                 "files written and verified")
             known = {"accuracy": facts["accuracy"] if _takes_known_accuracy(setup.measure_fn) else None,
                      "params": facts["params"], "macs": facts["macs"]}
+            settings = SettingsInputs(fixed=plan.runtime_settings, tuning=setup.tuning, objective=setup.objective)
             out = self._measure_remote(data_ref, files_ref, facts["artifact"], facts["runtime"], plan.name,
-                                       setup.measure_fn, known)
+                                       setup.measure_fn, known, settings)
             execution.measured_on, execution.measure_start, execution.measure_end = out["node"], out["start"], out["end"]
             if out.get("error"):
                 raise _Failed(out["error"], out.get("traceback"))
-            metrics = Metrics.model_validate(out["metrics"])
-            record.artifact = str(artifact.relative_to(setup.run_dir))
-            record.metrics = metrics
-            record.fallback = FallbackRecord.model_validate(facts["facts"]["fallback"]) if facts["facts"].get("fallback") else None
-            record.changes = [LayerChangeRecord.model_validate(c) for c in facts["facts"].get("changes", [])]
-            record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
-            record.notes = [Note(kind="technique", text=n) for n in facts["notes"]]
-            if out.get("busy"):
-                record.notes.append(Note(kind="busy_machine", text=out["busy"]))
-            record.notes += honesty_notes(setup.baseline.metrics, metrics)
-            say(f"{label} {plan.name}: ok, {setup.data.metric} {metrics.accuracy * 100:.2f}%, "
+            self._settings_arrived(artifact, out["manifest"])
+            _fill(record, facts, out, artifact, setup)
+            say(f"{label} {plan.name}: ok, {setup.data.metric} {record.metrics.accuracy * 100:.2f}%, "
                 f"{'within' if record.within_budget else 'outside'} budget")
+        except _NotRun as e:
+            self.progress.done(plan.name)
+            return self._skipped(plan, str(e), label)
         except _Refused as e:
             record = _refused(plan, e.facts, label)
         except _Failed as e:
@@ -367,13 +472,46 @@ class RayExecutor:
                 raise _Cancelled() from None
             self._fail(record, _lost(e, self.max_retries), None, label)
         self._drain()
+        self.progress.done(plan.name)
         execution.attempts = max(self._attempts.get(plan.name, 1), 1)
         execution.fill_durations()
         record.execution = execution
         record.duration_s = round(time.time() - submitted, 3)
-        setup.durations.append(record.duration_s)
+        # What the time budget's "a candidate takes ~N s" counts: the work a candidate needs once
+        # it starts (its build and its timing), not the time it queued behind the others.
+        work = sum(x for x in (execution.build_s, execution.measure_s) if x is not None)
+        setup.durations.append(round(work, 3) if work > 0 else record.duration_s)
         self.records.append(execution)
         return record
+
+    def _build_remote(self, plan: PlannedCandidate, model_ref, data_ref) -> tuple[dict, Any]:
+        """(the build's facts, the ref of its files); _NotRun when the time budget stopped it."""
+        build_ref, files_ref = self._build.options(
+            num_cpus=self.build_cpus, max_retries=self.max_retries, num_returns=2,
+        ).remote(plan, model_ref, data_ref, self.build_cpus, self._events)
+        self._builds[plan.name] = build_ref  # cancelled while queued once the time budget is spent
+        try:
+            facts = self._get(build_ref)
+        finally:
+            self._builds.pop(plan.name, None)
+        if facts.get("not_run"):
+            raise _NotRun(facts["not_run"])
+        return facts, files_ref
+
+    def _skipped(self, plan: PlannedCandidate, reason: str, label: str) -> Candidate:
+        """A candidate the time budget left out: the record ``_optimize._run_one`` makes locally."""
+        say(f"{label} {plan.name}: skipped ({reason})")
+        return Candidate(name=plan.name, steps=plan.step_strings(), status="skipped", error=reason,
+                         within_budget=False, refined_from=plan.refined_from)
+
+    def _settings_arrived(self, artifact: Path, manifest: bytes) -> None:
+        """The manifest the target wrote its runtime settings into replaces the build's (the
+        artifact's files, and so their digests, do not change: checked again here)."""
+        atomic_write_bytes(manifest_path(artifact), manifest)
+        try:
+            read_manifest(artifact)
+        except ArtifactError as e:
+            raise _Failed(f"the manifest the target sent back for {artifact.name} is not valid: {e.message}") from None
 
     def _fail(self, record: Candidate, text: str, detail: str | None, label: str) -> None:
         record.status, record.error, record.within_budget = "failed", text, False
@@ -381,24 +519,27 @@ class RayExecutor:
         logger.info("candidate %s failed:\n%s", record.name, detail or text)  # the traceback goes to run.log
         say(f"{label} {record.name}: failed: {text}")
 
-    def _measure_remote(self, data_ref, files_ref, artifact: str, runtime: str, name: str, measure_fn, known) -> dict:
+    def _measure_remote(self, data_ref, files_ref, artifact: str, runtime: str, name: str, measure_fn, known,
+                        settings: SettingsInputs | None = None) -> dict:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._queue += 1
+        self.progress.queued(self._queue)
         try:
             with self._waiting():
                 self._measure_slot.acquire()
-            try:
-                ref = self._measure.options(
-                    num_cpus=self.target_cpus, max_retries=1,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
-                ).remote(data_ref, files_ref, artifact, runtime, name=name, measure_fn=measure_fn,
-                         threads=max(self.target_cpus, 1), known=known, events=self._events)
-                return self._get(ref)
-            finally:
-                self._measure_slot.release()
         finally:
             self._queue -= 1
+            self.progress.queued(self._queue)
+        try:
+            ref = self._measure.options(
+                num_cpus=self.target_cpus, max_retries=1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
+            ).remote(data_ref, files_ref, artifact, runtime, name=name, measure_fn=measure_fn,
+                     threads=max(self.target_cpus, 1), known=known, events=self._events, settings=settings)
+            return self._get(ref)
+        finally:
+            self._measure_slot.release()
 
     def _receive(self, name: str, facts: dict, files: dict[str, bytes], run_dir: Path) -> Path:
         """Write a build's files into ``candidates/<name>/`` and check each against its digest."""
@@ -432,8 +573,11 @@ class RayExecutor:
         say("ray: measuring the baseline on the target")
         out = self._measure_remote(data_ref, files_ref, artifact.name, "eager", "baseline", opts.measure_fn,
                                    {"accuracy": None, "params": None, "macs": None})
+        self.progress.done("baseline")
         if out.get("error"):
             logger.info("baseline measurement failed:\n%s", out.get("traceback"))
+            if out.get("user_code"):  # the user's file or environment, not torchslim: exit 2
+                raise ConfigError(out["user_code"])
             raise RuntimeError(f"measuring the baseline on the target failed: {out['error']}")
         execution = Execution(measured_on=out["node"], measure_start=out["start"], measure_end=out["end"])
         execution.fill_durations()
@@ -459,17 +603,19 @@ class RayExecutor:
         say(totals_line(totals))
 
 
-def totals_line(totals: dict) -> str:
-    """The line under the results table: "built on 3 nodes in 9m12s, measured on the target in 2m40s"."""
-    n = len(totals["build_nodes"])
-    return (f"built on {n} node{'s' if n != 1 else ''} in {_clock(totals['build_span_s'])} "
-            f"({_clock(totals['build_s'])} of builds, {_clock(totals['wait_s'])} queued), "
-            f"measured on the target in {_clock(totals['measure_s'])}")
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m else f"{s}s"
+def _fill(record: Candidate, facts: dict, out: dict, artifact: Path, setup: SearchSetup) -> None:
+    """A built and timed candidate's record, from what its build and its measurement sent back."""
+    metrics = Metrics.model_validate(out["metrics"])
+    record.artifact = str(artifact.relative_to(setup.run_dir))
+    record.metrics = metrics
+    record.fallback = FallbackRecord.model_validate(facts["facts"]["fallback"]) if facts["facts"].get("fallback") else None
+    record.runtime_settings = RuntimeRecord.model_validate(out["runtime_settings"]) if out.get("runtime_settings") else None
+    record.changes = [LayerChangeRecord.model_validate(c) for c in facts["facts"].get("changes", [])]
+    record.within_budget = is_within_budget(setup.baseline.metrics, metrics, setup.max_accuracy_drop)
+    record.notes = [Note(kind="technique", text=n) for n in [*facts["notes"], *out.get("notes", [])]]
+    if out.get("busy"):
+        record.notes.append(Note(kind="busy_machine", text=out["busy"]))
+    record.notes += honesty_notes(setup.baseline.metrics, metrics)
 
 
 def _lost(e: Exception, retries: int) -> str:

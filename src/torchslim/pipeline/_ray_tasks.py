@@ -3,8 +3,14 @@
 A build (any node) runs the candidate's steps, writes its artifact into a temporary folder of
 that node, loads it and scores it on the held-out split (no clock is read), and returns the
 artifact's files as bytes with their SHA-256 digests. A measurement (the target node only,
-alone, pipeline._ray) writes those bytes to a temporary folder and times them. Neither writes
-the run directory: the driver does, and checks the digests on arrival.
+alone, pipeline._ray) writes those bytes to a temporary folder, chooses the runtime settings
+(the recipe's, tuned, or the default: ``pipeline._tune``, as the local executor does) and
+times them. Neither writes the run directory: the driver does, and checks the digests on
+arrival (the manifest, which the settings change, comes back from the measurement).
+
+A worker killed mid-build cannot remove its temporary folder: every build first removes those
+of its host whose process is gone, and the driver has each node do the same when the run ends
+(``pipeline._ray_sweep``).
 
 Every failure of the candidate's own code comes back as data (``error`` and the traceback),
 not as an exception: Ray would wrap it in its own traceback, and its retries are meant for a
@@ -19,7 +25,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -29,14 +34,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim.artifacts import load, read_manifest
+from torchslim.artifacts import load, manifest_path, read_manifest
 from torchslim.bench import CpuContention, count_macs, count_params, set_threads
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
 from torchslim.core.step import StepContext
 from torchslim.data import accuracy, fidelity
 from torchslim.errors import RefusedError
+from torchslim.pipeline._ray_sweep import sweep_temp, temp_folder
 from torchslim.pipeline._recipe import PlannedCandidate
 from torchslim.pipeline._search import _inside_run_dir, _save, error_text, run_steps
+from torchslim.pipeline._tune import load_with_settings
 
 
 class UserCodeError(Exception):
@@ -146,8 +153,17 @@ def build_candidate(plan: PlannedCandidate, model_inputs: ModelInputs, inputs: D
     """
     start = time.time()
     facts: dict[str, Any] = {"node": _node(), "start": start, "pid": os.getpid()}
-    _say(events, plan.name, "build", "building")
-    tmp = Path(tempfile.mkdtemp(prefix="torchslim-build-"))
+    if events is not None:
+        import ray
+
+        # Asked, not told: once the run's time budget is spent the driver answers with the
+        # reason, and a build Ray had queued ends here without doing anything.
+        not_run = ray.get(events.begin.remote(plan.name, facts["node"]))
+        if not_run:
+            facts |= {"not_run": not_run, "end": time.time()}
+            return facts, {}
+    sweep_temp()
+    tmp = temp_folder("build", inputs.run_id)
     files: dict[str, bytes] = {}
     try:
         torch.set_num_threads(threads)  # the CPUs this task asked Ray for, no more
@@ -213,14 +229,25 @@ class _SaveSetup:
     input_names: list[str] | None
 
 
+@dataclass
+class SettingsInputs:
+    """How a candidate's runtime settings are chosen on the target (``pipeline._tune``)."""
+
+    fixed: dict[str, Any] | None  # the recipe's ``runtime_settings``
+    tuning: Any  # the recipe's ``tuning:`` (a TuningSpec) or None
+    objective: str
+
+
 def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str, runtime: str, *, name: str,
-                     measure_fn, threads: int, known: dict, events=None) -> dict:
+                     measure_fn, threads: int, known: dict, events=None, settings: SettingsInputs | None = None) -> dict:
     """Time one artifact on this (the target) node; ``known`` holds what the build measured
-    already (accuracy, params, MACs). Returns the metrics with this node's id and timestamps."""
+    already (accuracy, params, MACs). With ``settings`` (a candidate, not the baseline) its
+    runtime settings are chosen first, here where it is timed, and the rewritten manifest comes
+    back in ``manifest``. Returns the metrics with this node's id and timestamps."""
     start = time.time()
     out: dict[str, Any] = {"node": _node(), "start": start}
     _say(events, name, "measure", "measuring")
-    tmp = Path(tempfile.mkdtemp(prefix="torchslim-measure-"))
+    tmp = temp_folder("measure", shared.run_id)
     try:
         set_threads(threads)
         data = _unpack(shared, shared.data_blob, "data")
@@ -229,7 +256,16 @@ def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str,
             (tmp / rel).write_bytes(blob)
         path = tmp / artifact
         device = torch.device(shared.device)
-        fn = load(path, runtime=runtime, device=device)
+        if settings is None:
+            fn = load(path, runtime=runtime, device=device)
+        else:
+            fn, record, tuned = load_with_settings(
+                path, runtime, fixed=settings.fixed, spec=settings.tuning, objective=settings.objective,
+                batch_sizes=shared.batch_sizes, make_inputs=lambda b: tuple(t.to(device) for t in data.example_inputs(b)),
+                device=device, say=lambda m: _say(events, name, "step", m))
+            out["runtime_settings"] = None if record is None else record.model_dump(mode="json")
+            out["notes"] = [n.text for n in tuned]
+            out["manifest"] = manifest_path(path).read_bytes()
         extra = {"known_accuracy": known["accuracy"]} if known.get("accuracy") is not None else {}
         with CpuContention() as contention:
             metrics = measure_fn(fn, data, artifact=path, runtime=runtime, batch_sizes=shared.batch_sizes,
@@ -240,6 +276,8 @@ def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str,
     except Exception as exc:  # noqa: BLE001  (returned: recorded as the candidate's failure)
         out["error"] = error_text(exc)
         out["traceback"] = traceback.format_exc()
+        if isinstance(exc, UserCodeError):
+            out["user_code"] = str(exc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["end"] = time.time()

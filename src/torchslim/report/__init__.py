@@ -3,6 +3,7 @@ and renderers (terminal table; HTML with plots)."""
 
 from __future__ import annotations
 
+from torchslim.report._execution import totals_line
 from torchslim.report._html import render_html
 from torchslim.report._model import (
     Candidate,
@@ -31,6 +32,7 @@ __all__ = [
     "load_report",
     "render_html",
     "render_table",
+    "totals_line",
     "validate_report",
     "write_report",
 ]

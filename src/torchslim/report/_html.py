@@ -15,6 +15,7 @@ from __future__ import annotations
 from html import escape
 
 from torchslim.report._changes import refusals_html
+from torchslim.report._execution import execution_html, totals_html
 from torchslim.report._html_details import candidate_details
 from torchslim.report._model import Candidate, Report
 from torchslim.report._plots import pareto_svg, sensitivity_svg
@@ -180,7 +181,7 @@ def render_html(report: Report) -> str:
         f"budget {report.budget.get('max_accuracy_drop')} points{escape(limits)} · {escape(report.metric)} on the held-out "
         f"split · created {escape(report.created)} · torchslim {escape(report.torchslim_version)}</p>",
         _headline(report), _cards(report), *_charts(report),
-        "<h2>Candidates</h2>", _candidate_table(report), refusals_html(report),
+        "<h2>Candidates</h2>", _candidate_table(report), totals_html(report), refusals_html(report),
         '<h2>Each candidate</h2><div id="details">',
         *[candidate_details(c, report) for c in report.candidates], "</div>",
     ]
@@ -190,6 +191,7 @@ def render_html(report: Report) -> str:
                      "<figcaption>validation split; not used for any reported metric</figcaption></figure>")
     parts += ['<h2>Baseline and environment</h2><div class="cols"><div>', _baseline_table(report),
               "</div><div>", _kv_table([(k, env[k]) for k in env], "environment"), "</div></div>"]
+    parts.append(execution_html(report.baseline))
     baseline_notes = report.baseline.note_texts()
     if baseline_notes:
         parts.append('<ul class="notes" id="baseline-notes">' + "".join(f"<li>baseline: {escape(n)}</li>" for n in baseline_notes) + "</ul>")

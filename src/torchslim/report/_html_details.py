@@ -8,6 +8,7 @@ from html import escape
 
 from torchslim.core.notes import NOTE_KINDS
 from torchslim.report._changes import changes_html
+from torchslim.report._execution import execution_html
 from torchslim.report._html_runtime import runtime_section
 from torchslim.report._model import Candidate, Report
 from torchslim.report._words import artifact_path, in_words, is_onnx, load_snippet, onnx_snippet
@@ -95,6 +96,6 @@ def candidate_details(c: Candidate, report: Report) -> str:
     open_attr = " open" if c.name == report.best else ""
     return (f'<details class="candidate {escape(c.status)}" id="cand-{escape(c.name)}"{open_attr}>'
             f'<summary>{escape(c.name)}{badges} <span class="sub">— {escape(in_words(c, report))}{budget}</span></summary>'
-            f'{error}{refined}<p>steps:</p><ol class="steps">{steps}</ol>{_use(c, report)}{_measurements(c)}'
+            f'{error}{refined}<p>steps:</p><ol class="steps">{steps}</ol>{_use(c, report)}{_measurements(c)}{execution_html(c)}'
             f'{runtime_section(c.runtime_settings)}{changes_html(c)}{_fallback(c)}{_notes(c)}'
             "</details>")
