@@ -205,7 +205,7 @@ def test_static_int8_with_fallback_for_real(name, tmp_path):
     else:
         assert result.ranking == [] and result.steps == []
     assert any(n.startswith("fallback: float accuracy") for n in out.notes)
-    assert out.facts["fallback"]["kept_in_float"] == result.kept_in_float  # the report's field
+    assert out.facts["fallback"].kept_in_float == result.kept_in_float  # the report's field
     if result.steps:
         assert result.steps[0].metric_before == result.quantized
     if name == "tiny-transformer":

@@ -84,7 +84,7 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
         notes.append(_smoothquant_note(quantized.torchslim_smoothquant))
     if getattr(quantized, "torchslim_fallback", None) is not None:
         notes += quantized.torchslim_fallback.notes()
-        facts["fallback"] = quantized.torchslim_fallback.to_dict()
+        facts["fallback"] = quantized.torchslim_fallback
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
     if ctx.device.type == "cpu" and config.method in ("bf16", "fp16") and not _cpu_has_native_bf16():
