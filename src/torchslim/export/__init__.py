@@ -28,7 +28,14 @@ cosine >= 0.98; fp16 cosine >= 0.999) on the example batch and on a batch of ano
 from __future__ import annotations
 
 from torchslim.core.registry import TECHNIQUES, Technique
-from torchslim.export._api import export, onnx_param_count, quantize_onnx
+from torchslim.export._api import (
+    export,
+    onnx_param_count,
+    quantize_onnx,
+    register_format,
+    unregister_format,
+    writer_for,
+)
 from torchslim.export._config import (
     AOTIConfig,
     ExportConfig,
@@ -46,10 +53,7 @@ from torchslim.export._formats import (
     ArtifactInfo,
     ExportFormat,
     output_path,
-    register_format,
     resolve_format,
-    unregister_format,
-    writer_for,
 )
 from torchslim.export._step import run_step, validate_step
 

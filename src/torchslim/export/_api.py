@@ -10,9 +10,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torchslim.core.registry import WRITERS
 from torchslim.errors import ArtifactError
 from torchslim.export._config import ExportConfig, parse_export_config
-from torchslim.export._formats import FORMATS, ArtifactInfo, output_path
+from torchslim.export._formats import (
+    FORMATS,
+    ArtifactInfo,
+    ExportFormat,
+    output_path,
+    resolve_format,
+)
 
 
 def export(
@@ -69,3 +76,40 @@ def onnx_param_count(path: str | Path) -> int:
     # constants (an attention scale), not weights.
     return sum(math.prod(init.dims) for init in model.graph.initializer
                if init.data_type != onnx.TensorProto.INT64 and len(init.dims) > 0)
+
+
+def register_format(entry: ExportFormat, *, replace: bool = False) -> ExportFormat:
+    """Make ``entry`` an export format: ``export(..., config)``, the recipe step
+    ``export: {format: NAME}`` and ``torchslim export --format NAME`` take it, and the search
+    can write its runtime's artifacts (``WRITERS``) unless another writer already does."""
+    FORMATS.register(entry.name, entry, replace=replace)
+    _register_writer(entry.runtime)
+    return entry
+
+
+def unregister_format(name: str) -> None:
+    if name in FORMATS:
+        runtime = FORMATS.get(name).runtime
+        FORMATS.unregister(name)
+        if not any(FORMATS.get(n).runtime == runtime for n in FORMATS) and getattr(WRITERS.get(runtime), "by_export",
+                                                                                      False):
+            WRITERS.unregister(runtime)
+
+
+def writer_for(runtime: str):
+    """The artifact writer for ``runtime`` (its format's exporter, default options), as the
+    search calls it (``torchslim.artifacts.save_for_runtime``)."""
+    def write(model, folder: Path, example_inputs, *, task, input_names, steps=None):
+        return export(model, folder, example_inputs, resolve_format(None, runtime),
+                      info=ArtifactInfo(task, input_names, steps))
+    write.by_export = True  # type: ignore[attr-defined]  (unregister_format removes only its own)
+    return write
+
+
+def _register_writer(runtime: str) -> None:
+    if runtime not in WRITERS:
+        WRITERS.register(runtime, writer_for(runtime))
+
+
+for _name in FORMATS:  # the built-in formats (``_config.py``)
+    _register_writer(FORMATS.get(_name).runtime)

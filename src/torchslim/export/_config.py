@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
+from torchslim.export._formats import FORMATS, ExportFormat, options_of
 from torchslim.quantize import Calibration, Int8Tuning
 
 
@@ -60,8 +61,6 @@ class ExportConfig(BaseModel):
     def _belongs_here(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        from torchslim.export._formats import FORMATS, options_of
-
         fmt, quantize, precision = data.get("format"), data.get("quantize", "none"), data.get("precision")
         entry = FORMATS.get(fmt) if isinstance(fmt, str) and fmt in FORMATS else None
         takes = (lambda f: sorted({str(v) for c in entry.configs for v in literal_values(c.model_fields[f].annotation)
@@ -192,8 +191,6 @@ class OpenVINOInt8Config(OpenVINOConfig, Calibration, Int8Tuning):
 def parse_export_config(options: Any, where: str = "export step") -> ExportConfig:
     """A config from a recipe's options: a format name (``export: onnx``), a mapping of
     options, or a config; ConfigError naming the bad field otherwise."""
-    from torchslim.export._formats import FORMATS
-
     if isinstance(options, ExportConfig):
         return options
     if options is None:
@@ -220,15 +217,15 @@ def parse_export_config(options: Any, where: str = "export step") -> ExportConfi
         raise ConfigError(f"Invalid {where}: {rules[0]['msg'].removeprefix('Value error, ')}.") from None
 
 
-# The built-in formats (a plug-in calls register_format the same way). Writers are imported on
-# first use: onnx, openvino and tensorrt cost seconds to import.
-from torchslim.export._formats import ExportFormat, register_format  # noqa: E402  (the registry needs the classes above)
-
-register_format(ExportFormat("onnx", "onnxruntime", ".onnx", (OnnxConfig, OnnxDynamicInt8Config, OnnxStaticInt8Config),
-                             "torchslim.export._onnx:write_onnx", "one .onnx file; ONNX Runtime (+ ORT int8)"))
-register_format(ExportFormat("pt2", "aoti", ".pt2", (AOTIConfig,), "torchslim.export._aoti:write_aoti",
-                             "an AOTInductor package"))
-register_format(ExportFormat("tensorrt", "tensorrt", ".engine", (TensorRTConfig, TensorRTInt8Config),
-                             "torchslim.export._tensorrt:write_tensorrt", "a TensorRT engine (CUDA)"))
-register_format(ExportFormat("openvino", "openvino", ".xml", (OpenVINOConfig, OpenVINOInt8Config),
-                             "torchslim.export._openvino:write_openvino", "OpenVINO IR (.xml + .bin) (+ NNCF int8)"))
+# The built-in formats (a plug-in calls torchslim.export.register_format with the same entry).
+# Writers are imported on first use: onnx, openvino and tensorrt cost seconds to import.
+for _entry in (
+    ExportFormat("onnx", "onnxruntime", ".onnx", (OnnxConfig, OnnxDynamicInt8Config, OnnxStaticInt8Config),
+                 "torchslim.export._onnx:write_onnx", "one .onnx file; ONNX Runtime (+ ORT int8)"),
+    ExportFormat("pt2", "aoti", ".pt2", (AOTIConfig,), "torchslim.export._aoti:write_aoti", "an AOTInductor package"),
+    ExportFormat("tensorrt", "tensorrt", ".engine", (TensorRTConfig, TensorRTInt8Config),
+                 "torchslim.export._tensorrt:write_tensorrt", "a TensorRT engine (CUDA)"),
+    ExportFormat("openvino", "openvino", ".xml", (OpenVINOConfig, OpenVINOInt8Config),
+                 "torchslim.export._openvino:write_openvino", "OpenVINO IR (.xml + .bin) (+ NNCF int8)"),
+):
+    FORMATS.register(_entry.name, _entry)

@@ -1,9 +1,11 @@
-"""The formats registry: one entry per export format, filled by ``register_format``.
+"""The formats registry: one entry per export format.
 
 An entry names the runtime that runs the format's files, their suffix, the config classes of
-its variants (``torchslim.export._config``) and its writer. Adding a format is its config
-class(es) and writer in one module plus one ``register_format`` call (a plug-in does the same
-from outside torchslim); ``export``, the recipe step and ``torchslim export`` find it here.
+its variants (``torchslim.export._config``) and its writer. The built-in formats are listed
+at the end of ``_config.py``; a plug-in calls ``torchslim.export.register_format`` (which also
+lets the search write that runtime's artifacts). ``export``, the recipe step and
+``torchslim export`` find every format here. This module imports no other part of
+``torchslim.export``: the configs and the verb import it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,10 @@ import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from torchslim.core.registry import WRITERS, Registry
+from torchslim.core.registry import Registry
 from torchslim.errors import ConfigError
-
-if TYPE_CHECKING:  # the configs import this registry; the entries only name their classes
-    from torchslim.export._config import ExportConfig
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,11 @@ class ExportFormat:
     name: str
     runtime: str  # the runtime ``torchslim.load`` runs its files on
     suffix: str
-    configs: tuple[type[ExportConfig], ...]  # its variants; the first is the default (no quantization)
+    configs: tuple[type, ...]  # its variants (ExportConfig classes); the first is the default (no quantization)
     writer: FormatWriter | str  # a callable, or "module:function" imported on first use (heavy back ends)
     summary: str = ""
 
-    def config_for(self, options: dict[str, Any]) -> type[ExportConfig]:
+    def config_for(self, options: dict[str, Any]) -> type:
         """The variant whose ``quantize`` and ``precision`` take these values; the default one
         otherwise, whose validation then says what the format takes instead."""
         for config in self.configs:
@@ -66,25 +65,7 @@ class ExportFormat:
 FORMATS: Registry[ExportFormat] = Registry("export format", " A plug-in adds one with torchslim.export.register_format.")
 
 
-def register_format(entry: ExportFormat, *, replace: bool = False) -> ExportFormat:
-    """Make ``entry`` an export format: ``export(..., config)``, the recipe step
-    ``export: {format: NAME}`` and ``torchslim export --format NAME`` take it, and the search
-    can write its runtime's artifacts (``WRITERS``) unless another writer already does."""
-    FORMATS.register(entry.name, entry, replace=replace)
-    if entry.runtime not in WRITERS:
-        WRITERS.register(entry.runtime, writer_for(entry.runtime))
-    return entry
-
-
-def unregister_format(name: str) -> None:
-    if name in FORMATS:
-        entry = FORMATS.get(name)
-        FORMATS.unregister(name)
-        if not any(FORMATS.get(n).runtime == entry.runtime for n in FORMATS):
-            WRITERS.unregister(entry.runtime)
-
-
-def options_of(options: type) -> Iterable[type[ExportConfig]]:
+def options_of(options: type) -> Iterable[type]:
     """The registered config classes that take a shared option group (``Int8Tuning``, ``Calibration``)."""
     return [c for name in FORMATS for c in FORMATS.get(name).configs if issubclass(c, options)]
 
@@ -118,13 +99,3 @@ def output_path(out: str | Path, format: str) -> Path:
         return out
     return out / f"model{suffix}"
 
-
-def writer_for(runtime: str):
-    """The artifact writer for ``runtime`` (its format's exporter, default options), as the
-    search calls it (``torchslim.artifacts.save_for_runtime``)."""
-    def write(model, folder: Path, example_inputs, *, task, input_names, steps=None):
-        from torchslim.export._api import export
-
-        return export(model, folder, example_inputs, resolve_format(None, runtime),
-                      info=ArtifactInfo(task, input_names, steps))
-    return write
