@@ -195,7 +195,8 @@ def test_calibration_of_the_wrong_shape(tmp_path):
     with pytest.raises(DataError, match=r"float32\[4, 3, 8, 8\].*float32\[N, 1, 8, 8\]"):
         export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"}, data=bad)
     with pytest.raises(DataError, match="2 input|takes"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"}, data=[(torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8))])
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"},
+               data=[(torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8))])
     with pytest.raises(ConfigError, match="calibration"):
         export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"})
 
@@ -266,5 +267,6 @@ class ActivationOutlier(torch.nn.Module):
 def test_static_int8_that_diverges_is_refused_not_written(trained, tmp_path):
     _model, bundle = trained("digits-cnn")
     with pytest.raises(ExportError, match="does not match PyTorch"):
-        export(ActivationOutlier().eval(), tmp_path / "out", bundle.example_inputs(2), {"format": "onnx", "quantize": "static", "calibration_batches": 2}, data=bundle)
+        export(ActivationOutlier().eval(), tmp_path / "out", bundle.example_inputs(2),
+               {"format": "onnx", "quantize": "static", "calibration_batches": 2}, data=bundle)
     assert not list(tmp_path.rglob("*.onnx"))  # nothing half-written left behind

@@ -151,7 +151,9 @@ def test_a_tiny_bert_maps_every_linear_and_takes_nncf_smoothquant(tmp_path):
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                      intermediate_size=64, max_position_embeddings=64, attn_implementation="eager")
     model, bundle = SentenceEmbedder(transformers.BertModel(config)).eval(), _token_bundle()
-    path = export(model, tmp_path, bundle.example_inputs(2), {"format": "openvino", "quantize": "int8", "smoothquant": 0.5}, data=bundle, info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
+    path = export(model, tmp_path, bundle.example_inputs(2),
+                  {"format": "openvino", "quantize": "int8", "smoothquant": 0.5}, data=bundle,
+                  info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
     quantization = read_manifest(path).extra["quantization"]
     assert quantization["model_type"] == "TRANSFORMER" and quantization["smoothquant"] == 0.5
     assert quantization["smoothing"]["by"] == "nncf" and quantization["smoothing"]["alpha"] == 0.5
@@ -195,7 +197,8 @@ def test_step_and_export_accept_the_options_for_openvino_int8_only(tmp_path):
             validate_step(options)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     with pytest.raises(ConfigError, match="validation split"):  # fallback measures on a DataBundle's val
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"format": "openvino", "quantize": "int8", "fallback": "auto"}, data=[(torch.randn(4, 1, 8, 8),)])
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),),
+               {"format": "openvino", "quantize": "int8", "fallback": "auto"}, data=[(torch.randn(4, 1, 8, 8),)])
     with pytest.raises(ConfigError, match="smoothquant and fallback"):
         export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"format": "openvino", "fallback": "auto"})
     assert not any(tmp_path.iterdir())

@@ -31,7 +31,8 @@ def test_encoder_config_finds_bert_only(tiny_bert):
 
 def test_dynamic_int8_of_an_encoder_is_fused_and_takes_any_length(tiny_bert, tmp_path):
     example = (torch.randint(1, 100, (2, 16)), torch.ones(2, 16, dtype=torch.int64))
-    path = export(tiny_bert, tmp_path, example, {"format": "onnx", "quantize": "dynamic"}, info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
+    path = export(tiny_bert, tmp_path, example, {"format": "onnx", "quantize": "dynamic"},
+                  info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
     extra = read_manifest(path).extra
     assert extra["fused_operators"]["Attention"] == 2 and extra["fused_operators"]["SkipLayerNormalization"] == 4
     assert "dynamo=False" in extra["exporter"] and extra["precision"] == "int8"

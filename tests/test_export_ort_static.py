@@ -162,7 +162,8 @@ def test_options_are_validated(tmp_path):
         == "export(format=onnx, quantize=static, precision=int8, smoothquant=auto, fallback=auto)"
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     with pytest.raises(ConfigError, match="validation split"):  # fallback measures on a DataBundle's val
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static", "fallback": "auto"}, data=[(torch.randn(4, 1, 8, 8),)])
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static", "fallback": "auto"},
+               data=[(torch.randn(4, 1, 8, 8),)])
     with pytest.raises(ConfigError, match="ONNX Runtime static"):
         export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "dynamic", "smoothquant": 0.5})
 
@@ -187,7 +188,8 @@ def test_a_token_model_puts_only_its_linear_inputs_through_int8(tmp_path):
 
     model, names = tiny_bert(), ["input_ids", "attention_mask"]
     calibration = [batch(4, 12, seed=1), batch(4, 9, seed=2)]
-    out = export(model, tmp_path / "m.onnx", batch(2, 12), {"quantize": "static"}, data=calibration, info=ArtifactInfo(input_names=names))
+    out = export(model, tmp_path / "m.onnx", batch(2, 12), {"quantize": "static"}, data=calibration,
+                 info=ArtifactInfo(input_names=names))
     quantization = read_manifest(out).extra["quantization"]
     assert quantization["operators"] == "weights" and quantization["int8_activations"] == "Linear inputs only"
     assert quantization["calibration_method"] == "minmax"

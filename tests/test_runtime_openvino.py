@@ -69,7 +69,8 @@ def test_runtime_uses_torch_threads_and_latency_hint(digits):
 
 def test_int8_is_quantized_and_keeps_accuracy(digits):
     model, bundle, fp32, folder = digits
-    path = export(model, folder / "int8", bundle.example_inputs(2), {"format": "openvino", "quantize": "int8", "calibration_batches": 8}, data=bundle)
+    path = export(model, folder / "int8", bundle.example_inputs(2),
+                  {"format": "openvino", "quantize": "int8", "calibration_batches": 8}, data=bundle)
     manifest = read_manifest(path)
     assert manifest.extra["precision"] == "int8" and manifest.extra["quantization"]["fake_quantize_ops"] > 0
     assert artifact_size(path) < 0.5 * artifact_size(fp32)  # int8 weights, not fp32 ones

@@ -43,7 +43,8 @@ def test_tensorrt_engine_round_trip(precision, tmp_path):
     handle, bundle = resolve("digits-cnn", "digits", device="cuda", log=lambda _m: None)
     model = handle.model.eval()
     example = tuple(t.cuda() for t in bundle.example_inputs(2))
-    path = export(model, tmp_path, example, {"format": "tensorrt", "precision": precision}, data=bundle if precision == "int8" else None)
+    path = export(model, tmp_path, example, {"format": "tensorrt", "precision": precision},
+                  data=bundle if precision == "int8" else None)
     manifest = read_manifest(path)
     assert path.suffix == ".engine" and manifest.runtime == "tensorrt" and manifest.extra["precision"] == precision
     fn = load(path, device="cuda")

@@ -62,24 +62,16 @@ class ExportConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         fmt, quantize, precision = data.get("format"), data.get("quantize", "none"), data.get("precision")
-        entry = FORMATS.get(fmt) if isinstance(fmt, str) and fmt in FORMATS else None
-        takes = (lambda f: sorted({str(v) for c in entry.configs for v in literal_values(c.model_fields[f].annotation)
-                                   or ()})) if entry else (lambda f: [])
-        if not cls.accepts("quantize", quantize):
-            raise ValueError(f"quantize {quantize!r}: export format {fmt!r} takes quantize "
-                             f"{', '.join(takes('quantize'))}. {cls.quantize_hint}".rstrip(". "))
-        if not cls.accepts("precision", precision):
-            raise ValueError(f"precision {precision!r}: export format {fmt!r} takes precision "
-                             f"{', '.join(takes('precision'))}. {cls.precision_hint}".rstrip(". "))
+        for field, value, hint in (("quantize", quantize, cls.quantize_hint), ("precision", precision, cls.precision_hint)):
+            if not cls.accepts(field, value):
+                raise ValueError(f"{field} {value!r}: export format {fmt!r} takes {field} "
+                                 f"{', '.join(_format_takes(fmt, field))}. {hint}".rstrip(". "))
         for options, kind in ((Int8Tuning, "smoothquant and fallback"), (Calibration, "calibration_batches and batch_size")):
             given = [name for name in options.model_fields if name in data]
             if given and not issubclass(cls, options):
-                where = " or ".join(f"{c.label} (format {c.model_fields['format'].annotation.__args__[0]}, quantize "
-                                    f"{literal_values(c.model_fields['quantize'].annotation)[0]})"
-                                    for c in options_of(options))
-                raise ValueError(f"{kind} are options of calibrated int8: {where}; got format {fmt!r}, quantize "
-                                 f"{quantize!r} with {', '.join(given)}. Drop {'it' if len(given) == 1 else 'them'} "
-                                 "or export one of those")
+                raise ValueError(f"{kind} are options of calibrated int8: {_takers(options)}; got format {fmt!r}, "
+                                 f"quantize {quantize!r} with {', '.join(given)}. Drop "
+                                 f"{'it' if len(given) == 1 else 'them'} or export one of those")
         return data
 
     @model_validator(mode="after")
@@ -103,6 +95,23 @@ class ExportConfig(BaseModel):
         parts += [f"{k}={getattr(self, k)}" for k in type(self).model_fields if k not in shared
                   and k in self.model_fields_set]
         return "export(" + ", ".join(parts) + ")"
+
+
+def _format_takes(fmt: Any, field: str) -> list[str]:
+    """Every value of ``field`` some variant of format ``fmt`` takes (for the message)."""
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        return []
+    return sorted({str(v) for c in FORMATS.get(fmt).configs for v in literal_values(c.model_fields[field].annotation)
+                   or ()})
+
+
+def _takers(options: type) -> str:
+    """``ONNX Runtime static (format onnx, quantize static) or ...``: the registered variants
+    that take an option group, as a message names them."""
+    def spelled(c: type) -> str:
+        fmt, quantize = (literal_values(c.model_fields[f].annotation) for f in ("format", "quantize"))
+        return f"{c.label} (format {fmt[0] if fmt else '?'}, quantize {quantize[0] if quantize else '?'})"
+    return " or ".join(spelled(c) for c in options_of(options))
 
 
 class OnnxConfig(ExportConfig):
