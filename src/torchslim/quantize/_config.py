@@ -102,7 +102,7 @@ class Int8Tuning(BaseModel):
         return parts
 
 
-class StaticInt8Config(_Base, Calibration, Int8Tuning):
+class StaticInt8Config(Int8Tuning, Calibration, _Base):  # fields in _Base, Calibration, Int8Tuning order
     """Post-training static int8 (PT2E + ``X86InductorQuantizer``): per-channel int8 weights,
     per-tensor uint8 activations with ranges observed on ``calibration_batches`` train batches.
     Convolutions and linear layers; fast only when compiled with inductor freezing."""
@@ -110,7 +110,7 @@ class StaticInt8Config(_Base, Calibration, Int8Tuning):
     method: Literal["static"] = "static"
 
 
-class QATConfig(_Base, Calibration):
+class QATConfig(Calibration, _Base):
     """Quantization-aware training (PT2E QAT): fake-quantize, fine-tune with ``torchslim.train.fit``,
     then convert to the same int8 graph as ``static`` (``calibration_batches`` observed before training)."""
 
