@@ -67,7 +67,7 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
         print(f"built {name} in {build_s[name]:.0f}s", flush=True)
     fp32_onnx = export(model, folder / "ort-fp32", example, "onnx", info=info)
     variants["ort int8 dynamo unfused"] = load(quantize_onnx(fp32_onnx, folder / "ort-int8-unfused", "dynamic",
-                                                                 example_inputs=example))
+                                                                 inputs=example))
     converted = folder / "from-onnx.xml"
     ov.save_model(ov.convert_model(str(fp32_onnx)), str(converted), compress_to_fp16=False)
     latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}

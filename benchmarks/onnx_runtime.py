@@ -45,8 +45,8 @@ def build_variants(name: str, folder: Path) -> tuple[dict, object]:
     variants["ORT fp32"] = (load(fp32), fp32, time.perf_counter() - start)
     for method in ("dynamic", "static"):
         start = time.perf_counter()
-        path = quantize_onnx(fp32, folder / name / f"{method}.onnx", method, example_inputs=bundle.example_inputs(16),
-                             calibration=bundle if method == "static" else None)
+        path = quantize_onnx(fp32, folder / name / f"{method}.onnx", method, inputs=bundle.example_inputs(16),
+                             data=bundle if method == "static" else None)
         variants[f"ORT {method} int8"] = (load(path), path, time.perf_counter() - start)
     start = time.perf_counter()
     package = export(model, folder / name / "model.pt2", example, {"format": "pt2"})

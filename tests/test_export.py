@@ -97,8 +97,8 @@ def test_onnx_fp32_round_trip(name, trained, fp32_exports):
 def test_onnx_int8_accuracy_within_one_point(name, method, trained, fp32_exports, tmp_path):
     model, bundle = trained(name)
     source = fp32_exports(name)
-    path = quantize_onnx(source, tmp_path / "int8.onnx", method, calibration=bundle if method == "static" else None,
-                         example_inputs=bundle.example_inputs(16))
+    path = quantize_onnx(source, tmp_path / "int8.onnx", method, data=bundle if method == "static" else None,
+                         inputs=bundle.example_inputs(16))
     manifest = read_manifest(path)
     assert manifest.extra["quantize"] == method and manifest.extra["precision"] == "int8"
     assert manifest.extra["quantization"]["int8_weight_tensors"] > 0
@@ -241,7 +241,8 @@ def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path
                     location="model.onnx.data", size_threshold=0)
     write_manifest(split, read_manifest(source), side_files=["model.onnx.data"])  # as torchslim writes a split model
     assert (split.parent / "model.onnx.data").stat().st_size > split.stat().st_size
-    path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", "static", calibration=bundle, calibration_batches=4)
+    path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", {"quantize": "static", "calibration_batches": 4},
+                         data=bundle)
     assert not list(path.parent.glob("*.data"))
     assert read_manifest(path).extra["quantization"]["preprocessing"].startswith("quant_pre_process")
     assert load(path)(*bundle.example_inputs(3)).shape == (3, 10)

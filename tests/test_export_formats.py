@@ -158,6 +158,15 @@ def test_combination_rules_name_the_field_and_the_way_out(options, words):
     assert all(w in info.value.message for w in words), info.value.message
 
 
+def test_quantizing_an_onnx_file_takes_the_same_configs(tmp_path):
+    from torchslim.export import quantize_onnx
+
+    with pytest.raises(ConfigError, match="need the PyTorch model"):  # refused before any file is read
+        quantize_onnx(tmp_path / "none.onnx", tmp_path / "out", {"quantize": "static", "fallback": "auto"})
+    with pytest.raises(ConfigError, match="use quantize dynamic or static"):
+        quantize_onnx(tmp_path / "none.onnx", tmp_path / "out", "none")
+
+
 def test_variants_fill_what_follows_from_the_others():
     assert parse_export_config({"format": "tensorrt", "precision": "int8"}).quantize == "static"
     assert parse_export_config({"format": "tensorrt", "quantize": "static"}).precision == "int8"

@@ -54,11 +54,14 @@ def export(
     return entry.write(model, path, example, config, data=data, info=info, log=log or (lambda _m: None))
 
 
-def quantize_onnx(artifact: str | Path, out: str | Path, method: str, **options: Any) -> Path:
-    """ORT int8 quantization of an fp32 ONNX artifact; see ``torchslim.export._onnx.quantize_onnx``."""
+def quantize_onnx(artifact: str | Path, out: str | Path, config: ExportConfig | dict[str, Any] | str, *,
+                  data: Any = None, inputs: tuple[torch.Tensor, ...] | None = None,
+                  log: Callable[[str], None] | None = None) -> Path:
+    """ORT int8 quantization of an fp32 ONNX artifact (``OnnxDynamicInt8Config`` or
+    ``OnnxStaticInt8Config``, calibrated on ``data``); see ``torchslim.export._onnx.quantize_onnx``."""
     from torchslim.export._onnx import quantize_onnx as run
 
-    return run(artifact, out, method, **options)
+    return run(artifact, out, config, data=data, inputs=inputs, log=log or (lambda _m: None))
 
 
 def onnx_param_count(path: str | Path) -> int:

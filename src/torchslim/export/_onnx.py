@@ -78,38 +78,41 @@ def write_onnx(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor
     return path
 
 
-def quantize_onnx(
-    artifact: str | Path,
-    out: str | Path,
-    method: str,
-    *,
-    calibration: Any = None,
-    calibration_batches: int = 16,
-    example_inputs: tuple[torch.Tensor, ...] | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """ORT int8 quantization (``"dynamic"`` or ``"static"``) of an fp32 ONNX artifact torchslim
-    wrote, into a new artifact at ``out``. Parity is judged against the fp32 ONNX model on
-    ``example_inputs`` (default: the first calibration batch, else the manifest's examples)."""
+def quantize_onnx(artifact: str | Path, out: str | Path, config: Any, *, data: Any = None,
+                  inputs: tuple[torch.Tensor, ...] | None = None, log: Callable[[str], None] = lambda _m: None) -> Path:
+    """ORT int8 quantization of an fp32 ONNX artifact torchslim wrote, into a new artifact at
+    ``out``. ``config``: ``OnnxDynamicInt8Config`` / ``OnnxStaticInt8Config`` (or ``"dynamic"``,
+    ``"static"``, a mapping); static calibrates on ``data``. Parity is judged against the fp32
+    ONNX model on ``inputs`` (default: the first calibration batch, else the manifest's examples)."""
     from torchslim.core.manifest import read_manifest
+    from torchslim.export._config import ExportConfig, parse_export_config
     from torchslim.export._ort_quant import onnx_signature
     from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    if not isinstance(config, ExportConfig):
+        config = {"quantize": config} if isinstance(config, str) else config
+        config = parse_export_config({"format": "onnx", **(config or {})}, "ONNX quantization")
+    method = config.quantize
+    if config.format != "onnx" or method not in ("dynamic", "static"):
+        raise ConfigError(f"ONNX quantization {config.describe()}: use quantize dynamic or static (format onnx).")
+    if isinstance(config, Int8Tuning) and config.tuned:
+        raise ConfigError("smoothquant and fallback need the PyTorch model (SmoothQuant rescales its weights, "
+                          "fallback ranks its layers): export it with export(..., OnnxStaticInt8Config(...)) instead.")
 
     source = Path(artifact)
     manifest = read_manifest(source)
     if manifest.format != "onnx" or manifest.extra.get("quantize", "none") != "none":
         raise ConfigError(f"{str(source)!r} is not an fp32 ONNX artifact (format {manifest.format!r}, quantize "
                           f"{manifest.extra.get('quantize', 'none')!r}); quantize the fp32 export.")
-    if method not in ("dynamic", "static"):
-        raise ConfigError(f"ONNX quantization method {method!r}: use dynamic or static.")
     path = output_path(out, "onnx")
     if path.resolve() == source.resolve():
         raise ConfigError(f"Write the quantized model to another path than its source {str(source)!r}.")
     calibration_data = None
     if method == "static":
         signature = onnx_signature(onnx.load(str(source), load_external_data=False))
-        calibration_data = common.calibration_batches(calibration, signature, calibration_batches)
-    example = example_inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
+        calibration_data = common.calibration_batches(data, signature, config.calibration_batches,
+                                                      batch_size=config.batch_size)
+    example = inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
     batches = common.parity_inputs(common.batch_of_two(tuple(t.cpu() for t in example)))
     # Through onnx.load: ORT cannot load some externally stored constants (Reshape shapes) itself.
     fp32 = OnnxModel(make_session(onnx.load(str(source), load_external_data=True).SerializeToString()))
