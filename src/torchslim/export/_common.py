@@ -1,5 +1,5 @@
-"""Shared pieces of every exporter: output paths, calibration batches,
-output parity, and turning an exporter's exception into one readable paragraph."""
+"""Shared pieces of every exporter: calibration batches, output parity, and turning an
+exporter's exception into one readable paragraph (output paths: ``_formats.output_path``)."""
 
 from __future__ import annotations
 

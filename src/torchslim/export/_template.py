@@ -49,17 +49,16 @@ class Prepared:
 
 
 def prepare(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, data: Any,
-            info: ArtifactInfo, *, calibrate: bool | None = None) -> Prepared:
-    """Step 1 (see the module docstring). ``calibrate`` defaults to whether ``config`` is a
-    calibrated variant (inherits ``Calibration``)."""
+            info: ArtifactInfo) -> Prepared:
+    """Step 1 (see the module docstring); a calibrated variant (one that inherits
+    ``Calibration``) gets its batches from ``data``, checked against the example's shapes."""
     module, example = on_cpu(module, example_inputs)
     names = [spec.name for spec in input_specs(example, info.input_names)]
     tuning = config.tuning() if isinstance(config, Int8Tuning) else Int8Tuning()
     prepared = Prepared(module, example, names, tuning, padding=padding_extra(module, example, names))
-    if calibrate if calibrate is not None else isinstance(config, Calibration):
-        size = config.batch_size if isinstance(config, Calibration) else 32
-        count = config.calibration_batches if isinstance(config, Calibration) else 16
-        prepared.batches = common.calibration_batches(data, common.signature_of(example), count, batch_size=size)
+    if isinstance(config, Calibration):  # validate the data before seconds of conversion are spent
+        prepared.batches = common.calibration_batches(data, common.signature_of(example), config.calibration_batches,
+                                                      batch_size=config.batch_size)
         check_fallback_data(tuning, data)
     return prepared
 
