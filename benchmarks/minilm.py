@@ -120,21 +120,21 @@ def torchslim_candidates(model, bundle, example, folder: Path) -> dict:
     import torchslim
     from torchslim.artifacts import save_exported
     from torchslim.errors import TorchslimError
+    from torchslim.export import ArtifactInfo
 
     def compiled(config, file, **kw):
         quantized = torchslim.quantize(copy.deepcopy(model), config, example_inputs=example, **kw)
         return save_exported(quantized, folder / file, example, runtime="compile", task="embedding",
                              input_names=NAMES)
 
-    def exported(sub, **kw):
-        return torchslim.export(copy.deepcopy(model), folder / sub, example, input_names=NAMES,
-                                task="embedding", **kw)
+    def exported(sub, config, data=None):
+        return torchslim.export(copy.deepcopy(model), folder / sub, example, config, data=data,
+                                info=ArtifactInfo("embedding", NAMES))
 
     builders = {
-        "torchslim onnx int8 dynamic": lambda: exported("onnx-int8", format="onnx", quantize="dynamic"),
-        "torchslim openvino fp32": lambda: exported("ov-fp32", format="openvino"),
-        "torchslim openvino int8": lambda: exported("ov-int8", format="openvino", quantize="int8",
-                                                    calibration=bundle),
+        "torchslim onnx int8 dynamic": lambda: exported("onnx-int8", {"format": "onnx", "quantize": "dynamic"}),
+        "torchslim openvino fp32": lambda: exported("ov-fp32", "openvino"),
+        "torchslim openvino int8": lambda: exported("ov-int8", {"format": "openvino", "quantize": "int8"}, bundle),
         "torchslim int8 dynamic compile": lambda: compiled("dynamic", "int8-dynamic.pt2"),
         "torchslim int8 static compile": lambda: compiled(
             torchslim.StaticInt8Config(calibration_batches=16), "int8-static.pt2", data=bundle),

@@ -49,22 +49,23 @@ def build(model, bundle, names, folder: Path, threads: int) -> dict:
     import openvino as ov
 
     from torchslim.artifacts import load
-    from torchslim.export import export, quantize_onnx
+    from torchslim.export import ArtifactInfo, export, quantize_onnx
 
     example = bundle.example_inputs(2)
-    common = {"task": bundle.task, "input_names": names}
+    info = ArtifactInfo(bundle.task, names)
     variants, build_s = {}, {}
     for name, options in [("ort int8 (torchslim)", {"format": "onnx", "quantize": "dynamic"}),
                           ("ov fp32 (torchslim)", {"format": "openvino"}),
-                          ("ov int8 (torchslim)", {"format": "openvino", "quantize": "int8", "calibration": bundle})]:
+                          ("ov int8 (torchslim)", {"format": "openvino", "quantize": "int8"})]:
         started = time.perf_counter()
-        path = export(model, folder / name.split(" (")[0].replace(" ", "-"), example, **options, **common)
+        path = export(model, folder / name.split(" (")[0].replace(" ", "-"), example, options,
+                      data=bundle if options.get("quantize") == "int8" else None, info=info)
         build_s[name] = time.perf_counter() - started
         variants[name] = load(path)
         print(f"built {name} in {build_s[name]:.0f}s", flush=True)
-    fp32_onnx = export(model, folder / "ort-fp32", example, format="onnx", **common)
+    fp32_onnx = export(model, folder / "ort-fp32", example, "onnx", info=info)
     variants["ort int8 dynamo unfused"] = load(quantize_onnx(fp32_onnx, folder / "ort-int8-unfused", "dynamic",
-                                                                 example_inputs=example))
+                                                                 inputs=example))
     converted = folder / "from-onnx.xml"
     ov.save_model(ov.convert_model(str(fp32_onnx)), str(converted), compress_to_fp16=False)
     latency = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}

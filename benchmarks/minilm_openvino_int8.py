@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2: OpenVINO int8 (NNCF) with torchslim's smoothquant and fallback options.
 
-Every variant is ``torchslim.export(format="openvino", quantize="int8", ...)`` on the same model
+Every variant is ``torchslim.export(..., {"format": "openvino", "quantize": "int8", ...})`` on the same model
 and data (16 train batches, each sentence calibrated alone at its own length), loaded back with
 ``torchslim.load``. Fidelity = mean cosine to fp32 eager on the held-out test sentences, each
 alone at its own length, and on the validation split (what the fallback steers by).
@@ -45,12 +45,13 @@ def measure(name: str, options: dict, model, bundle, example, references, single
     from torchslim.artifacts import read_manifest
     from torchslim.data import fidelity
     from torchslim.errors import TorchslimError
+    from torchslim.export import ArtifactInfo
 
     started = time.perf_counter()
     try:
-        path = torchslim.export(model, folder / name.replace(" ", "-").replace(",", ""), example, format="openvino",
-                                quantize="int8", calibration=bundle, input_names=NAMES, task="embedding", log=print,
-                                **options)
+        path = torchslim.export(model, folder / name.replace(" ", "-").replace(",", ""), example,
+                                {"format": "openvino", "quantize": "int8", **options}, data=bundle,
+                                info=ArtifactInfo("embedding", NAMES), log=print)
     except TorchslimError as e:  # refused by the parity check: say so, measure the rest
         return {"options": options, "build_s": round(time.perf_counter() - started, 1), "error": e.message}
     build_s = time.perf_counter() - started

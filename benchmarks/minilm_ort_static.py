@@ -60,7 +60,9 @@ def quantized_variants(model, bundle, example, folder: Path) -> dict:
     """name -> static int8 file, built with torchslim's pieces on one fp32 export per model."""
     from torchslim.export import _common as common
     from torchslim.export._onnx import write_fp32
-    from torchslim.export._ort_static import StaticOptions, quantize_static_onnx, smoothed_copy
+    from torchslim.export._ort_static import quantize_static_onnx
+    from torchslim.export._template import smoothed
+    from torchslim.quantize import Int8Tuning
 
     batches = common.calibration_batches(bundle, common.signature_of(example), 16)
     samples = common.calibration_samples(batches, NAMES)
@@ -70,14 +72,14 @@ def quantized_variants(model, bundle, example, folder: Path) -> dict:
              "per sentence, all MatMul": (fp32, samples, "matmul"),
              "per sentence, Linear only": (fp32, samples, "weights")}
     for alpha in (0.5, "auto"):
-        smoothed, _ = smoothed_copy(model, example, samples, alpha, lambda _m: None)
-        write_fp32(smoothed, folder / f"sq-{alpha}.onnx", example, NAMES)
+        copied, _ = smoothed(model, example, samples, alpha, lambda _m: None, before="the ONNX export")
+        write_fp32(copied, folder / f"sq-{alpha}.onnx", example, NAMES)
         plans[f"per sentence, Linear only, SmoothQuant {alpha}"] = (folder / f"sq-{alpha}.onnx", samples, "weights")
     built = {}
     for i, (name, (source, feeds, operators)) in enumerate(plans.items()):
         started = time.perf_counter()
         built[name] = folder / f"static-{i}.onnx"
-        quantize_static_onnx(source, built[name], samples=feeds, options=StaticOptions(operators=operators))
+        quantize_static_onnx(source, built[name], samples=feeds, tuning=Int8Tuning(), operators=operators)
         print(f"built {name} in {time.perf_counter() - started:.0f}s", flush=True)
     return built
 
@@ -87,17 +89,19 @@ def torchslim_exports(model, bundle, example, folder: Path, smoothquant) -> dict
     import torchslim
     from torchslim.artifacts import read_manifest
     from torchslim.errors import TorchslimError
+    from torchslim.export import ArtifactInfo
 
     out = {}
     plans = {"ORT dynamic int8 (torchslim, fused)": ("dynamic", {"quantize": "dynamic"}),
-             "ORT static int8 + fallback auto": ("fallback", {"quantize": "static", "calibration": bundle,
-                                                              "fallback": "auto", "smoothquant": smoothquant})}
+             "ORT static int8 + fallback auto": ("fallback", {"quantize": "static", "fallback": "auto",
+                                                              "smoothquant": smoothquant})}
     record: dict = {}
     for name, (sub, options) in plans.items():
         started = time.perf_counter()
         try:
-            out[name] = torchslim.export(copy.deepcopy(model), folder / sub, example, format="onnx",
-                                         input_names=NAMES, task="embedding", log=print, **options)
+            out[name] = torchslim.export(copy.deepcopy(model), folder / sub, example, {"format": "onnx", **options},
+                                         data=bundle if options["quantize"] == "static" else None,
+                                         info=ArtifactInfo("embedding", NAMES), log=print)
         except TorchslimError as e:  # refused by the parity check: say so, keep measuring the rest
             print(f"{name}: refused: {e.message[:300]}", flush=True)
             record["error"] = e.message

@@ -38,15 +38,15 @@ def build_variants(name: str, folder: Path) -> tuple[dict, object]:
     eager_file = save_exported(model, folder / name / "eager.pt2", example)
     variants["eager fp32"] = (model, eager_file, time.perf_counter() - start)
     start = time.perf_counter()
-    fp32 = export(model, folder / name / "fp32.onnx", example, format="onnx")
+    fp32 = export(model, folder / name / "fp32.onnx", example, {"format": "onnx"})
     variants["ORT fp32"] = (load(fp32), fp32, time.perf_counter() - start)
     for method in ("dynamic", "static"):
         start = time.perf_counter()
-        path = quantize_onnx(fp32, folder / name / f"{method}.onnx", method, example_inputs=bundle.example_inputs(16),
-                             calibration=bundle if method == "static" else None)
+        path = quantize_onnx(fp32, folder / name / f"{method}.onnx", method, inputs=bundle.example_inputs(16),
+                             data=bundle if method == "static" else None)
         variants[f"ORT {method} int8"] = (load(path), path, time.perf_counter() - start)
     start = time.perf_counter()
-    package = export(model, folder / name / "model.pt2", example, format="pt2")
+    package = export(model, folder / name / "model.pt2", example, {"format": "pt2"})
     variants["AOTI fp32"] = (load(package), package, time.perf_counter() - start)
     return variants, bundle
 

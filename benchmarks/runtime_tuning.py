@@ -36,12 +36,14 @@ def build(folder: Path) -> dict:
 
     model, bundle = load_minilm()
     example = tuple(t[:2] for t in bundle.example_inputs(2, split="train"))
-    minilm = torchslim.export(model, folder / "minilm-int8", example, input_names=NAMES, task="embedding",
-                              format="onnx", quantize="dynamic")
+    from torchslim.export import ArtifactInfo
+
+    minilm = torchslim.export(model, folder / "minilm-int8", example, {"format": "onnx", "quantize": "dynamic"},
+                              info=ArtifactInfo(task="embedding", input_names=NAMES))
     handle, digits = load_zoo("digits-cnn", quiet=True)
     cnn_example = tuple(t[:2] for t in digits.example_inputs(2, split="train"))
-    cnn_onnx = torchslim.export(handle.model.eval(), folder / "cnn-onnx", cnn_example, format="onnx")
-    cnn_ov = torchslim.export(handle.model.eval(), folder / "cnn-ov", cnn_example, format="openvino")
+    cnn_onnx = torchslim.export(handle.model.eval(), folder / "cnn-onnx", cnn_example, {"format": "onnx"})
+    cnn_ov = torchslim.export(handle.model.eval(), folder / "cnn-ov", cnn_example, {"format": "openvino"})
     test = bundle.test
     tokens = {"b1x128": full_length(test, 1, 128), "b32x128": full_length(test, 32, 128)}
     images = {"b1": load_data("digits").example_inputs(1), "b32": load_data("digits").example_inputs(32)}

@@ -18,7 +18,15 @@ from torchslim import zoo
 from torchslim.artifacts import load, read_manifest
 from torchslim.bench import accuracy
 from torchslim.errors import ArtifactError, ConfigError, DataError, ExportError
-from torchslim.export import export, onnx_param_count, quantize_onnx, run_step, validate_step
+from torchslim.export import (
+    ArtifactInfo,
+    export,
+    onnx_param_count,
+    quantize_onnx,
+    resolve_format,
+    run_step,
+    validate_step,
+)
 
 ACCURACY_POINTS = 0.01
 
@@ -48,7 +56,7 @@ def fp32_exports(trained, tmp_path_factory):
     def get(name: str) -> Path:
         if name not in cache:
             model, bundle = trained(name)
-            cache[name] = export(model, folder / name, bundle.example_inputs(2), runtime="onnxruntime")
+            cache[name] = export(model, folder / name, bundle.example_inputs(2), "onnx")
         return cache[name]
 
     return get
@@ -89,8 +97,8 @@ def test_onnx_fp32_round_trip(name, trained, fp32_exports):
 def test_onnx_int8_accuracy_within_one_point(name, method, trained, fp32_exports, tmp_path):
     model, bundle = trained(name)
     source = fp32_exports(name)
-    path = quantize_onnx(source, tmp_path / "int8.onnx", method, calibration=bundle if method == "static" else None,
-                         example_inputs=bundle.example_inputs(16))
+    path = quantize_onnx(source, tmp_path / "int8.onnx", method, data=bundle if method == "static" else None,
+                         inputs=bundle.example_inputs(16))
     manifest = read_manifest(path)
     assert manifest.extra["quantize"] == method and manifest.extra["precision"] == "int8"
     assert manifest.extra["quantization"]["int8_weight_tensors"] > 0
@@ -135,7 +143,7 @@ def test_token_inputs_get_dynamic_batch_and_sequence(tmp_path):
 
     model = Bag().eval()
     ids, mask = torch.randint(0, 50, (2, 12)), torch.ones(2, 12, dtype=torch.int64)
-    path = export(model, tmp_path, (ids, mask), input_names=["input_ids", "attention_mask"])
+    path = export(model, tmp_path, (ids, mask), info=ArtifactInfo(input_names=["input_ids", "attention_mask"]))
     manifest = read_manifest(path)
     assert [s.name for s in manifest.inputs] == ["input_ids", "attention_mask"]
     assert manifest.extra["dynamic_axes"] == {"input_ids": [0, 1], "attention_mask": [0, 1]}
@@ -185,12 +193,12 @@ def test_calibration_of_the_wrong_shape(tmp_path):
     model = zoo.create_model("digits-mlp").eval()
     bad = [(torch.randn(4, 3, 8, 8),)]
     with pytest.raises(DataError, match=r"float32\[4, 3, 8, 8\].*float32\[N, 1, 8, 8\]"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), quantize="static", calibration=bad)
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"}, data=bad)
     with pytest.raises(DataError, match="2 input|takes"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), quantize="static",
-               calibration=[(torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8))])
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"},
+               data=[(torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8))])
     with pytest.raises(ConfigError, match="calibration"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), quantize="static")
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static"})
 
 
 @pytest.mark.parametrize("options, field", [
@@ -215,9 +223,9 @@ def test_step_accepts_a_bare_format_and_fills_precision():
 
 def test_export_rejects_unexportable_runtime_names(tmp_path):
     with pytest.raises(ConfigError, match="save_exported"):
-        export(torch.nn.Linear(2, 2), tmp_path, (torch.randn(2, 2),), runtime="eager")
+        resolve_format(None, "eager")
     with pytest.raises(ConfigError, match="suffix"):
-        export(torch.nn.Linear(2, 2), tmp_path / "model.pt2", (torch.randn(2, 2),), format="onnx")
+        export(torch.nn.Linear(2, 2), tmp_path / "model.pt2", (torch.randn(2, 2),), {"format": "onnx"})
 
 
 def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path):
@@ -233,7 +241,8 @@ def test_quantizing_an_export_with_external_data(trained, fp32_exports, tmp_path
                     location="model.onnx.data", size_threshold=0)
     write_manifest(split, read_manifest(source), side_files=["model.onnx.data"])  # as torchslim writes a split model
     assert (split.parent / "model.onnx.data").stat().st_size > split.stat().st_size
-    path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", "static", calibration=bundle, calibration_batches=4)
+    path = quantize_onnx(split, tmp_path / "int8" / "model.onnx", {"quantize": "static", "calibration_batches": 4},
+                         data=bundle)
     assert not list(path.parent.glob("*.data"))
     assert read_manifest(path).extra["quantization"]["preprocessing"].startswith("quant_pre_process")
     assert load(path)(*bundle.example_inputs(3)).shape == (3, 10)
@@ -259,6 +268,6 @@ class ActivationOutlier(torch.nn.Module):
 def test_static_int8_that_diverges_is_refused_not_written(trained, tmp_path):
     _model, bundle = trained("digits-cnn")
     with pytest.raises(ExportError, match="does not match PyTorch"):
-        export(ActivationOutlier().eval(), tmp_path / "out", bundle.example_inputs(2), format="onnx",
-               quantize="static", calibration=bundle, calibration_batches=2)
+        export(ActivationOutlier().eval(), tmp_path / "out", bundle.example_inputs(2),
+               {"format": "onnx", "quantize": "static", "calibration_batches": 2}, data=bundle)
     assert not list(tmp_path.rglob("*.onnx"))  # nothing half-written left behind

@@ -20,8 +20,8 @@ from tests._quant_fixtures import check_real_fallback, trained  # noqa: E402
 from torchslim.artifacts import read_manifest  # noqa: E402
 from torchslim.cli import run  # noqa: E402
 from torchslim.errors import ConfigError  # noqa: E402
+from torchslim.export import ArtifactInfo, export, run_step, validate_step  # noqa: E402
 from torchslim.export import _openvino_quant as ov_quant  # noqa: E402
-from torchslim.export import export, run_step, validate_step  # noqa: E402
 
 
 def _context(bundle, model, tmp_path, budget=None):
@@ -109,7 +109,7 @@ def test_fallback_leaves_the_costly_layers_out_of_nncf(name, costs, kept, budget
     config = validate_step({"format": "openvino", "quantize": "int8", "calibration_batches": 1, "fallback": "auto",
                             "fallback_max_layers": max_layers, "smoothquant": smoothquant})
     out = run_step(model, config, _context(bundle, model, tmp_path, budget=budget))
-    record = out.facts["fallback"]
+    record = out.facts["fallback"].to_dict()  # the typed FallbackResult, as report.json holds it
     assert record["target_drop"] == min(budget, 0.5)
     assert record["quantized"] == pytest.approx(1 - sum(costs.values()) / 100)
     assert record["kept_in_float"] == kept
@@ -151,8 +151,9 @@ def test_a_tiny_bert_maps_every_linear_and_takes_nncf_smoothquant(tmp_path):
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                      intermediate_size=64, max_position_embeddings=64, attn_implementation="eager")
     model, bundle = SentenceEmbedder(transformers.BertModel(config)).eval(), _token_bundle()
-    path = export(model, tmp_path, bundle.example_inputs(2), format="openvino", quantize="int8", calibration=bundle,
-                  input_names=["input_ids", "attention_mask"], smoothquant=0.5, task="embedding")
+    path = export(model, tmp_path, bundle.example_inputs(2),
+                  {"format": "openvino", "quantize": "int8", "smoothquant": 0.5}, data=bundle,
+                  info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
     quantization = read_manifest(path).extra["quantization"]
     assert quantization["model_type"] == "TRANSFORMER" and quantization["smoothquant"] == 0.5
     assert quantization["smoothing"]["by"] == "nncf" and quantization["smoothing"]["alpha"] == 0.5
@@ -196,10 +197,10 @@ def test_step_and_export_accept_the_options_for_openvino_int8_only(tmp_path):
             validate_step(options)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     with pytest.raises(ConfigError, match="validation split"):  # fallback measures on a DataBundle's val
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), format="openvino", quantize="int8",
-               calibration=[(torch.randn(4, 1, 8, 8),)], fallback="auto")
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),),
+               {"format": "openvino", "quantize": "int8", "fallback": "auto"}, data=[(torch.randn(4, 1, 8, 8),)])
     with pytest.raises(ConfigError, match="smoothquant and fallback"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), format="openvino", fallback="auto")
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"format": "openvino", "fallback": "auto"})
     assert not any(tmp_path.iterdir())
 
 

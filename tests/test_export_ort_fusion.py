@@ -10,7 +10,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from torchslim.artifacts import load, read_manifest  # noqa: E402
-from torchslim.export import export  # noqa: E402
+from torchslim.export import ArtifactInfo, export  # noqa: E402
 from torchslim.export._ort_fusion import encoder_config  # noqa: E402
 from torchslim.hf._wrap import SentenceEmbedder  # noqa: E402
 
@@ -31,8 +31,8 @@ def test_encoder_config_finds_bert_only(tiny_bert):
 
 def test_dynamic_int8_of_an_encoder_is_fused_and_takes_any_length(tiny_bert, tmp_path):
     example = (torch.randint(1, 100, (2, 16)), torch.ones(2, 16, dtype=torch.int64))
-    path = export(tiny_bert, tmp_path, example, format="onnx", quantize="dynamic", task="embedding",
-                  input_names=["input_ids", "attention_mask"])
+    path = export(tiny_bert, tmp_path, example, {"format": "onnx", "quantize": "dynamic"},
+                  info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
     extra = read_manifest(path).extra
     assert extra["fused_operators"]["Attention"] == 2 and extra["fused_operators"]["SkipLayerNormalization"] == 4
     assert "dynamo=False" in extra["exporter"] and extra["precision"] == "int8"
@@ -50,6 +50,6 @@ def test_dynamic_int8_of_an_encoder_is_fused_and_takes_any_length(tiny_bert, tmp
 
 def test_static_int8_and_fp32_keep_the_dynamo_export(tiny_bert, tmp_path):
     example = (torch.randint(1, 100, (2, 16)), torch.ones(2, 16, dtype=torch.int64))
-    path = export(tiny_bert, tmp_path, example, format="onnx", task="embedding")
+    path = export(tiny_bert, tmp_path, example, {"format": "onnx"}, info=ArtifactInfo(task="embedding"))
     extra = read_manifest(path).extra
     assert "fused_operators" not in extra and "dynamo=True" in extra["exporter"]

@@ -12,8 +12,8 @@ import torch.nn as nn
 from tests._quant_fixtures import check_real_fallback, trained
 from torchslim.artifacts import read_manifest
 from torchslim.errors import ConfigError
+from torchslim.export import ArtifactInfo, export, run_step, validate_step
 from torchslim.export import _ort_static as ort_static
-from torchslim.export import export, run_step, validate_step
 from torchslim.export._common import calibration_samples
 
 _WEIGHT_OPS = {"MatMul", "Gemm", "Conv"}
@@ -84,7 +84,7 @@ def test_fallback_keeps_the_costly_layers_in_float_in_the_ort_graph(name, costs,
     config = validate_step({"format": "onnx", "quantize": "static", "calibration_batches": 2, "fallback": "auto",
                             "fallback_max_layers": 3})
     out = run_step(model, config, _context(bundle, model, tmp_path, budget=budget))
-    record = out.facts["fallback"]
+    record = out.facts["fallback"].to_dict()  # the typed FallbackResult, as report.json holds it
     assert record["target_drop"] == min(budget, 0.5)
     assert record["kept_in_float"] == [k for k in kept if k in costs]
     assert record["within_target"] and record["quantized"] == pytest.approx(1 - sum(costs.values()) / 100)
@@ -120,7 +120,7 @@ def test_a_token_model_is_calibrated_per_sentence_and_falls_back_on_fidelity(mon
     ctx = _context(bundle, model, tmp_path, budget=0.2)
     ctx.input_names = ["input_ids", "attention_mask"]
     out = run_step(model, config, ctx)
-    record = out.facts["fallback"]
+    record = out.facts["fallback"].to_dict()  # the typed FallbackResult, as report.json holds it
     assert record["metric"] == "fidelity" and record["target_drop"] == 0.2  # 0.3 points > 0.2: it tried
     assert record["kept_in_float"] == ["encoder.encoder.layer.0.intermediate.dense"]
     quantization = read_manifest(out.artifact).extra["quantization"]
@@ -162,10 +162,10 @@ def test_options_are_validated(tmp_path):
         == "export(format=onnx, quantize=static, precision=int8, smoothquant=auto, fallback=auto)"
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     with pytest.raises(ConfigError, match="validation split"):  # fallback measures on a DataBundle's val
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), quantize="static", calibration=[(torch.randn(4, 1, 8, 8),)],
-               fallback="auto")
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "static", "fallback": "auto"},
+               data=[(torch.randn(4, 1, 8, 8),)])
     with pytest.raises(ConfigError, match="ONNX Runtime static"):
-        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), quantize="dynamic", smoothquant=0.5)
+        export(model, tmp_path, (torch.randn(2, 1, 8, 8),), {"quantize": "dynamic", "smoothquant": 0.5})
 
 
 @pytest.mark.slow
@@ -188,8 +188,8 @@ def test_a_token_model_puts_only_its_linear_inputs_through_int8(tmp_path):
 
     model, names = tiny_bert(), ["input_ids", "attention_mask"]
     calibration = [batch(4, 12, seed=1), batch(4, 9, seed=2)]
-    out = export(model, tmp_path / "m.onnx", batch(2, 12), input_names=names, quantize="static",
-                 calibration=calibration)
+    out = export(model, tmp_path / "m.onnx", batch(2, 12), {"quantize": "static"}, data=calibration,
+                 info=ArtifactInfo(input_names=names))
     quantization = read_manifest(out).extra["quantization"]
     assert quantization["operators"] == "weights" and quantization["int8_activations"] == "Linear inputs only"
     assert quantization["calibration_method"] == "minmax"

@@ -49,7 +49,7 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_memory_probe(tmp_
     import torchslim
 
     nn_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
-    artifact = torchslim.export(nn_model, tmp_path / "art", (torch.randn(2, 1, 8, 8),), format="onnx")
+    artifact = torchslim.export(nn_model, tmp_path / "art", (torch.randn(2, 1, 8, 8),), {"format": "onnx"})
     runs = tmp_path / "runs.txt"
     script = tmp_path / "no_guard.py"
     script.write_text("\n".join([

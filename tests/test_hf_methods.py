@@ -29,10 +29,12 @@ def test_minilm_onnxruntime_dynamic_int8_through_export(minilm, tmp_path):
     import onnx
 
     import torchslim
+    from torchslim.export import ArtifactInfo
 
     handle, bundle = minilm
-    path = torchslim.export(handle.model, tmp_path / "ort-int8", bundle.example_inputs(2), format="onnx",
-                            quantize="dynamic", input_names=NAMES, task="embedding")
+    path = torchslim.export(handle.model, tmp_path / "ort-int8", bundle.example_inputs(2),
+                            {"format": "onnx", "quantize": "dynamic"},
+                            info=ArtifactInfo(task="embedding", input_names=NAMES))
     model = onnx.load(str(path), load_external_data=False)
     assert any(n.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul") for n in model.graph.node)
     assert path.stat().st_size < 30e6  # 90 MB of fp32 weights -> int8
@@ -60,10 +62,11 @@ def test_minilm_onnxruntime_static_int8_through_export(minilm, tmp_path):
     padded (benchmarks/minilm_ort_static.py); ORT's own QDQ placement gave 0.93 and was refused."""
     import torchslim
     from torchslim.artifacts import read_manifest
+    from torchslim.export import ArtifactInfo
 
     handle, bundle = minilm
-    path = torchslim.export(handle.model, tmp_path / "ort-static", bundle.example_inputs(2), format="onnx",
-                            quantize="static", calibration=bundle, calibration_batches=4, input_names=NAMES,
-                            task="embedding")
+    path = torchslim.export(handle.model, tmp_path / "ort-static", bundle.example_inputs(2),
+                            {"format": "onnx", "quantize": "static", "calibration_batches": 4}, data=bundle,
+                            info=ArtifactInfo(task="embedding", input_names=NAMES))
     assert read_manifest(path).extra["quantization"]["int8_activations"] == "Linear inputs only"
     assert _fidelity(torchslim.load(path), handle.model, bundle) >= 0.98

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torchslim
 from tests.test_hf import _tiny_embedder
 from torchslim.core.padding import SkipPadding, inert_padding, plan_groups, right_padded_lengths
+from torchslim.export import ArtifactInfo
 
 
 def _cost(groups, lengths, call_cost):
@@ -136,8 +137,8 @@ def test_inert_padding_is_measured_not_assumed():
 def test_an_onnx_artifact_of_a_mask_pooled_encoder_skips_padding(tmp_path):
     embedder = _tiny_embedder()
     example = _batch([5, 9], width=16)
-    path = torchslim.export(embedder, tmp_path / "onnx", example, input_names=["input_ids", "attention_mask"],
-                            task="embedding", format="onnx")
+    path = torchslim.export(embedder, tmp_path / "onnx", example, {"format": "onnx"},
+                            info=ArtifactInfo(task="embedding", input_names=["input_ids", "attention_mask"]))
     model = torchslim.load(path)
     assert isinstance(model, SkipPadding)
     assert model.manifest.extra["padding"]["mask_input"] == "attention_mask"

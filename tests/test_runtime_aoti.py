@@ -19,7 +19,7 @@ def test_aoti_package_round_trip(tmp_path):
 
     handle, bundle = resolve("digits-mlp", "digits", log=lambda _m: None)
     model = handle.model.eval()
-    path = export(model, tmp_path, bundle.example_inputs(2), format="pt2")
+    path = export(model, tmp_path, bundle.example_inputs(2), {"format": "pt2"})
     manifest = read_manifest(path)
     assert path.suffix == ".pt2" and manifest.format == "aoti" and manifest.runtime == "aoti"
     assert manifest.extra["device"] == "cpu" and manifest.extra["parity"]["ok"]
@@ -37,7 +37,7 @@ def test_aoti_package_round_trip(tmp_path):
 
 def test_pt2_rejects_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="quantize step"):
-        export(torch.nn.Linear(4, 2), tmp_path, (torch.randn(2, 4),), format="pt2", quantize="static")
+        export(torch.nn.Linear(4, 2), tmp_path, (torch.randn(2, 4),), {"format": "pt2", "quantize": "static"})
 
 
 def test_unexportable_model_fails_before_compiling(tmp_path):
@@ -46,4 +46,4 @@ def test_unexportable_model_fails_before_compiling(tmp_path):
             return x * 2 if x.max() > 0 else x
 
     with pytest.raises(ExportError, match="torch.export could not capture Branchy"):
-        export(Branchy(), tmp_path, (torch.randn(2, 4),), format="pt2")
+        export(Branchy(), tmp_path, (torch.randn(2, 4),), {"format": "pt2"})

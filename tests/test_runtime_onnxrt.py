@@ -10,7 +10,7 @@ import torch
 
 from torchslim.artifacts import load, manifest_path, read_manifest
 from torchslim.errors import ArtifactError
-from torchslim.export import export
+from torchslim.export import ArtifactInfo, export
 from torchslim.runtime import get_runtime
 
 
@@ -30,7 +30,8 @@ class TwoHeads(torch.nn.Module):
 def two_heads(tmp_path_factory):
     model = TwoHeads().eval()
     example = (torch.randn(2, 4), torch.randint(0, 10, (2, 5)))
-    return model, export(model, tmp_path_factory.mktemp("two"), example, input_names=["features", "tokens"])
+    return model, export(model, tmp_path_factory.mktemp("two"), example,
+                         info=ArtifactInfo(input_names=["features", "tokens"]))
 
 
 def test_load_returns_torch_outputs_in_the_models_order(two_heads):

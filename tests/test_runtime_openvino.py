@@ -26,7 +26,7 @@ from torchslim.artifacts import artifact_size, load, read_manifest  # noqa: E402
 from torchslim.bench import accuracy  # noqa: E402
 from torchslim.cli import run  # noqa: E402
 from torchslim.errors import ConfigError  # noqa: E402
-from torchslim.export import export, validate_step  # noqa: E402
+from torchslim.export import ArtifactInfo, export, validate_step  # noqa: E402
 
 ACCURACY_POINTS = 0.01
 
@@ -38,7 +38,7 @@ def digits(tmp_path_factory):
     handle, bundle = resolve("digits-cnn", "digits", log=lambda _m: None)
     model = handle.model.eval()
     folder = tmp_path_factory.mktemp("openvino")
-    fp32 = export(model, folder / "fp32", bundle.example_inputs(2), format="openvino")
+    fp32 = export(model, folder / "fp32", bundle.example_inputs(2), {"format": "openvino"})
     return model, bundle, fp32, folder
 
 
@@ -69,8 +69,8 @@ def test_runtime_uses_torch_threads_and_latency_hint(digits):
 
 def test_int8_is_quantized_and_keeps_accuracy(digits):
     model, bundle, fp32, folder = digits
-    path = export(model, folder / "int8", bundle.example_inputs(2), format="openvino", quantize="int8",
-                  calibration=bundle, calibration_batches=8)
+    path = export(model, folder / "int8", bundle.example_inputs(2),
+                  {"format": "openvino", "quantize": "int8", "calibration_batches": 8}, data=bundle)
     manifest = read_manifest(path)
     assert manifest.extra["precision"] == "int8" and manifest.extra["quantization"]["fake_quantize_ops"] > 0
     assert artifact_size(path) < 0.5 * artifact_size(fp32)  # int8 weights, not fp32 ones
@@ -129,10 +129,10 @@ def test_minilm_any_length_and_batch(minilm, tmp_path, precision):
     handle, bundle = minilm
     model = handle.model.eval()
     example = bundle.example_inputs(2)
-    options = {"quantize": "int8", "calibration": bundle, "calibration_batches": 4} if precision == "int8" else {}
+    options = {"quantize": "int8", "calibration_batches": 4} if precision == "int8" else {}
     floor = 0.99 if precision == "int8" else 0.9999
-    artifact = load(export(model, tmp_path / precision, example, format="openvino", task=bundle.task,
-                           input_names=handle.hf.input_names, **options))
+    artifact = load(export(model, tmp_path / precision, example, {"format": "openvino", **options},
+                           data=bundle if options else None, info=ArtifactInfo(bundle.task, handle.hf.input_names)))
     ids, real_mask = bundle.example_inputs(5)  # real held-out sentences, padded to 128
     for batch in (1, 5):
         for length in (1, 7, 13, 64, 128):

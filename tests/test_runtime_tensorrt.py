@@ -20,7 +20,7 @@ needs_tensorrt = pytest.mark.skipif(not HAVE_TENSORRT, reason="needs CUDA and th
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is available here")
 def test_tensorrt_without_cuda_is_a_clear_error(tmp_path):
     with pytest.raises(UnsupportedError) as info:
-        export(torch.nn.Linear(4, 2), tmp_path, (torch.randn(2, 4),), format="tensorrt")
+        export(torch.nn.Linear(4, 2), tmp_path, (torch.randn(2, 4),), {"format": "tensorrt"})
     message = info.value.message
     assert "TensorRT" in message and "GPU" in message and "format onnx" in message
     assert not list(tmp_path.iterdir())
@@ -28,7 +28,7 @@ def test_tensorrt_without_cuda_is_a_clear_error(tmp_path):
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is available here")
 def test_tensorrt_runtime_refuses_to_load_without_cuda(tmp_path):
-    path = export(torch.nn.Linear(4, 2).eval(), tmp_path, (torch.randn(2, 4),), format="onnx")
+    path = export(torch.nn.Linear(4, 2).eval(), tmp_path, (torch.randn(2, 4),), {"format": "onnx"})
     with pytest.raises(UnsupportedError, match="TensorRT"):
         load(path, runtime="tensorrt")
 
@@ -43,8 +43,8 @@ def test_tensorrt_engine_round_trip(precision, tmp_path):
     handle, bundle = resolve("digits-cnn", "digits", device="cuda", log=lambda _m: None)
     model = handle.model.eval()
     example = tuple(t.cuda() for t in bundle.example_inputs(2))
-    path = export(model, tmp_path, example, format="tensorrt", precision=precision,
-                  calibration=bundle if precision == "int8" else None)
+    path = export(model, tmp_path, example, {"format": "tensorrt", "precision": precision},
+                  data=bundle if precision == "int8" else None)
     manifest = read_manifest(path)
     assert path.suffix == ".engine" and manifest.runtime == "tensorrt" and manifest.extra["precision"] == precision
     fn = load(path, device="cuda")

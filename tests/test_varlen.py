@@ -173,9 +173,9 @@ def test_eager_pt2_takes_every_length(bert, pt2):
 
 def test_onnx_takes_every_length(bert, example, tmp_path):
     pytest.importorskip("onnxruntime")
-    from torchslim.export import export_onnx
+    from torchslim.export import ArtifactInfo, export
 
-    path = export_onnx(bert, tmp_path / "model.onnx", example, task="embedding", input_names=NAMES)
+    path = export(bert, tmp_path / "model.onnx", example, "onnx", info=ArtifactInfo("embedding", NAMES))
     assert read_manifest(path).inputs[0].dynamic == {"0": [1, 4096], "1": [1, 128]}
     artifact = load(path)
     check_all_shapes(bert, artifact, exact=True)
@@ -247,9 +247,9 @@ def test_compile_runtime_slices_sequence_outputs(bert, example, tmp_path):
 
 @pytest.mark.slow
 def test_aoti_takes_every_length(bert, example, tmp_path):
-    from torchslim.export import export_aoti
+    from torchslim.export import ArtifactInfo, export
 
-    path = export_aoti(bert, tmp_path / "model.pt2", example, task="embedding", input_names=NAMES)
+    path = export(bert, tmp_path / "model.pt2", example, "pt2", info=ArtifactInfo("embedding", NAMES))
     assert read_manifest(path).inputs[0].dynamic == {"0": [1, 4096], "1": [1, 128]}
     artifact = load(path)
     check_all_shapes(bert, artifact, exact=True)
@@ -287,13 +287,13 @@ def minilm_example(minilm):
 
 @pytest.mark.slow
 def test_minilm_pt2_and_onnx(minilm, minilm_example, tmp_path):
-    from torchslim.export import export_onnx
+    from torchslim.export import ArtifactInfo, export
 
     handle, _ = minilm
     pt2 = save_exported(handle.model, tmp_path / "m.pt2", minilm_example, task="embedding", input_names=NAMES)
     assert read_manifest(pt2).inputs[0].buckets == [16, 32, 64, 128, 256, 512]
     check_minilm(handle, load(pt2, runtime="eager"), min_cosine=0.9999)
-    onnx_path = export_onnx(handle.model, tmp_path / "m.onnx", minilm_example, task="embedding", input_names=NAMES)
+    onnx_path = export(handle.model, tmp_path / "m.onnx", minilm_example, "onnx", info=ArtifactInfo("embedding", NAMES))
     check_minilm(handle, load(onnx_path), min_cosine=0.9999)
 
 

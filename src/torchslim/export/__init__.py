@@ -1,17 +1,23 @@
-"""Export a model to a deployable file, and the recipe step that does it.
+"""Export a model to a deployable file: one verb, one typed config per format (and per
+quantization flavour where it needs options), and the recipe step that does it.
 
-    export(module, out, example_inputs, format="onnx" | "pt2" | "tensorrt", ...) -> Path
+    export(model, out, inputs, OnnxStaticInt8Config(fallback="auto"), data=bundle) -> Path
+    export(model, out, inputs, {"format": "openvino", "quantize": "int8"}, data=bundle)
 
-Formats (the runtime that runs each, recorded in the manifest beside the file):
-    onnx       one self-contained ``.onnx`` file; ONNX Runtime (optionally ORT int8:
-               quantize="dynamic" or "static" QDQ per-channel, calibrated)
-    pt2        an AOTInductor package (``.pt2``); runtime ``aoti``
-    tensorrt   a TensorRT engine (``.engine``) built from the ONNX model; fp32/fp16/int8;
-               needs CUDA and ``pip install 'torchslim[tensorrt]'`` (untested on GPU)
-    openvino   OpenVINO IR (``.xml`` + ``.bin`` weights beside it); fp32, bf16 (a compile hint)
-               or int8 (quantize="int8": NNCF post-training quantization, calibrated; with
-               smoothquant= and fallback="auto" as ONNX static int8 takes them)
+Formats (``FORMATS``; the runtime that runs each is recorded in the manifest beside the file):
+    onnx       one self-contained ``.onnx`` file; ONNX Runtime. ``OnnxConfig`` (fp32),
+               ``OnnxDynamicInt8Config`` (quantize: dynamic), ``OnnxStaticInt8Config``
+               (quantize: static: QDQ per-channel, calibrated; SmoothQuant, fallback)
+    pt2        an AOTInductor package (``.pt2``); runtime ``aoti``. ``AOTIConfig``
+    tensorrt   a TensorRT engine (``.engine``) built from the ONNX model; needs CUDA and
+               ``pip install 'torchslim[tensorrt]'``. ``TensorRTConfig`` (fp32, fp16),
+               ``TensorRTInt8Config`` (static QDQ, calibrated)
+    openvino   OpenVINO IR (``.xml`` + ``.bin`` weights beside it). ``OpenVINOConfig`` (fp32,
+               bf16: a compile hint), ``OpenVINOInt8Config`` (quantize: int8: NNCF, calibrated;
+               SmoothQuant, fallback)
 
+A plug-in adds a format with ``register_format(ExportFormat(name, runtime, suffix, (its config
+classes), its writer))``: the verb, the recipe step and ``torchslim export --format`` take it.
 Every artifact is checked before it is written: the exporter's errors become ExportError
 with its reason, and outputs must match the PyTorch model within a stated tolerance
 (``torchslim.export._common``: fp32 max |diff| <= 1e-4 + 1e-3 x max |output|; int8
@@ -23,38 +29,59 @@ from __future__ import annotations
 
 from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.export._api import (
-    build_tensorrt,
     export,
-    export_aoti,
-    export_onnx,
-    export_openvino,
     onnx_param_count,
     quantize_onnx,
+    register_format,
+    unregister_format,
     writer_for,
 )
-from torchslim.export._common import FORMATS, check_tuning, output_path, resolve_format
-from torchslim.export._ort_static import StaticOptions
-from torchslim.export._step import ExportStepConfig, check_combination, run_step, validate_step
+from torchslim.export._config import (
+    AOTIConfig,
+    ExportConfig,
+    OnnxConfig,
+    OnnxDynamicInt8Config,
+    OnnxStaticInt8Config,
+    OpenVINOConfig,
+    OpenVINOInt8Config,
+    TensorRTConfig,
+    TensorRTInt8Config,
+    parse_export_config,
+)
+from torchslim.export._formats import (
+    FORMATS,
+    ArtifactInfo,
+    ExportFormat,
+    output_path,
+    resolve_format,
+)
+from torchslim.export._step import run_step, validate_step
 
 __all__ = [
+    "AOTIConfig",
+    "ArtifactInfo",
+    "ExportConfig",
+    "ExportFormat",
     "FORMATS",
-    "ExportStepConfig",
-    "build_tensorrt",
+    "OnnxConfig",
+    "OnnxDynamicInt8Config",
+    "OnnxStaticInt8Config",
+    "OpenVINOConfig",
+    "OpenVINOInt8Config",
+    "TensorRTConfig",
+    "TensorRTInt8Config",
     "export",
-    "export_aoti",
-    "export_onnx",
-    "export_openvino",
-    "export_openvino",
     "onnx_param_count",
+    "output_path",
+    "parse_export_config",
     "quantize_onnx",
+    "register_format",
+    "resolve_format",
     "run_step",
+    "unregister_format",
     "validate_step",
     "writer_for",
-    "check_tuning",
-    "output_path",
-    "resolve_format",
-    "StaticOptions",
-    "check_combination",
 ]
 
-TECHNIQUES.register("export", Technique("export", validate_step, run_step, "a deployable file: ONNX (+ ORT int8), AOTInductor, TensorRT"))
+TECHNIQUES.register("export", Technique("export", validate_step, run_step,
+                                        "a deployable file: ONNX (+ ORT int8), AOTInductor, TensorRT, OpenVINO"))

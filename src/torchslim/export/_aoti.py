@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -23,20 +24,15 @@ from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
+from torchslim.export._config import ExportConfig
+from torchslim.export._formats import ArtifactInfo
 
 
-def export_aoti(
-    module: nn.Module,
-    out: str | Path,
-    example_inputs: tuple[torch.Tensor, ...],
-    *,
-    task: str = "classification",
-    input_names: list[str] | None = None,
-    steps: list[str] | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """Compile ``module`` with AOTInductor into ``out`` (a ``.pt2`` path or a folder)."""
-    path = common.output_path(out, "pt2")
+def write_aoti(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, *,
+               data: Any, info: ArtifactInfo, log: Callable[[str], None]) -> Path:
+    """Compile ``module`` with AOTInductor into the ``.pt2`` package ``path`` (``config`` is an
+    ``AOTIConfig``: nothing to choose; ``data`` is not used)."""
+    task, input_names, steps = info.task, info.input_names, info.steps
     example = common.batch_of_two(tuple(t.detach() for t in example_inputs))
     device = example[0].device
     with common.eval_mode(module):

@@ -1,5 +1,5 @@
-"""Shared pieces of every exporter: output paths, calibration batches,
-output parity, and turning an exporter's exception into one readable paragraph."""
+"""Shared pieces of every exporter: calibration batches, output parity, and turning an
+exporter's exception into one readable paragraph (output paths: ``_formats.output_path``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,64 +17,7 @@ import torch.nn as nn
 from torchslim.core.export import exportable_example, is_token_input
 from torchslim.errors import ConfigError, DataError
 
-# format -> (runtime that runs it, file suffix). "aoti" is the manifest's name for a pt2 package.
-FORMATS: dict[str, tuple[str, str]] = {
-    "onnx": ("onnxruntime", ".onnx"),
-    "pt2": ("aoti", ".pt2"),
-    "tensorrt": ("tensorrt", ".engine"),
-    "openvino": ("openvino", ".xml"),  # the graph; its weights are the .bin beside it
-}
-RUNTIME_TO_FORMAT = {runtime: fmt for fmt, (runtime, _) in FORMATS.items()}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-# format -> (quantize methods it takes, precisions it takes)
-_ALLOWED = {
-    "onnx": ({"none", "dynamic", "static"}, {"fp32", "int8"}),
-    "pt2": ({"none"}, {"fp32"}),
-    "tensorrt": ({"none", "static"}, {"fp32", "fp16", "int8"}),
-    "openvino": ({"none", "static"}, {"fp32", "bf16", "int8"}),  # static = NNCF post-training int8
-}
-
-
-def check_combination(format: str, quantize: str, precision: str | None) -> tuple[str, str]:
-    """Validate (format, quantize, precision) and fill what follows from the others; returns
-    (quantize, precision). int8 ONNX comes from a quantize method; int8 TensorRT is static QDQ."""
-    methods, precisions = _ALLOWED[format]
-    if quantize == "int8":  # OpenVINO's one int8 method (NNCF, calibrated) spelled by its result
-        if format != "openvino":
-            raise ConfigError(f"quantize 'int8' is OpenVINO's NNCF quantization; for format {format!r} use "
-                              "dynamic or static.")
-        quantize = "static"
-    if quantize not in {"none", "dynamic", "static"}:
-        raise ConfigError(f"quantize {quantize!r}: use none, dynamic or static (openvino: int8).")
-    if precision is not None and precision not in {"fp32", "fp16", "bf16", "int8"}:
-        raise ConfigError(f"precision {precision!r}: use fp32, fp16, bf16 or int8.")
-    if format == "tensorrt" and (quantize == "static" or precision == "int8"):
-        quantize, precision = "static", "int8"
-    if precision is None:
-        precision = "int8" if quantize != "none" else "fp32"
-    if quantize not in methods:
-        hint = {"pt2": "quantize the model first with a quantize step (it compiles the quantized model)",
-                "tensorrt": "TensorRT has no dynamic quantization; use static (int8) or precision fp16",
-                "openvino": "OpenVINO int8 is NNCF post-training quantization, calibrated: use quantize int8"}[format]
-        raise ConfigError(f"Export format {format!r} does not take quantize {quantize!r}: {hint}.")
-    if precision not in precisions:
-        raise ConfigError(f"Export format {format!r} does not take precision {precision!r} "
-                          f"(it takes {', '.join(sorted(precisions))}); fp16 engines need format tensorrt, "
-                          "bf16 format openvino.")
-    if format in ("onnx", "openvino") and (precision == "int8") != (quantize != "none"):
-        raise ConfigError("For ONNX, int8 precision comes from quantize: dynamic or static (and a quantized "
-                          f"model is int8); got quantize {quantize!r} with precision {precision!r}.")
-    return quantize, precision
-
-
-def check_tuning(format: str, quantize: str, tuned: bool) -> None:
-    """``smoothquant`` and ``fallback`` tune a calibrated int8: ONNX Runtime static or NNCF."""
-    if tuned and (format, quantize) not in {("onnx", "static"), ("openvino", "static")}:
-        raise ConfigError("smoothquant and fallback are options of calibrated int8: ONNX Runtime static (format "
-                          "onnx, quantize static) or OpenVINO's NNCF int8 (format openvino, quantize int8); got "
-                          f"format {format!r}, quantize {quantize!r}.")
 
 
 def weight_layers(model: nn.Module) -> tuple[list[str], dict[str, str]]:
@@ -89,35 +31,6 @@ def weight_layers(model: nn.Module) -> tuple[list[str], dict[str, str]]:
               if isinstance(m, nn.modules.batchnorm._BatchNorm) and isinstance(m0, kinds)
               and before.rpartition(".")[0] == name.rpartition(".")[0]}
     return layers, folded
-
-
-def resolve_format(format: str | None, runtime: str | None) -> str:
-    """The export format asked for by ``format`` or by the ``runtime`` that should run it."""
-    if format == "aoti":
-        format = "pt2"
-    if format is not None and format not in FORMATS:
-        raise ConfigError(f"Unknown export format {format!r}. Use one of: {', '.join(FORMATS)}.")
-    if runtime is not None and runtime not in RUNTIME_TO_FORMAT:
-        raise ConfigError(
-            f"Runtime {runtime!r} does not run an exported file. Exportable runtimes: "
-            f"{', '.join(RUNTIME_TO_FORMAT)} (eager and compile use torchslim.artifacts.save_exported)."
-        )
-    if format is None:
-        return RUNTIME_TO_FORMAT[runtime or "onnxruntime"]
-    if runtime is not None and RUNTIME_TO_FORMAT[runtime] != format:
-        raise ConfigError(f"Format {format!r} runs on {FORMATS[format][0]!r}, not on runtime {runtime!r}.")
-    return format
-
-
-def output_path(out: str | Path, format: str) -> Path:
-    """``out`` is a file (its suffix names the format) or a folder that gets ``model<suffix>``."""
-    out = Path(out)
-    suffix = FORMATS[format][1]
-    if out.suffix in {s for _, s in FORMATS.values()}:
-        if out.suffix != suffix:
-            raise ConfigError(f"Output {str(out)!r} has suffix {out.suffix!r}, but format {format!r} writes {suffix!r} files.")
-        return out
-    return out / f"model{suffix}"
 
 
 def batch_of_two(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -13,7 +13,6 @@ exporter's graph), checked also on a shorter sequence, and falls back to dynamo 
 
 from __future__ import annotations
 
-import copy
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -27,59 +26,38 @@ import torch.nn as nn
 from torchslim.core import export as core_export
 from torchslim.core.files import atomic_write
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
-from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
+from torchslim.export import _template as template
+from torchslim.export._config import ExportConfig
+from torchslim.export._formats import ArtifactInfo, output_path
 from torchslim.export._onnx_parity import check_parity
-from torchslim.export._ort_static import (
-    StaticOptions,
-    check_fallback_data,
-    quantize_static_onnx,
-    smoothed_copy,
-)
+from torchslim.export._ort_static import quantize_static_onnx
+from torchslim.quantize import Int8Tuning
 
 
-def export_onnx(
-    module: nn.Module,
-    out: str | Path,
-    example_inputs: tuple[torch.Tensor, ...],
-    *,
-    task: str = "classification",
-    input_names: list[str] | None = None,
-    quantize: str = "none",
-    calibration: Any = None,
-    calibration_batches: int = 16,
-    steps: list[str] | None = None,
-    symmetric_activations: bool = False,
-    static: StaticOptions | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """Export ``module`` to ONNX (optionally ORT-quantized: ``"dynamic"`` or ``"static"``) at
-    ``out`` (a ``.onnx`` path or a folder); returns the artifact path. Raises ``ExportError``
-    with the exporter's reason when the model cannot be exported or its outputs diverge.
-    ``static`` holds static int8's SmoothQuant and fallback options (``_ort_static``);
-    ``symmetric_activations`` (static only) zeroes activation zero-points, as TensorRT needs."""
-    path = common.output_path(out, "onnx")
-    module, example = _on_cpu(module, example_inputs)
-    names = [spec.name for spec in input_specs(example, input_names)]
-    calibration_data = None
-    if quantize == "static":  # validate the data before spending seconds on the export
-        calibration_data = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
-        static = static or StaticOptions()
-        check_fallback_data(static, calibration)
-    padding = padding_extra(module, example, names)
+def write_onnx(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, *,
+               data: Any, info: ArtifactInfo, log: Callable[[str], None], symmetric_activations: bool = False) -> Path:
+    """Export ``module`` to ONNX at ``path`` (fp32, or ORT int8 as ``config`` says: dynamic,
+    or static calibrated on ``data``); returns ``path``. Raises ``ExportError`` with the
+    exporter's reason when the model cannot be exported or its outputs diverge.
+    ``symmetric_activations`` (static only) zeroes activation zero-points, as TensorRT needs;
+    the steps are ``torchslim.export._template``'s."""
+    quantize = config.quantize
+    prepared = template.prepare(module, example_inputs, config, data, info)
+    module, example, names = prepared.module, prepared.example, prepared.names
+    manifest = Manifest("onnx", "onnxruntime", [], info.task, info.steps or [], prepared.padding)
     with tempfile.TemporaryDirectory(prefix="torchslim-onnx-") as tmp:
         fused = _fused_encoder(module, example, names, quantize, Path(tmp), log)
         if fused is not None:  # an encoder whose graph ORT's transformer optimizer fuses
-            _write_fused(fused, path, module, example, names, Manifest("onnx", "onnxruntime", [], task, steps or [],
-                                                                       padding), log)
+            _write_fused(fused, path, module, example, names, manifest, log)
             return path
         fp32 = Path(tmp) / "fp32.onnx"
         with common.eval_mode(module):
             ort_static = quantize == "static" and not symmetric_activations
             exported, samples = module, None
             if ort_static:
-                exported, samples = _smoothed(module, example, calibration_data, names, static, log)
+                exported, samples = _smoothed(module, example, prepared.batches, names, prepared.tuning, log)
             log("exporting to ONNX (torch.onnx.export, dynamo=True)")
             output_names, axes = write_fp32(exported, fp32, example, names)
             parity_batches = common.parity_inputs(common.batch_of_two(example))
@@ -87,51 +65,54 @@ def export_onnx(
         final, extra = fp32, {"quantize": "none", "precision": "fp32"}
         if ort_static:
             final = Path(tmp) / "quantized.onnx"
-            extra = _quantize_static(fp32, final, samples, len(calibration_data), static,
-                                     (module, exported, calibration), log)
+            extra = _quantize_static(fp32, final, samples, len(prepared.batches), prepared.tuning,
+                                     (module, exported, data), log)
         elif quantize != "none":
             final = Path(tmp) / "quantized.onnx"
-            extra = _quantize(fp32, final, quantize, calibration_data, symmetric_activations, log)
+            extra = _quantize(fp32, final, quantize, prepared.batches or None, symmetric_activations, log)
         parity = _parity(final, parity_batches, references, extra, type(module).__name__, log)
-        extra |= {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
-                  "output_names": output_names} | padding
-        specs = input_specs(example, names, axes)
-        _write(final, path, Manifest("onnx", "onnxruntime", specs, task, steps or [], extra), parity)
+        manifest.extra = extra | {"exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+                                  "output_names": output_names} | prepared.padding
+        manifest.inputs = input_specs(example, names, axes)
+        _write(final, path, manifest, parity)
     return path
 
 
-def quantize_onnx(
-    artifact: str | Path,
-    out: str | Path,
-    method: str,
-    *,
-    calibration: Any = None,
-    calibration_batches: int = 16,
-    example_inputs: tuple[torch.Tensor, ...] | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """ORT int8 quantization (``"dynamic"`` or ``"static"``) of an fp32 ONNX artifact torchslim
-    wrote, into a new artifact at ``out``. Parity is judged against the fp32 ONNX model on
-    ``example_inputs`` (default: the first calibration batch, else the manifest's examples)."""
+def quantize_onnx(artifact: str | Path, out: str | Path, config: Any, *, data: Any = None,
+                  inputs: tuple[torch.Tensor, ...] | None = None, log: Callable[[str], None] = lambda _m: None) -> Path:
+    """ORT int8 quantization of an fp32 ONNX artifact torchslim wrote, into a new artifact at
+    ``out``. ``config``: ``OnnxDynamicInt8Config`` / ``OnnxStaticInt8Config`` (or ``"dynamic"``,
+    ``"static"``, a mapping); static calibrates on ``data``. Parity is judged against the fp32
+    ONNX model on ``inputs`` (default: the first calibration batch, else the manifest's examples)."""
     from torchslim.core.manifest import read_manifest
+    from torchslim.export._config import ExportConfig, parse_export_config
     from torchslim.export._ort_quant import onnx_signature
     from torchslim.runtime.onnxrt import OnnxModel, make_session
+
+    if not isinstance(config, ExportConfig):
+        config = {"quantize": config} if isinstance(config, str) else config
+        config = parse_export_config({"format": "onnx", **(config or {})}, "ONNX quantization")
+    method = config.quantize
+    if config.format != "onnx" or method not in ("dynamic", "static"):
+        raise ConfigError(f"ONNX quantization {config.describe()}: use quantize dynamic or static (format onnx).")
+    if isinstance(config, Int8Tuning) and config.tuned:
+        raise ConfigError("smoothquant and fallback need the PyTorch model (SmoothQuant rescales its weights, "
+                          "fallback ranks its layers): export it with export(..., OnnxStaticInt8Config(...)) instead.")
 
     source = Path(artifact)
     manifest = read_manifest(source)
     if manifest.format != "onnx" or manifest.extra.get("quantize", "none") != "none":
         raise ConfigError(f"{str(source)!r} is not an fp32 ONNX artifact (format {manifest.format!r}, quantize "
                           f"{manifest.extra.get('quantize', 'none')!r}); quantize the fp32 export.")
-    if method not in ("dynamic", "static"):
-        raise ConfigError(f"ONNX quantization method {method!r}: use dynamic or static.")
-    path = common.output_path(out, "onnx")
+    path = output_path(out, "onnx")
     if path.resolve() == source.resolve():
         raise ConfigError(f"Write the quantized model to another path than its source {str(source)!r}.")
     calibration_data = None
     if method == "static":
         signature = onnx_signature(onnx.load(str(source), load_external_data=False))
-        calibration_data = common.calibration_batches(calibration, signature, calibration_batches)
-    example = example_inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
+        calibration_data = common.calibration_batches(data, signature, config.calibration_batches,
+                                                      batch_size=config.batch_size)
+    example = inputs or (calibration_data[0] if calibration_data else manifest.example_inputs(2))
     batches = common.parity_inputs(common.batch_of_two(tuple(t.cpu() for t in example)))
     # Through onnx.load: ORT cannot load some externally stored constants (Reshape shapes) itself.
     fp32 = OnnxModel(make_session(onnx.load(str(source), load_external_data=True).SerializeToString()))
@@ -140,7 +121,7 @@ def quantize_onnx(
         final = Path(tmp) / "quantized.onnx"
         if method == "static":  # per-sentence calibration and the operator choice; no fallback (no torch model)
             samples = _calibration_feeds(calibration_data, [spec.name for spec in manifest.inputs])
-            quantized = _quantize_static(source, final, samples, len(calibration_data), StaticOptions(), None, log)
+            quantized = _quantize_static(source, final, samples, len(calibration_data), Int8Tuning(), None, log)
         else:
             quantized = _quantize(source, final, method, calibration_data, False, log)
         extra = dict(manifest.extra) | quantized
@@ -172,8 +153,8 @@ def _quantize(source: Path, target: Path, method: str, calibration_data, symmetr
 def _parity(final: Path, batches, references, extra: dict[str, Any], name: str, log) -> common.Parity:
     # A fallback that measured the metric within its target on the validation split is the
     # judge of an int8 model's accuracy; the example batch's cosine is then only recorded.
-    judged = extra.get("quantization", {}).get("fallback", {}).get("within_target", False)
-    parity = check_parity(final, batches, references, extra["precision"], name, enforce=not judged)
+    parity = check_parity(final, batches, references, extra["precision"], name,
+                          enforce=template.parity_enforced(extra.get("quantization", {})))
     log(f"ONNX parity with PyTorch: {parity.describe()}")
     return parity
 
@@ -190,13 +171,13 @@ def _write_fused(fused, path: Path, module, example, names, manifest: Manifest, 
     _write(final, path, manifest, parity)
 
 
-def _smoothed(module, example, batches, names, static: StaticOptions, log):
+def _smoothed(module, example, batches, names, tuning: Int8Tuning, log):
     """(the model to export, the calibration feeds): token models are calibrated one sentence
     at a time at its own length; with ``smoothquant``, a smoothed copy is exported."""
     samples = _calibration_feeds(batches, names)
-    if static.smoothquant is None:
+    if tuning.smoothquant is None:
         return module, samples
-    return smoothed_copy(module, example, samples, static.smoothquant, log)[0], samples
+    return template.smoothed(module, example, samples, tuning.smoothquant, log, before="the ONNX export")[0], samples
 
 
 def _calibration_feeds(batches, names: list[str]):
@@ -205,12 +186,12 @@ def _calibration_feeds(batches, names: list[str]):
     return common.calibration_samples(batches, names) if "attention_mask" in names else batches
 
 
-def _quantize_static(fp32: Path, target: Path, samples, batches: int, static: StaticOptions, fallback_inputs,
+def _quantize_static(fp32: Path, target: Path, samples, batches: int, tuning: Int8Tuning, fallback_inputs,
                      log) -> dict[str, Any]:
     log(f"ONNX Runtime static int8 quantization ({len(samples)} calibration feeds from {batches} batches"
-        f"{', fallback auto' if static.fallback else ''})")
-    info = quantize_static_onnx(fp32, target, samples=samples, options=static,
-                                fallback_inputs=fallback_inputs if static.fallback else None, log=log)
+        f"{', fallback auto' if tuning.fallback else ''})")
+    info = quantize_static_onnx(fp32, target, samples=samples, tuning=tuning,
+                                fallback_inputs=fallback_inputs if tuning.fallback else None, log=log)
     return {"quantize": "static", "precision": "int8", "quantization": info | {"calibration_batches": batches}}
 
 
@@ -240,15 +221,6 @@ def _drop_stack_traces(final: Path) -> None:
             changed = True
     if changed:
         onnx.save_model(model, str(final), save_as_external_data=False)
-
-
-def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    # ONNX graphs are device-free; exporting on CPU keeps the parity check (ORT CPU) exact and
-    # leaves the caller's CUDA module untouched (a copy is moved, never the original).
-    on_cuda = any(p.device.type != "cpu" for p in module.parameters()) or any(b.device.type != "cpu" for b in module.buffers())
-    if on_cuda:
-        module = copy.deepcopy(module).cpu()
-    return module, tuple(t.detach().cpu() for t in example_inputs)
 
 
 def write_fp32(module: nn.Module, path: Path, example: tuple[torch.Tensor, ...],

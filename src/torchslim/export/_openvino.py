@@ -14,7 +14,6 @@ on all-MiniLM-L6-v2 against converting torchslim's dynamo ONNX export instead: s
 
 from __future__ import annotations
 
-import copy
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -27,62 +26,44 @@ import torch.nn as nn
 from torchslim.core.export import is_token_input
 from torchslim.core.files import atomic_write
 from torchslim.core.manifest import Manifest, input_specs, write_manifest
-from torchslim.core.padding import padding_extra
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
+from torchslim.export import _template as template
+from torchslim.export._config import ExportConfig
+from torchslim.export._formats import ArtifactInfo
 from torchslim.export._openvino_quant import quantize_nncf
-from torchslim.export._ort_static import StaticOptions, check_fallback_data, smoothed_copy
 
 _CONVERSION_NOTE = "openvino.convert_model(torch module)"
 
 
-def export_openvino(
-    module: nn.Module,
-    out: str | Path,
-    example_inputs: tuple[torch.Tensor, ...],
-    *,
-    task: str = "classification",
-    input_names: list[str] | None = None,
-    quantize: str = "none",
-    precision: str = "fp32",
-    calibration: Any = None,
-    calibration_batches: int = 16,
-    static: StaticOptions | None = None,
-    steps: list[str] | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """Write ``module`` as OpenVINO IR at ``out`` (a ``.xml`` path or a folder); returns the
-    ``.xml`` path. ``quantize="static"`` is NNCF int8 calibrated on ``calibration`` (a
-    DataBundle, whose train split is used, or an iterable of input tuples); ``static`` holds its
-    SmoothQuant and fallback options (``torchslim.export._openvino_quant``)."""
+def write_openvino(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, *,
+                   data: Any, info: ArtifactInfo, log: Callable[[str], None]) -> Path:
+    """Write ``module`` as OpenVINO IR at ``path`` (the ``.xml``; the ``.bin`` beside it);
+    returns ``path``. ``OpenVINOInt8Config`` is NNCF int8 calibrated on ``data`` (a DataBundle,
+    whose train split is used, or an iterable of input tuples), with its SmoothQuant and fallback
+    (``torchslim.export._openvino_quant``); the steps are ``torchslim.export._template``'s."""
     import openvino as ov
 
-    path = common.output_path(out, "openvino")
-    module, example = _on_cpu(module, example_inputs)
-    names = [spec.name for spec in input_specs(example, input_names)]
-    static = static or StaticOptions()
-    batches: list[tuple[torch.Tensor, ...]] = []
-    if quantize == "static":  # validate the data before spending seconds on the conversion
-        batches = common.calibration_batches(calibration, common.signature_of(example), calibration_batches)
-        check_fallback_data(static, calibration)
-    samples = common.calibration_samples(batches, names)
+    prepared = template.prepare(module, example_inputs, config, data, info)
+    module, example, names, tuning = prepared.module, prepared.example, prepared.names, prepared.tuning
+    samples = common.calibration_samples(prepared.batches, names)
     with common.eval_mode(module):
         converted, groups = module, []
-        if quantize == "static" and static.smoothquant == "auto":
-            converted, groups = smoothed_copy(module, example, samples, "auto", log, before="the OpenVINO conversion")
+        if prepared.calibrated and tuning.smoothquant == "auto":
+            converted, groups = template.smoothed(module, example, samples, "auto", log, before="the OpenVINO conversion")
         log(f"converting to OpenVINO IR ({_CONVERSION_NOTE}, openvino {ov.__version__.split('-')[0]})")
         model = convert(converted, example, names)
         parity_batches = _parity_batches(module, example)
         references = common.reference_outputs(module, parity_batches)
-        padding = padding_extra(module, example, names)
-    extra: dict[str, Any] = {"quantize": "none", "precision": precision,
-                             "inference_precision": "bf16" if precision == "bf16" else "f32"} | padding
-    if quantize == "static":
-        model, info = quantize_nncf(model, samples, names, transformer=any(is_token_input(t) for t in example),
-                                    static=static, smoothed_layers=sum(len(g.linears) for g in groups),
-                                    fallback_inputs=(module, converted, calibration), log=log)
-        extra |= {"quantize": "nncf", "precision": "int8", "quantization": info | {"calibration_batches": len(batches)}}
-    manifest = Manifest("openvino", "openvino", input_specs(example, names), task, steps or [], extra)
+    extra: dict[str, Any] = {"quantize": "none", "precision": config.precision,
+                             "inference_precision": "bf16" if config.precision == "bf16" else "f32"} | prepared.padding
+    if prepared.calibrated:
+        model, quantization = quantize_nncf(model, samples, names, transformer=any(is_token_input(t) for t in example),
+                                            tuning=tuning, smoothed_layers=sum(len(g.linears) for g in groups),
+                                            fallback_inputs=(module, converted, data), log=log)
+        extra |= {"quantize": "nncf", "precision": "int8",
+                  "quantization": quantization | {"calibration_batches": len(prepared.batches)}}
+    manifest = Manifest("openvino", "openvino", input_specs(example, names), info.task, info.steps or [], extra)
     _write(model, path, manifest, (parity_batches, references), type(module).__name__, log)
     return path
 
@@ -94,9 +75,6 @@ def _write(model: Any, path: Path, manifest: Manifest, parity_inputs: tuple[list
     import openvino as ov
 
     extra = manifest.extra
-    # A fallback that measured the metric within its target on the validation split is the
-    # judge of an int8 model's accuracy; the example batch's cosine is then only recorded.
-    judged = extra.get("quantization", {}).get("fallback", {}).get("within_target", False)
     with tempfile.TemporaryDirectory(prefix="torchslim-openvino-") as tmp:
         xml = Path(tmp) / "model.xml"
         ov.save_model(model, str(xml), compress_to_fp16=False)
@@ -106,20 +84,13 @@ def _write(model: Any, path: Path, manifest: Manifest, parity_inputs: tuple[list
                   "dynamic_axes": {p.get_any_name(): [i for i, d in enumerate(p.get_partial_shape()) if d.is_dynamic]
                                    for p in model.inputs}}
         parity, execution = check_parity(xml, manifest, *parity_inputs, extra["precision"], model_name,
-                                         enforce=not judged)
+                                         enforce=template.parity_enforced(extra.get("quantization", {})))
         log(f"OpenVINO parity with PyTorch: {parity.describe()}")
         extra |= {"parity": parity.as_dict(), "execution_precision": execution}
         # Weights first: a reader that finds the .xml finds its .bin complete.
         atomic_write(path.with_suffix(".bin"), lambda p: shutil.copyfile(bin_file, p))
         atomic_write(path, lambda p: shutil.copyfile(xml, p))
         write_manifest(path, manifest)
-
-
-def _on_cpu(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    # OpenVINO runs on the CPU plugin here; a CUDA module is copied, never moved.
-    if any(p.device.type != "cpu" for p in module.parameters()) or any(b.device.type != "cpu" for b in module.buffers()):
-        module = copy.deepcopy(module).cpu()
-    return module, tuple(t.detach().cpu() for t in example_inputs)
 
 
 def convert(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str]) -> Any:

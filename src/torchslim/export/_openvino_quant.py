@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from torchslim.errors import ExportError
 from torchslim.export import _common as common
-from torchslim.export._ort_static import StaticOptions
+from torchslim.quantize import Int8Tuning
 
 _WEIGHT_OPS = ("MatMul", "Convolution", "GroupConvolution")
 _SMOOTHING_OP = "nncf_smooth_quant"  # NNCF's name for the multiply each smoothed input gets
@@ -108,7 +108,7 @@ def quantize_model(model: Any, run: NNCFRun, ignored: list[str]) -> Any:
 
 
 def quantize_nncf(model: Any, samples: list[tuple[torch.Tensor, ...]], names: list[str], *, transformer: bool,
-                  static: StaticOptions, smoothed_layers: int = 0,
+                  tuning: Int8Tuning, smoothed_layers: int = 0,
                   fallback_inputs: tuple[nn.Module, nn.Module, Any] | None = None,
                   log: Callable[[str], None] = lambda _m: None) -> tuple[Any, dict[str, Any]]:
     """NNCF int8 of the converted ``model``; returns it and the manifest's ``quantization``
@@ -116,17 +116,17 @@ def quantize_nncf(model: Any, samples: list[tuple[torch.Tensor, ...]], names: li
     ``fallback_inputs``: (the float model as given, the model converted, the DataBundle)."""
     import nncf
 
-    advanced, smoothing = _smoothing(static.smoothquant, transformer, smoothed_layers, log)
+    advanced, smoothing = _smoothing(tuning.smoothquant, transformer, smoothed_layers, log)
     dataset = nncf.Dataset(samples, lambda sample: {n: t.numpy() for n, t in zip(names, sample, strict=True)})
     run = NNCFRun(dataset, len(samples), nncf.ModelType.TRANSFORMER if transformer else None, advanced)
     log(f"NNCF int8 post-training quantization ({len(samples)} calibration samples"
         f"{', each sentence at its own length, ModelType.TRANSFORMER' if transformer else ''})")
     extra: dict[str, Any] = {}
-    if static.fallback is None:
+    if tuning.fallback is None:
         quantized = quantize_model(model, run, [])
     else:
         assert fallback_inputs is not None
-        quantized, extra = _fallback(model, run, static, fallback_inputs, log)
+        quantized, extra = _fallback(model, run, tuning, fallback_inputs, log)
     ops = list(quantized.get_ordered_ops())
     fake_quantize = sum(1 for op in ops if op.get_type_name() == "FakeQuantize")
     if fake_quantize == 0:
@@ -137,7 +137,7 @@ def quantize_nncf(model: Any, samples: list[tuple[torch.Tensor, ...]], names: li
                                            and op.get_friendly_name().endswith(_SMOOTHING_OP))
     return quantized, {"method": "nncf.quantize", "nncf": nncf.__version__,
                        "model_type": "TRANSFORMER" if transformer else "default", "calibration_samples": len(samples),
-                       "fake_quantize_ops": fake_quantize, "smoothquant": static.smoothquant,
+                       "fake_quantize_ops": fake_quantize, "smoothquant": tuning.smoothquant,
                        "smoothing": smoothing} | extra
 
 
@@ -162,7 +162,7 @@ def _smoothing(smoothquant: float | str | None, transformer: bool, smoothed_laye
     return nncf.AdvancedQuantizationParameters(smooth_quant_alphas=alphas), {"by": "nncf", "alpha": float(smoothquant)}
 
 
-def _fallback(model: Any, run: NNCFRun, static: StaticOptions, inputs: tuple[nn.Module, nn.Module, Any],
+def _fallback(model: Any, run: NNCFRun, tuning: Int8Tuning, inputs: tuple[nn.Module, nn.Module, Any],
               log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
     """The measured loop of ``torchslim.quantize._fallback`` over NNCF runs; returns the chosen
     try's model and the record (under ``fallback``) with the ops it left in float."""
@@ -177,7 +177,7 @@ def _fallback(model: Any, run: NNCFRun, static: StaticOptions, inputs: tuple[nn.
         return compile_in_memory(quantized), quantized
 
     result, best = measured_fallback(original, converted, list(ops), data, quantize_with, device=torch.device("cpu"),
-                                     target_drop=static.fallback_target_drop,
-                                     max_layers=static.fallback_max_layers, log=log)
+                                     target_drop=tuning.fallback_target_drop,
+                                     max_layers=tuning.fallback_max_layers, log=log)
     return best, {"fallback": result.to_dict(),
                   "kept_in_float_ops": [op for layer in result.kept_in_float for op in ops[layer]]}

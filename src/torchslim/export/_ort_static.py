@@ -25,18 +25,16 @@ to PyTorch. What is done instead, each part measured (docs/transformers.md):
 
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
 
-from torchslim.errors import ConfigError
 from torchslim.export._common import weight_layers
+from torchslim.quantize import Int8Tuning
 
 if TYPE_CHECKING:  # onnx is imported where a graph is read: importing torchslim.export stays light
     import onnx
@@ -44,39 +42,9 @@ if TYPE_CHECKING:  # onnx is imported where a graph is read: importing torchslim
 _SCOPES = "pkg.torch.onnx.name_scopes"
 _WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 _TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
-
-
-@dataclass(frozen=True)
-class StaticOptions:
-    """How ``export(format="onnx", quantize="static")`` quantizes, beyond calibration."""
-
-    smoothquant: float | Literal["auto"] | None = None  # alpha in [0, 1], "auto" (per layer), None: off
-    fallback: Literal["auto"] | None = None
-    fallback_target_drop: float = 0.5  # points of accuracy (fidelity x 100) the fallback stops at
-    fallback_max_layers: int = 8
-    operators: Literal["auto", "all", "weights", "matmul"] = "auto"  # see the module docstring
-
-    def __post_init__(self) -> None:
-        sq = self.smoothquant
-        if sq is not None and sq != "auto" and not (isinstance(sq, (int, float)) and 0.0 <= sq <= 1.0):
-            raise ConfigError(f"smoothquant {sq!r}: use a migration strength alpha in [0, 1], 'auto' or None.")
-        if self.fallback not in (None, "auto"):
-            raise ConfigError(f"fallback {self.fallback!r}: use 'auto' or None.")
-        if self.fallback_target_drop < 0 or self.fallback_max_layers < 1:
-            raise ConfigError("fallback_target_drop must be >= 0 points and fallback_max_layers >= 1.")
-
-
-def smoothed_copy(module: nn.Module, example: tuple[torch.Tensor, ...], samples: list[tuple[torch.Tensor, ...]],
-                  alpha: float | str, log: Callable[[str], None], *, before: str = "the ONNX export",
-                  ) -> tuple[nn.Module, list[Any]]:
-    """A SmoothQuant'ed copy of ``module`` (the caller's model is never touched) and its groups."""
-    from torchslim.quantize import smooth_
-
-    smoothed = copy.deepcopy(module).eval()
-    groups = smooth_(smoothed, example, samples, alpha)
-    log(f"SmoothQuant (alpha {alpha}) on {sum(len(g.linears) for g in groups)} LayerNorm-fed Linear layers "
-        f"before {before}")
-    return smoothed, groups
+# Which nodes static int8 quantizes: "auto" (see the module docstring), "all" ORT supports,
+# "weights" (weight-carrying MatMul/Gemm/Conv, Linear inputs only), "matmul" (those op types).
+Operators = Literal["auto", "all", "weights", "matmul"]
 
 
 def layer_nodes(graph: onnx.ModelProto, model: nn.Module) -> dict[str, list[str]]:
@@ -124,8 +92,8 @@ def operator_choice(graph: onnx.ModelProto, operators: str) -> tuple[str, list[s
     return operators, list(_WEIGHT_OPS), nodes
 
 
-def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.Tensor, ...]], options: StaticOptions,
-                         fallback_inputs: tuple[nn.Module, nn.Module, Any] | None = None,
+def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.Tensor, ...]], tuning: Int8Tuning,
+                         operators: Operators = "auto", fallback_inputs: tuple[nn.Module, nn.Module, Any] | None = None,
                          log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Static int8 of the exported ``fp32`` file into ``target``; returns the manifest's
     ``quantization`` entry (with ``fallback``, the record, when it ran). ``fallback_inputs`` is
@@ -135,7 +103,7 @@ def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.
     from torchslim.export._ort_quant import prepared_workdir, quantize_prepared
 
     graph = onnx.load(str(fp32), load_external_data=False)
-    choice, op_types, include = operator_choice(graph, options.operators)
+    choice, op_types, include = operator_choice(graph, operators)
     with prepared_workdir(fp32, log) as (prepared, preprocessing):
         ranges = prepared.parent / "ranges.json"  # calibrated once, reused by every fallback try
 
@@ -144,20 +112,20 @@ def quantize_static_onnx(fp32: Path, target: Path, *, samples: list[tuple[torch.
             return quantize_prepared(prepared, path, "static", calibration=samples, op_types=op_types,
                                      include=include, exclude=exclude, ranges_cache=ranges)
 
-        if options.fallback is None:
+        if tuning.fallback is None:
             info = quantize((), {}, target)
         else:
             assert fallback_inputs is not None
-            info, best = _fallback(graph, quantize, prepared.parent, options, fallback_inputs, log)
+            info, best = _fallback(graph, quantize, prepared.parent, tuning, fallback_inputs, log)
             shutil.copyfile(best, target)
     # "weights": the Linear inputs are the only int8 activations (``_ort_quant.float_consumers_read_float``)
     activations = "Linear inputs only" if include is not None else "every quantized op's inputs and outputs"
     return info | {"preprocessing": preprocessing, "operators": choice, "calibration_samples": len(samples),
                    "calibration_method": "minmax", "int8_activations": activations,
-                   "smoothquant": options.smoothquant}
+                   "smoothquant": tuning.smoothquant}
 
 
-def _fallback(graph, quantize, folder: Path, options: StaticOptions, inputs, log) -> tuple[dict[str, Any], Path]:
+def _fallback(graph, quantize, folder: Path, tuning: Int8Tuning, inputs, log) -> tuple[dict[str, Any], Path]:
     """The measured loop of ``torchslim.quantize._fallback`` over ORT sessions; returns the
     chosen try's quantization info (with the record under ``fallback``) and its file."""
     from torchslim.quantize import measured_fallback
@@ -174,15 +142,7 @@ def _fallback(graph, quantize, folder: Path, options: StaticOptions, inputs, log
         return OnnxModel(make_session(path), path=path), (info, path)
 
     result, (info, best) = measured_fallback(original, exported, list(nodes), data, quantize_with,
-                                             device=torch.device("cpu"), target_drop=options.fallback_target_drop,
-                                             max_layers=options.fallback_max_layers, log=log)
+                                             device=torch.device("cpu"), target_drop=tuning.fallback_target_drop,
+                                             max_layers=tuning.fallback_max_layers, log=log)
     return info | {"fallback": result.to_dict(), "kept_in_float_nodes": [n for k in result.kept_in_float
                                                                           for n in nodes[k]]}, best
-
-
-def check_fallback_data(options: StaticOptions, calibration: Any) -> None:
-    from torchslim.data import DataBundle
-
-    if options.fallback is not None and (not isinstance(calibration, DataBundle) or len(calibration.val) == 0):
-        raise ConfigError("fallback: auto measures the metric on the validation split: pass calibration= a "
-                          "DataBundle with a non-empty val split (--data on the command line), or set fallback off.")

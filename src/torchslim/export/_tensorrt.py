@@ -27,39 +27,32 @@ from torchslim.core.manifest import Manifest, input_specs, write_manifest
 from torchslim.core.padding import padding_extra
 from torchslim.errors import ConfigError, ExportError
 from torchslim.export import _common as common
+from torchslim.export._config import ExportConfig
+from torchslim.export._formats import ArtifactInfo
 from torchslim.runtime import MAX_BATCH_SIZE, build_engine, require_tensorrt
 
 
-def build_tensorrt(
-    module: nn.Module,
-    out: str | Path,
-    example_inputs: tuple[torch.Tensor, ...],
-    *,
-    task: str = "classification",
-    input_names: list[str] | None = None,
-    precision: str = "fp32",
-    calibration: Any = None,
-    calibration_batches: int = 16,
-    steps: list[str] | None = None,
-    log: Callable[[str], None] = lambda _m: None,
-) -> Path:
-    """Export ``module`` to ONNX, build a TensorRT engine at ``out`` (``.engine`` or a folder)."""
-    from torchslim.export._onnx import export_onnx
+def write_tensorrt(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, *,
+                   data: Any, info: ArtifactInfo, log: Callable[[str], None]) -> Path:
+    """Export ``module`` to ONNX, build a TensorRT engine at ``path``; int8 (``TensorRTInt8Config``)
+    goes through a QDQ ONNX model calibrated on ``data``."""
+    from torchslim.export._config import OnnxConfig, OnnxStaticInt8Config
+    from torchslim.export._onnx import write_onnx
+    from torchslim.quantize import Calibration
 
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ConfigError(f"TensorRT precision {precision!r}: use fp32, fp16 or int8.")
-    if precision == "int8" and calibration is None:
-        raise ConfigError("An int8 TensorRT engine needs calibration data (calibration=, a DataBundle or input "
+    precision, task = config.precision, info.task
+    if precision == "int8" and data is None:
+        raise ConfigError("An int8 TensorRT engine needs calibration data (data=, a DataBundle or input "
                           "tuples) to set activation ranges; or build it with precision fp16.")
     trt = require_tensorrt()
-    path = common.output_path(out, "tensorrt")
     device = torch.device("cuda", torch.cuda.current_device())
     example = tuple(t.detach() for t in example_inputs)
-    names = [spec.name for spec in input_specs(example, input_names)]
+    names = [spec.name for spec in input_specs(example, info.input_names)]
+    onnx_config = (OnnxStaticInt8Config(**{k: getattr(config, k) for k in Calibration.model_fields})
+                   if isinstance(config, Calibration) else OnnxConfig())
     with tempfile.TemporaryDirectory(prefix="torchslim-trt-") as tmp:
-        onnx_path = export_onnx(module, Path(tmp) / "model.onnx", example, task=task, input_names=names,
-                                quantize="static" if precision == "int8" else "none", calibration=calibration,
-                                calibration_batches=calibration_batches, symmetric_activations=True, log=log)
+        onnx_path = write_onnx(module, Path(tmp) / "model.onnx", example, onnx_config, data=data,
+                               info=ArtifactInfo(task, names), log=log, symmetric_activations=True)
         log(f"building a TensorRT {precision} engine")
         specs = input_specs(common.batch_of_two(example), names)
         engine = build_engine(onnx_path.read_bytes(), specs, precision)
@@ -81,5 +74,5 @@ def build_tensorrt(
     atomic_write_bytes(path, engine)
     extra = {"precision": precision, "tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(device),
              "max_batch_size": MAX_BATCH_SIZE, "parity": worst.as_dict()} | padding
-    write_manifest(path, Manifest("tensorrt", "tensorrt", specs, task, steps or [], extra))
+    write_manifest(path, Manifest("tensorrt", "tensorrt", specs, task, info.steps or [], extra))
     return path

@@ -15,25 +15,29 @@ from torchslim.core.registry import TECHNIQUES, Technique
 from torchslim.quantize._api import quantize
 from torchslim.quantize._config import (
     METHODS,
+    Calibration,
     CastConfig,
     DynamicInt8Config,
     Int4WeightOnlyConfig,
+    Int8Tuning,
     QATConfig,
     QuantizeConfig,
     StaticInt8Config,
     WeightOnlyInt8Config,
     parse_config,
 )
-from torchslim.quantize._fallback import FallbackResult, measured_fallback
+from torchslim.quantize._fallback import FallbackResult, FallbackStep, measured_fallback
 from torchslim.quantize._ops import register_ops_for
 from torchslim.quantize._smooth import smooth_
 from torchslim.quantize._step import fast_runtime, run_step, validate_step
 
 __all__ = [
     "METHODS",
+    "Calibration",
     "CastConfig",
     "DynamicInt8Config",
     "Int4WeightOnlyConfig",
+    "Int8Tuning",
     "QATConfig",
     "QuantizeConfig",
     "StaticInt8Config",
@@ -44,6 +48,7 @@ __all__ = [
     "run_step",
     "validate_step",
     "FallbackResult",
+    "FallbackStep",
     "measured_fallback",
     "smooth_",
     "register_ops_for",

@@ -63,15 +63,25 @@ def quantize(
     The result takes the same inputs as ``model`` and saves with
     ``torchslim.artifacts.save_exported`` to a file holding the low-precision weights.
     """
-    config = parse_config(config)
+    return apply(model, parse_config(config), quantize_inputs(model, data, example_inputs, device, seed, log))
+
+
+def quantize_inputs(model: nn.Module, data: DataBundle | None, example_inputs: tuple[torch.Tensor, ...] | None,
+                    device: str | torch.device, seed: int, log: Callable[[str], None] | None) -> QuantizeInputs:
+    """The handlers' inputs, checked: the example batch on ``device`` and shaped like the data's."""
     device = torch.device(device)
     if example_inputs is None:
         example_inputs = default_example_inputs(model, data)
     example = tuple(t.to(device) for t in as_args(example_inputs))
     if data is not None and example_inputs is not None:
         check_batch(data.example_inputs(2, split="train"), example, f"data {data.spec!r}")
-    work = copy.deepcopy(model).to(device).eval()
-    inputs = QuantizeInputs(example_inputs=example, data=data, device=device, seed=seed, log=log)
+    return QuantizeInputs(example_inputs=example, data=data, device=device, seed=seed, log=log)
+
+
+def apply(model: nn.Module, config, inputs: QuantizeInputs) -> nn.Module:
+    """The handler for ``config`` on a private copy of ``model``; what it did besides the
+    returned model (fallback, SmoothQuant) is in ``inputs.record``."""
+    work = copy.deepcopy(model).to(inputs.device).eval()
     quantized = _handler(config)(work, config, inputs)
     if getattr(work, "torchslim_split_attention", None):  # PT2E returns a new graph module
         quantized.torchslim_split_attention = work.torchslim_split_attention

@@ -6,7 +6,8 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -16,14 +17,24 @@ from torchslim.errors import ConfigError, DataError
 
 
 @dataclass
+class QuantizeRecord:
+    """What a handler did besides returning the model, for the recipe step's notes and the
+    report: typed fields on the caller's inputs, not attributes set on the returned module."""
+
+    fallback: Any = None  # a FallbackResult when ``fallback: auto`` ran
+    smoothquant: list[Any] | None = None  # the SmoothQuant groups, when it ran
+
+
+@dataclass
 class QuantizeInputs:
-    """What a handler may use besides the model and its config."""
+    """What a handler may use besides the model and its config, and where it records what it did."""
 
     example_inputs: tuple[torch.Tensor, ...]
     data: DataBundle | None
     device: torch.device
     seed: int = 0
     log: object = None
+    record: QuantizeRecord = field(default_factory=QuantizeRecord)
 
 
 @contextlib.contextmanager

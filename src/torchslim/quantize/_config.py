@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from torchslim.errors import ConfigError, config_error_from_pydantic
 
@@ -38,18 +38,28 @@ class DynamicInt8Config(_Base):
     method: Literal["dynamic"] = "dynamic"
 
 
-class StaticInt8Config(_Base):
-    """Post-training static int8 (PT2E + ``X86InductorQuantizer``): per-channel int8 weights,
-    per-tensor uint8 activations with ranges observed on ``calibration_batches`` train batches.
-    Convolutions and linear layers; fast only when compiled with inductor freezing."""
+class Calibration(BaseModel):
+    """How many train batches a calibrated int8 observes; declared once, shared by every
+    calibrated path (PT2E static and QAT here, ONNX Runtime static, NNCF and TensorRT int8 in
+    ``torchslim.export``)."""
 
-    method: Literal["static"] = "static"
-    calibration_batches: int = Field(default=16, ge=1, le=10_000, description="train batches observed")
-    batch_size: int = Field(default=32, ge=1, le=4096, description="calibration batch size")
-    smoothquant: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] | None = Field(
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calibration_batches: int = Field(default=16, ge=1, le=10_000, description="train batches observed to set "
+                                     "activation ranges")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="samples per calibration batch")
+
+
+class Int8Tuning(BaseModel):
+    """SmoothQuant and accuracy-aware fallback of a calibrated int8, declared once: the
+    ``quantize`` step's static method, ONNX Runtime static and OpenVINO's NNCF int8 all take
+    these fields with the same spelling, bounds and meaning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    smoothquant: float | Literal["auto"] | None = Field(
         default=None,
         description="SmoothQuant before quantizing: migration strength alpha in [0, 1], 'auto' "
-        "(per layer from a grid, by measured int8 output error on calibration data) or null (off).",
+        "(per layer from a grid, by measured int8 output error on calibration data) or null (off; "
+        "OpenVINO int8 then keeps NNCF's own default for token models).",
     )
     fallback: Literal["auto"] | None = Field(
         default=None,
@@ -60,16 +70,53 @@ class StaticInt8Config(_Base):
                                         description="accuracy/fidelity drop (points) fallback stops at")
     fallback_max_layers: int = Field(default=8, ge=1, le=1000, description="most layers fallback tries in float")
 
+    @field_validator("smoothquant", mode="before")
+    @classmethod
+    def _alpha(cls, value: Any) -> Any:
+        # one message for every spelling (YAML number, CLI string, Python float)
+        if value is None or value == "auto":
+            return value
+        try:
+            alpha = float(value)
+        except (TypeError, ValueError):
+            alpha = float("nan")
+        if isinstance(value, bool) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"smoothquant {value!r}: use a migration strength alpha in [0, 1] (e.g. 0.5), "
+                             "'auto' or null (off)")
+        return alpha
 
-class QATConfig(_Base):
+    @property
+    def tuned(self) -> bool:
+        return self.smoothquant is not None or self.fallback is not None
+
+    def tuning(self) -> Int8Tuning:
+        """These options alone (what the int8 back ends take), whatever config carries them."""
+        return Int8Tuning(**{name: getattr(self, name) for name in Int8Tuning.model_fields})
+
+    def tuning_parts(self) -> list[str]:
+        """``smoothquant=auto, fallback=auto[, fallback_target_drop=...]`` for a step's description."""
+        parts = [f"{k}={getattr(self, k)}" for k in ("smoothquant", "fallback") if getattr(self, k) is not None]
+        if self.fallback is not None:
+            parts += [f"{k}={getattr(self, k)}" for k in ("fallback_target_drop", "fallback_max_layers")
+                      if k in self.model_fields_set]
+        return parts
+
+
+class StaticInt8Config(Int8Tuning, Calibration, _Base):  # fields in _Base, Calibration, Int8Tuning order
+    """Post-training static int8 (PT2E + ``X86InductorQuantizer``): per-channel int8 weights,
+    per-tensor uint8 activations with ranges observed on ``calibration_batches`` train batches.
+    Convolutions and linear layers; fast only when compiled with inductor freezing."""
+
+    method: Literal["static"] = "static"
+
+
+class QATConfig(Calibration, _Base):
     """Quantization-aware training (PT2E QAT): fake-quantize, fine-tune with ``torchslim.train.fit``,
-    then convert to the same int8 graph as ``static``."""
+    then convert to the same int8 graph as ``static`` (``calibration_batches`` observed before training)."""
 
     method: Literal["qat"] = "qat"
     epochs: int = Field(default=1, ge=1, le=1000)
     lr: float = Field(default=1e-4, gt=0, le=1.0)
-    calibration_batches: int = Field(default=16, ge=1, le=10_000, description="batches observed before training")
-    batch_size: int = Field(default=32, ge=1, le=4096)
 
 
 class WeightOnlyInt8Config(_Base):

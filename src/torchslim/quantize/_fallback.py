@@ -18,47 +18,52 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from torchslim.data import DataBundle, accuracy, fidelity, predict
 
 
-@dataclass
-class FallbackStep:
+class FallbackStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     layer: str
     metric_before: float  # in [0, 1], before this layer was tried in float
     metric_after: float  # with it in float
     kept: bool  # False: it did not help and went back to int8
 
 
-@dataclass
-class FallbackResult:
-    metric: str  # "accuracy" or "fidelity"
+class FallbackResult(BaseModel):
+    """What accuracy-aware fallback did: the one record from the quantizer (PT2E, ORT, NNCF)
+    through the artifact's manifest and the recipe step to the report's ``fallback`` field."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: Literal["accuracy", "fidelity"]
     reference: float  # the float model's metric on the validation split
     quantized: float  # every layer in int8
     final: float
     target_drop: float  # points
-    kept_in_float: list[str] = field(default_factory=list)
-    steps: list[FallbackStep] = field(default_factory=list)
-    ranking: list[tuple[str, float]] = field(default_factory=list)  # (layer, sensitivity drop in points)
+    kept_in_float: list[str] = Field(default_factory=list)
+    steps: list[FallbackStep] = Field(default_factory=list)
+    ranking: list[tuple[str, float]] = Field(default_factory=list)  # (layer, sensitivity drop in points), worst first
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_is_not_input(cls, data: Any) -> Any:
+        # within_target is written out (reports and manifests carry it) but always recomputed
+        if isinstance(data, dict) and "within_target" in data:
+            data = {k: v for k, v in data.items() if k != "within_target"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def within_target(self) -> bool:
         return (self.reference - self.final) * 100 <= self.target_drop + 1e-9
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "within_target": self.within_target}
-
-    @classmethod
-    def from_dict(cls, record: dict) -> FallbackResult:
-        """The record ``to_dict`` wrote (e.g. into an artifact's manifest), back as a result."""
-        fields = {k: v for k, v in record.items() if k != "within_target"}
-        return cls(**fields | {"steps": [FallbackStep(**s) for s in fields.get("steps", [])],
-                               "ranking": [tuple(r) for r in fields.get("ranking", [])]})
+        return self.model_dump(mode="json")
 
     def notes(self) -> list[str]:
         """The report's account: what was kept in float and the metric before/after each try."""
@@ -89,7 +94,8 @@ def fallback_search(
     and the model of the best configuration found (the last kept one). ``ranked`` may be a
     callable: the ranking (a pass per layer) is then made only when all-int8 misses the target."""
     current, best = score(())
-    result = FallbackResult(metric, reference, current, current, target_drop)
+    result = FallbackResult(metric=metric, reference=reference, quantized=current, final=current,
+                            target_drop=target_drop)
     kept: list[str] = []
     if (reference - current) * 100 <= target_drop + 1e-9:
         return result, best
@@ -98,7 +104,7 @@ def fallback_search(
             break
         trial, model = score((*kept, layer))
         helped = trial > current
-        result.steps.append(FallbackStep(layer, current, trial, helped))
+        result.steps.append(FallbackStep(layer=layer, metric_before=current, metric_after=trial, kept=helped))
         if helped:
             kept.append(layer)
             current, best = trial, model

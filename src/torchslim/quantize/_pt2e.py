@@ -166,8 +166,7 @@ def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: Quantize
         converted = convert(())
     else:
         converted = _with_fallback(model, config, inputs, convert)
-    if smoothed is not None:
-        converted.torchslim_smoothquant = smoothed
+    inputs.record.smoothquant = smoothed
     return converted
 
 
@@ -185,8 +184,8 @@ def _convert_static(graph, model, config, kept_in_float, batches) -> torch.fx.Gr
 
 
 def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, convert) -> torch.fx.GraphModule:
-    """``fallback: auto``: the measured loop of ``torchslim.quantize._fallback``; the record is
-    kept on the result as ``torchslim_fallback`` (the recipe step turns it into notes)."""
+    """``fallback: auto``: the measured loop of ``torchslim.quantize._fallback``; the record goes
+    to ``inputs.record.fallback`` (the recipe step turns it into notes and the report's field)."""
     from torchslim.quantize._fallback import measured_fallback, quantizable_layers
 
     if inputs.data is None or len(inputs.data.val) == 0:
@@ -202,7 +201,7 @@ def _with_fallback(model, config: StaticInt8Config, inputs: QuantizeInputs, conv
     result, converted = measured_fallback(model, model, layers, inputs.data, quantize_with, device=inputs.device,
                                           target_drop=config.fallback_target_drop,
                                           max_layers=config.fallback_max_layers, log=say)
-    converted.torchslim_fallback = result
+    inputs.record.fallback = result
     return converted
 
 

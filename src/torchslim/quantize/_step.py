@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from torchslim.core.step import StepContext, StepOutput
-from torchslim.quantize._api import quantize
+from torchslim.quantize._api import apply, quantize_inputs
 from torchslim.quantize._config import QuantizeConfig, parse_config
 
 # The runtime on which each method's result is actually fast on an x86 CPU, and what to say
@@ -75,16 +75,16 @@ def run_step(model: nn.Module, config: QuantizeConfig, ctx: StepContext) -> Step
         config = config.model_copy(update={"skip": (*config.skip, *recurrent)})
         notes.append(f"dynamic int8: {', '.join(recurrent)} layers kept in float (their only int8 path, torch.ao's, "
                      "cannot be saved with torch.export); the Linear layers are int8.")
-    quantized = quantize(model, config, data=ctx.data, example_inputs=ctx.example_inputs,
-                         device=ctx.device, seed=ctx.seed, log=ctx.log)
+    inputs = quantize_inputs(model, ctx.data, ctx.example_inputs, ctx.device, ctx.seed, ctx.log)
+    quantized = apply(model, config, inputs)
     if split := getattr(quantized, "torchslim_split_attention", None):
         notes.append(f"{config.method}: nn.MultiheadAttention {', '.join(split)} ran as separate q/k/v/out Linear "
                      "layers (the same computation) so that its projections are quantized and the model exports.")
-    if getattr(quantized, "torchslim_smoothquant", None):
-        notes.append(_smoothquant_note(quantized.torchslim_smoothquant))
-    if getattr(quantized, "torchslim_fallback", None) is not None:
-        notes += quantized.torchslim_fallback.notes()
-        facts["fallback"] = quantized.torchslim_fallback.to_dict()
+    if inputs.record.smoothquant:
+        notes.append(_smoothquant_note(inputs.record.smoothquant))
+    if inputs.record.fallback is not None:
+        notes += inputs.record.fallback.notes()
+        facts["fallback"] = inputs.record.fallback
     if ctx.device.type == "cpu" and config.method in _CPU_NOTES:
         notes.append(_CPU_NOTES[config.method])
     if ctx.device.type == "cpu" and config.method in ("bf16", "fp16") and not _cpu_has_native_bf16():

@@ -10,31 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from torchslim.bench import Metrics
 from torchslim.core.notes import Note
+from torchslim.quantize import FallbackResult, FallbackStep
 from torchslim.report._runtime import RuntimeRecord
 from torchslim.runtime import thread_budget
 
-
-class FallbackTry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    layer: str
-    metric_before: float  # in [0, 1], before this layer was tried in float
-    metric_after: float  # with it in float
-    kept: bool  # False: it did not help and went back to int8
-
-
-class FallbackRecord(BaseModel):
-    """What accuracy-aware fallback did to one candidate (torchslim.quantize._fallback)."""
-
-    model_config = ConfigDict(extra="forbid")
-    metric: Literal["accuracy", "fidelity"]
-    reference: float  # the float model's metric on the validation split
-    quantized: float  # every layer in int8
-    final: float
-    target_drop: float  # points
-    within_target: bool
-    kept_in_float: list[str] = Field(default_factory=list)
-    steps: list[FallbackTry] = Field(default_factory=list)
-    ranking: list[tuple[str, float]] = Field(default_factory=list)  # (layer, sensitivity drop in points), worst first
+# The fallback record is the quantizer's own model: one schema from the int8 paths to report.json.
+FallbackTry = FallbackStep
+FallbackRecord = FallbackResult
 
 
 class Execution(BaseModel):
