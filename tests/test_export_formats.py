@@ -89,8 +89,9 @@ def test_a_plugin_format_through_the_cli(program_format, tmp_path, capsys):
 def test_a_plugin_format_as_a_recipe_step(program_format, tmp_path):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     recipe = {"candidates": [{"name": "program", "steps": [{"export": {"format": "exported-program"}}]}]}
-    report = torchslim.optimize(model, load_data("digits"), recipe=recipe, out=tmp_path / "run", device="cpu",
-                                batch_sizes=(1,), html=False)
+    report = torchslim.optimize(model, load_data("digits"), recipe,
+                                run=torchslim.RunOptions(out=tmp_path / "run", device="cpu", html=False),
+                                measure=torchslim.MeasureOptions(batch_sizes=(1,)))
     cand = report.candidate("program")
     assert cand.status == "ok", cand.error
     assert cand.metrics.runtime == "eager" and cand.steps == ["export(format=exported-program)"]
@@ -99,7 +100,7 @@ def test_a_plugin_format_as_a_recipe_step(program_format, tmp_path):
     assert read_manifest(artifact).steps == ["export(format=exported-program, precision=fp32)"]
     with pytest.raises(ConfigError, match="Unknown export format 'nope'"):
         torchslim.optimize(model, load_data("digits"), recipe={"candidates": [
-            {"name": "x", "steps": [{"export": {"format": "nope"}}]}]}, out=tmp_path / "bad", device="cpu")
+            {"name": "x", "steps": [{"export": {"format": "nope"}}]}]}, run=torchslim.RunOptions(out=tmp_path / "bad", device="cpu"))
 
 
 # --- every registered variant, and the combination rules -----------------------------------------
