@@ -15,7 +15,7 @@ the next of the manifest's length buckets (16, 32, 64, ... up to the model's max
 token 0 and attention mask 0, so a service compiles at most one graph per bucket and batch
 size. Padding is only done when one of the inputs is an attention mask (its name contains
 "mask"): masked positions are ignored by attention and by masked pooling, so the result is
-that of the unpadded input (tests/test_varlen.py checks it); without a mask every length is
+that of the unpadded input (tests/hf/test_varlen.py checks it); without a mask every length is
 compiled as it comes. Outputs that have the sequence axis (recorded in the manifest as
 ``sequence_outputs``) are sliced back to the input's length. ``precompile()`` (or
 ``torchslim.load(..., precompile=True)``) compiles every bucket up front, so no request pays

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_hf import WordTokenizer, _token_bundle
+from tests.hf.test_hf import WordTokenizer, _token_bundle
 from torchslim.errors import ConfigError, DataError
 
-SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
+SENTENCES = Path(__file__).resolve().parents[2] / "src" / "torchslim" / "hf" / "sentences.txt"
 
 
 def _tiny_bert(layers: int = 2, hidden: int = 32, init: float = 0.2):
@@ -155,7 +155,7 @@ def test_cli_refuses_hidden_state_options_before_any_work(tmp_path):
 def test_cli_distill_hidden_states_on_an_encoder(tmp_path):
     import json
 
-    from tests.test_hf import _tiny_bert_dir
+    from tests.hf.test_hf import _tiny_bert_dir
     from torchslim.cli import run
 
     folder = _tiny_bert_dir(tmp_path, classifier=False, with_tokenizer=True)

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from tests.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
+from tests.pipeline.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
 from torchslim.core.step import StepOutput
 from torchslim.errors import RefusedError, UnsupportedError
 from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize

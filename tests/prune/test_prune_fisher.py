@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_distill_hidden import _tiny_bert
-from tests.test_hf import _token_bundle
+from tests.distill.test_distill_hidden import _tiny_bert
+from tests.hf.test_hf import _token_bundle
 from torchslim.errors import ConfigError, UnsupportedError
 
 

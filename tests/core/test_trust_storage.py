@@ -11,7 +11,7 @@ import pytest
 import torch.nn as nn
 
 import torchslim.core.files as io_module
-from tests.test_pipeline import FAKE_STEPS, fake_measure
+from tests.pipeline.test_pipeline import FAKE_STEPS, fake_measure
 from torchslim.cli import run
 from torchslim.core import storage
 from torchslim.core.files import atomic_write, atomic_write_text

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
+from tests.pipeline.test_pipeline import FAKE_STEPS, fake_measure, trained  # noqa: F401  (trained is a fixture)
 from torchslim.core.step import StepOutput
 from torchslim.errors import ConfigError
 from torchslim.pipeline import Goal, MeasureOptions, RunOptions, load_recipe, optimize

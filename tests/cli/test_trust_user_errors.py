@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import torchslim
-from tests.test_pipeline import FAKE_STEPS, INTERRUPT, fake_measure
+from tests.pipeline.test_pipeline import FAKE_STEPS, INTERRUPT, fake_measure
 from torchslim.artifacts import save_exported
 from torchslim.cli import run
 from torchslim.data import load_data

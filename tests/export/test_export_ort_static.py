@@ -108,7 +108,7 @@ def test_a_token_model_is_calibrated_per_sentence_and_falls_back_on_fidelity(mon
     """A tiny BERT on embedding data: the fallback steers by fidelity, and the recipe's budget
     (0.2 points) caps its target (0.5 by default)."""
     transformers = pytest.importorskip("transformers")
-    from tests.test_hf import _token_bundle
+    from tests.hf.test_hf import _token_bundle
     from torchslim.hf._wrap import SentenceEmbedder
 
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_a_token_model_puts_only_its_linear_inputs_through_int8(tmp_path):
     MatMul's output and handed the int8 LayerNorm output to the residual Add (MiniLM: 0.931
     fidelity instead of 0.993)."""
     pytest.importorskip("transformers")
-    from tests.test_varlen import batch, tiny_bert
+    from tests.hf.test_varlen import batch, tiny_bert
 
     model, names = tiny_bert(), ["input_ids", "attention_mask"]
     calibration = [batch(4, 12, seed=1), batch(4, 9, seed=2)]

@@ -24,7 +24,7 @@ from torchslim.pipeline import load_recipe
 
 pytestmark = pytest.mark.slow
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 MB = 1024 * 1024
 TINY = {"candidates": [
     {"name": "pruned", "steps": [{"prune": {"method": "channel", "ratio": 0.5}}]},
@@ -472,7 +472,7 @@ def test_ctrl_c_cancels_the_runs_tasks_and_leaves_it_resumable(driver, tmp_path)
 def test_the_edge_search_runs_its_families_in_parallel_on_ray(driver, tmp_path):
     import torchslim
 
-    def cliff(model, config, ctx):  # accuracy falls off a cliff above ratio 0.6 (tests/test_edge_search.py)
+    def cliff(model, config, ctx):  # accuracy falls off a cliff above ratio 0.6 (tests/pipeline/test_edge_search.py)
         import torch as _torch
 
         from torchslim.core.step import StepOutput

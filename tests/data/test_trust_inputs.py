@@ -109,7 +109,7 @@ def test_escape_sequences_in_a_file_name_are_shown_not_run_in_the_table():
 
     from rich.console import Console
 
-    from tests.test_report_html import sample_report
+    from tests.report.test_report_html import sample_report
     from torchslim.report import render_table
 
     report = sample_report()

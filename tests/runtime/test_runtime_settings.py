@@ -208,7 +208,7 @@ def test_recipe_fixes_settings_and_tuning_keys_are_checked():
 
 
 def test_report_carries_settings_and_tries(tmp_path):
-    from tests.test_pipeline import fake_measure
+    from tests.pipeline.test_pipeline import fake_measure
 
     data = load_data("digits")
     recipe = {"tuning": {"max_tries": 2, "max_seconds": 2}, "candidates": [

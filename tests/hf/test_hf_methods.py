@@ -1,6 +1,6 @@
 """Every quantization method and runtime that applies to all-MiniLM-L6-v2, through torchslim's
 own verbs, each with the fidelity threshold it earns (mean cosine similarity to fp32 on
-held-out sentences). tests/test_hf.py covers loading, bf16, torchao dynamic int8 and PT2E.
+held-out sentences). tests/hf/test_hf.py covers loading, bf16, torchao dynamic int8 and PT2E.
 
 Thresholds are what each method gave here minus a margin: ORT dynamic per-channel 0.993,
 weight-only int8 0.9999, fp16 0.99999, ORT static int8 (Linear inputs only, per sentence) 0.99.

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.test_pipeline import CALLS, FAKE_STEPS, fake_measure
+from tests.pipeline.test_pipeline import CALLS, FAKE_STEPS, fake_measure
 from torchslim.bench import accuracy
 from torchslim.cli import run
 from torchslim.core.rundir import MARKER, claim_run_dir
@@ -189,7 +189,7 @@ def test_remove_inside_unlinks_a_link_and_refuses_a_path_through_one(tmp_path):
 
 
 def test_resume_confines_artifact_paths_read_from_report_json(trained, tmp_path):
-    from tests.test_pipeline import CALLS
+    from tests.pipeline.test_pipeline import CALLS
     from torchslim.artifacts import artifact_files, manifest_path
 
     out = tmp_path / "run"

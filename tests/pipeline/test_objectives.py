@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import FAKE_STEPS, trained  # noqa: F401  (the trained fixture)
+from tests.pipeline.test_pipeline import FAKE_STEPS, trained  # noqa: F401  (the trained fixture)
 from torchslim.bench import accuracy
 from torchslim.bench._measure import Latency, Metrics
 from torchslim.cli import run

@@ -144,7 +144,7 @@ def test_a_tiny_bert_maps_every_linear_and_takes_nncf_smoothquant(tmp_path):
     import openvino as ov
 
     transformers = pytest.importorskip("transformers")
-    from tests.test_hf import _token_bundle
+    from tests.hf.test_hf import _token_bundle
     from torchslim.hf._wrap import SentenceEmbedder
 
     torch.manual_seed(0)

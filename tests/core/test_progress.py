@@ -15,7 +15,7 @@ import pytest
 
 from torchslim.core.progress import CandidateProgress
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "COLUMNS": "160"}
 TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 
@@ -23,7 +23,7 @@ TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 # candidates, real artifacts, no training and no timing.
 OPTIMIZE = """
 import sys, torch, torch.nn as nn
-from tests.test_pipeline import FAKE_STEPS, fake_measure
+from tests.pipeline.test_pipeline import FAKE_STEPS, fake_measure
 from torchslim.pipeline import MeasureOptions, RunOptions, load_recipe, optimize
 torch.manual_seed(0)
 model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))

@@ -144,7 +144,7 @@ def _crowd_measure(fn, data, *, artifact, runtime, batch_sizes, device, referenc
 
 @pytest.fixture(scope="module")
 def crowded_run(tmp_path_factory) -> Path:
-    from tests.test_pipeline import FAKE_STEPS
+    from tests.pipeline.test_pipeline import FAKE_STEPS
     from torchslim.data import load_data
     from torchslim.pipeline import Goal, MeasureOptions, RunOptions, load_recipe, optimize
 

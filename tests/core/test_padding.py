@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import torchslim
-from tests.test_hf import _tiny_embedder
+from tests.hf.test_hf import _tiny_embedder
 from torchslim.core.padding import SkipPadding, inert_padding, plan_groups, right_padded_lengths
 from torchslim.export import ArtifactInfo
 

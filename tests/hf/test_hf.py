@@ -18,7 +18,7 @@ from torchslim.data._text import load_text, read_sentences
 from torchslim.errors import ConfigError, DataError, SpecError
 from torchslim.report import load_report
 
-SENTENCES = Path(__file__).resolve().parents[1] / "src" / "torchslim" / "hf" / "sentences.txt"
+SENTENCES = Path(__file__).resolve().parents[2] / "src" / "torchslim" / "hf" / "sentences.txt"
 
 
 class WordTokenizer:
