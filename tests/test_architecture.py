@@ -137,3 +137,19 @@ def test_the_finetune_step_trains_from_the_current_weights():
 
     assert accuracy(out.model, data.val) > accuracy(model, data.val) + 0.3
     assert "finetune(epochs=2" in out.notes[0]
+
+
+# The tests of a package live in tests/<package>/; only tests that span the whole product (layers,
+# the block contract, docs, the front door, the public API) and top-level modules stay at the top.
+TOP_LEVEL_TESTS = {"test_architecture.py", "test_block_contract.py", "test_docs.py", "test_front_door.py",
+                   "test_public_api.py", "test_benchmarks.py", "test_specs.py", "test_performance.py"}
+
+
+def test_tests_mirror_the_package_folders():
+    packages = {p.name for p in (ROOT / "src" / "torchslim").iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and list(p.glob("test_*.py"))}
+    assert folders <= packages, f"test folders naming no package: {sorted(folders - packages)}"
+    stray = {p.name for p in (ROOT / "tests").glob("test_*.py")} - TOP_LEVEL_TESTS
+    assert not stray, f"move these into tests/<package>/: {sorted(stray)}"
+    modules = {p.stem for p in (ROOT / "src" / "torchslim").glob("*.py")}
+    assert {"specs", "performance"} <= modules  # the two top-level modules the top-level tests are about
