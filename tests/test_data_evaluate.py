@@ -55,3 +55,16 @@ def test_an_empty_split_is_a_data_error_not_a_score_of_zero(setup):
                   lambda: fidelity(model, torch.zeros(0, 3), empty)):
         with pytest.raises(DataError, match="data set is empty"):
             score()
+
+
+def test_the_task_scorer_is_accuracy_or_fidelity_to_the_reference(setup):
+    from torchslim.data import scorer
+
+    model, dataset = setup
+    assert scorer("classification", dataset)(model) == accuracy(model, dataset)
+    other = nn.Sequential(nn.Linear(6, 3))
+    by_model = scorer("embedding", dataset, other)  # the reference's outputs are computed once, here
+    assert by_model(other) == pytest.approx(1.0)
+    assert by_model(model) == pytest.approx(fidelity(model, other, dataset))
+    with pytest.raises(ValueError, match="reference"):
+        scorer("embedding", dataset)

@@ -23,6 +23,7 @@ from torchslim.data._evaluate import (
     fidelity_sums,
     predict,
     score_ratio,
+    scorer,
 )
 from torchslim.data._specs import DATA_SPEC_HELP, load_data
 
@@ -36,6 +37,7 @@ __all__ = [
     "eval_mode",
     "fidelity_sums",
     "score_ratio",
+    "scorer",
     "english_corpus",
     "fidelity",
     "predict","DataBundle", "as_args", "load_data", "loader", "to_device",

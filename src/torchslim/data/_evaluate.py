@@ -43,6 +43,21 @@ def fidelity(fn: Callable, reference: torch.Tensor | Callable, dataset: Dataset,
     return score_ratio(*fidelity_sums(fn, reference, dataset, batch_size=batch_size, device=device), "fidelity")
 
 
+def scorer(task: str, dataset: Dataset, reference: torch.Tensor | Callable | None = None, *,
+           device="cpu") -> Callable[[Callable], float]:
+    """The task's metric over ``dataset`` as a function of the model being judged: accuracy for
+    classification; for embedding data, fidelity to ``reference`` (the reference model, whose
+    outputs are computed once here, or those outputs already)."""
+    if task != "embedding":
+        return lambda fn: accuracy(fn, dataset, device=device)
+    if reference is None:
+        raise ValueError("fidelity needs a reference: the unoptimized model or its outputs over the data set")
+    if callable(reference):
+        with eval_mode(reference):
+            reference, _ = predict(reference, dataset, device=device)
+    return lambda fn: fidelity(fn, reference, dataset, device=device)
+
+
 def accuracy_counts(fn: Callable, dataset: Dataset, *, batch_size: int = 256, device="cpu") -> tuple[float, float]:
     """``(correct, total)`` top-1 over ``dataset``, ``(0, 0)`` when it is empty.
 

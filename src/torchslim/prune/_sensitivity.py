@@ -118,12 +118,9 @@ def sensitivity(
 
 def _scorer(model: nn.Module, data: DataBundle, dataset, device) -> Callable[[nn.Module], float]:
     """Accuracy on ``dataset``; for embedding data, fidelity to ``model``'s own outputs."""
-    from torchslim.data import accuracy, fidelity, predict
+    from torchslim.data import scorer
 
-    if data.task == "embedding":
-        reference, _ = predict(model, dataset, device=device)
-        return lambda m: fidelity(m, reference, dataset, device=device)
-    return lambda m: accuracy(m, dataset, device=device)
+    return scorer(data.task, dataset, model, device=device)
 
 
 def _damage(model: nn.Module, name: str, mode: str, method: str, probe: str, data, device) -> nn.Module:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from torchslim.core.fake_int8 import fake_int8_
-from torchslim.data import DataBundle, accuracy, fidelity, predict
+from torchslim.data import DataBundle, scorer
 
 
 @dataclass
@@ -142,10 +142,7 @@ def measured_fallback(original: nn.Module, ranked_on: nn.Module, layers: Sequenc
 
 def metric_fn(reference_model: nn.Module, data: DataBundle, device: torch.device) -> Callable[[Any], float]:
     """Accuracy on the validation split; for embedding data, fidelity to ``reference_model``."""
-    if data.task == "embedding":
-        outputs, _ = predict(reference_model, data.val, device=device)
-        return lambda fn: fidelity(fn, outputs, data.val, device=device)
-    return lambda fn: accuracy(fn, data.val, device=device)
+    return scorer(data.task, data.val, reference_model, device=device)
 
 
 def rank_layers(model: nn.Module, layers: Sequence[str], score: Callable[[Any], float],
