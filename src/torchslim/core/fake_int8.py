@@ -10,10 +10,12 @@ half its levels on negatives that never occur, doubling the simulated step and o
 the error of exactly the layers the kernels handle best. (OpenVINO's NNCF picks an unsigned
 grid for such inputs too, so the same model describes it.)
 
-Two approximations, both small next to the error itself: weights use [-127, 127] with
-``max|w| / 127`` (the kernels' observers use the full [-128, 127], a 0.4% finer step), and the
-activation range is the batch's min/max (the histogram observer clips rare outliers a little,
-so this is an upper bound on its step).
+Both round trips are bit for bit what a converted PT2E graph computes (a test compares them with
+torchao's ``MinMaxObserver`` / ``PerChannelMinMaxObserver`` and the ``quantized_decomposed`` ops,
+configured as X86InductorQuantizer configures them): weights use the full [-128, 127] with ``max|w| / 127.5``; ONNX Runtime's symmetric
+weights stop at [-127, 127], a 0.4% coarser step, which is far inside what a ranking needs. One
+approximation remains: the activation range is the batch's min/max, where X86InductorQuantizer's
+histogram observer clips rare outliers a little, so this is an upper bound on its step.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from torch.utils.hooks import RemovableHandle
 
 @torch.no_grad()
 def fake_quantize_weight(w: torch.Tensor) -> torch.Tensor:
-    """``w`` round-tripped through symmetric int8, one scale per output channel (dim 0)."""
+    """``w`` round-tripped through symmetric int8, one scale per output channel (dim 0): scale
+    ``max|w| / 127.5`` over the full [-128, 127] grid, zero point 0 (X86InductorQuantizer's)."""
     w = w.detach().float()
-    scale = (w.abs().flatten(1).amax(dim=1) / 127.0).clamp(min=1e-12)
+    scale = (w.abs().flatten(1).amax(dim=1) / 127.5).clamp(min=1e-12)
     scale = scale.reshape(-1, *([1] * (w.dim() - 1)))
-    return (w / scale).round().clamp(-127, 127) * scale
+    return (w * (1.0 / scale)).round().clamp(-128, 127) * scale  # x * (1/scale): the kernels' rounding
 
 
 @torch.no_grad()
@@ -39,7 +42,7 @@ def fake_quantize_activation(x: torch.Tensor) -> torch.Tensor:
     lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
     scale = ((hi - lo) / 255).clamp(min=1e-12)
     zero = (-lo / scale).round()
-    return ((x / scale + zero).round().clamp(0, 255) - zero) * scale
+    return ((x * (1.0 / scale)).round().add(zero).clamp(0, 255) - zero) * scale
 
 
 @torch.no_grad()
