@@ -95,3 +95,21 @@ def config_error_from_pydantic(err, where: str) -> ConfigError:
         path = ".".join(str(p) for p in e.get("loc", ())) or "(top level)"
         parts.append(f"{path}: {e.get('msg')}")
     return ConfigError(f"Invalid {where}: " + "; ".join(parts) + ".")
+
+
+def validate_options(config_class, options, where: str, *, example: str = "{key: value}"):
+    """``options`` as a ``config_class`` (a pydantic model): a config object passes through, None
+    means all defaults, a mapping is validated; anything else, or a bad field, is a ConfigError
+    naming ``where`` (and each bad field's path). The one parser of the technique configs."""
+    from pydantic import ValidationError
+
+    if isinstance(options, config_class):
+        return options
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"Invalid {where}: expected a mapping like {example}, got {type(options).__name__}.")
+    try:
+        return config_class.model_validate(options)
+    except ValidationError as e:
+        raise config_error_from_pydantic(e, where) from None

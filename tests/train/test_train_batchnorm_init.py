@@ -73,6 +73,34 @@ def test_recalibrate_batchnorm_matches_the_data_statistics():
     assert model[1].momentum == 0.1  # restored
 
 
+def test_recalibrate_batchnorm_with_nothing_to_do_returns_zero_and_touches_nothing():
+    """The one behaviour (prune re-exports this function): no BN, or no batches, is not an error."""
+    dataset = TensorDataset(torch.randn(64, 6), torch.zeros(64, dtype=torch.long))
+    plain = nn.Sequential(nn.Linear(6, 4), nn.ReLU()).train()
+    assert recalibrate_batchnorm(plain, dataset) == 0
+    assert plain.training  # untouched, mode included
+    with_bn = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4)).train()
+    with_bn[1].running_mean.fill_(7.0)
+    assert recalibrate_batchnorm(with_bn, dataset, batches=0) == 0
+    assert torch.all(with_bn[1].running_mean == 7.0) and with_bn.training
+    untracked = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False))
+    assert recalibrate_batchnorm(untracked, dataset) == 0
+
+
+def test_recalibrate_batchnorm_takes_a_bundle_s_train_split_and_is_the_one_prune_uses():
+    from torchslim.data import DataBundle
+    from torchslim.prune import recalibrate_batchnorm as prune_recalibrate
+
+    assert prune_recalibrate is recalibrate_batchnorm
+    train = TensorDataset(torch.randn(128, 6) * 2 + 5, torch.zeros(128, dtype=torch.long))
+    other = TensorDataset(torch.randn(16, 6) - 100, torch.zeros(16, dtype=torch.long))  # never used
+    model = nn.Sequential(nn.BatchNorm1d(6))
+    bundle = DataBundle("t", train, other, other)
+    assert recalibrate_batchnorm(model, bundle, batches=2, batch_size=64, seed=3) == 1
+    torch.testing.assert_close(model[0].running_mean, train.tensors[0].mean(dim=0), rtol=0, atol=1e-4)
+    assert not model.training
+
+
 @pytest.mark.parametrize(
     "scheme, expected_std",
     [

@@ -13,7 +13,7 @@ from torchslim.bench._timing import time_callable
 from torchslim.bench._workload import Workload, sentence_workload
 from torchslim.core.manifest import artifact_size
 from torchslim.core.padding import SkipPadding
-from torchslim.data import DataBundle, accuracy, fidelity
+from torchslim.data import DataBundle, scorer
 
 
 class Latency(BaseModel):
@@ -106,11 +106,7 @@ def measure(
 
 def _score(fn: Callable, data: DataBundle, reference, device: torch.device) -> float:
     with torch.no_grad():
-        if data.task == "embedding":
-            if reference is None:
-                raise ValueError("embedding tasks need a reference (the unoptimized model's outputs)")
-            return fidelity(fn, reference, data.test, device=device)
-        return accuracy(fn, data.test, device=device)
+        return scorer(data.task, data.test, reference, device=device)(fn)
 
 
 def _latencies(fn: Callable, make_inputs, batch_sizes: Sequence[int], device: torch.device, target_s: float,

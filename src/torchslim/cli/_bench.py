@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import SeedOption, parse_batch_sizes
+from torchslim.cli._common import DataSpec, Device, SeedOption, Weights, parse_batch_sizes
 
 
 def register(app: typer.Typer) -> None:
@@ -13,11 +13,11 @@ def register(app: typer.Typer) -> None:
 
 def bench_cmd(
     model: Annotated[str, typer.Option(help="MODEL spec or a saved artifact (.pt2, .onnx, .tslim)")] = "digits-cnn",
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
+    data: DataSpec = "digits",
+    weights: Weights = None,
     batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,32",
     runtime: Annotated[str | None, typer.Option(help="eager, compile, aoti, onnxruntime, tensorrt")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: Device = "auto",
     seed: SeedOption = 0,
 ) -> None:
     """Measure accuracy, size, params, MACs, latency, throughput and peak memory."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import SeedOption
+from torchslim.cli._common import BatchSizes, DataSpec, Device, ModelSpec, SeedOption, Weights
 
 
 def register(app: typer.Typer) -> None:
@@ -15,17 +15,17 @@ def register(app: typer.Typer) -> None:
 
 
 def factorize_cmd(
-    model: Annotated[str, typer.Option(help="MODEL spec")] = "digits-mlp",
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
+    model: ModelSpec = "digits-mlp",
+    data: DataSpec = "digits",
     rank_ratio: Annotated[float | None, typer.Option(help="kept rank / full rank, in (0, 1]")] = None,
     energy: Annotated[float | None, typer.Option(help="kept share of squared singular values, in (0, 1]")] = None,
     finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after factorizing")] = 0,
     min_saving: Annotated[float, typer.Option(help="skip layers saving less than this share of MACs")] = 0.1,
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
+    weights: Weights = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/<timestamp>)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: Device = "auto",
     seed: SeedOption = 0,
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
+    batch_sizes: BatchSizes = "1,32",
 ) -> int:
     """Low-rank factorization (truncated SVD) of Linear/Conv layers; measured against the original."""
     from torchslim.cli._technique import run_one
@@ -39,18 +39,18 @@ def factorize_cmd(
 
 
 def share_cmd(
-    model: Annotated[str, typer.Option(help="MODEL spec")] = "lenet-300-100",
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
+    model: ModelSpec = "lenet-300-100",
+    data: DataSpec = "digits",
     bits: Annotated[int, typer.Option(help="2^bits shared values per layer (1-8)")] = 5,
     prune_ratio: Annotated[float, typer.Option(help="magnitude-prune this share of each layer first, in [0, 1)")] = 0.0,
     prune_steps: Annotated[int, typer.Option(help="prune in this many steps")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after each pruning step")] = 0,
     centroid_epochs: Annotated[int, typer.Option(help="epochs of centroid fine-tuning after sharing")] = 0,
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
+    weights: Weights = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/<timestamp>)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: Device = "auto",
     seed: SeedOption = 0,
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
+    batch_sizes: BatchSizes = "1,32",
 ) -> int:
     """Deep compression: [magnitude prune ->] weight sharing -> Huffman coding into a .tslim file,
     measured against the original (report.json in --out). ``benchmarks/deep_compression.py``

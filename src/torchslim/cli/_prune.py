@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import SeedOption
+from torchslim.cli._common import BatchSizes, DataSpec, Device, ModelSpec, SeedOption, Weights
 
 
 def register(app: typer.Typer) -> None:
@@ -16,8 +16,8 @@ def register(app: typer.Typer) -> None:
 
 
 def prune_cmd(
-    model: Annotated[str, typer.Option(help="MODEL spec: zoo name, file.py:factory, module:factory")] = "digits-cnn",
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
+    model: ModelSpec = "digits-cnn",
+    data: DataSpec = "digits",
     method: Annotated[str, typer.Option(help="magnitude (L1 per layer), global (L1 across layers) or channel (structured)")] = "channel",
     ratio: Annotated[float, typer.Option(help="fraction of weights/channels removed, in [0, 1)")] = 0.5,
     importance: Annotated[str, typer.Option(help="l1, l2, taylor or fisher (taylor, fisher: channel only; fisher also on embedding data)")] = "l1",
@@ -26,10 +26,10 @@ def prune_cmd(
     finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after each round (distilled from the original)")] = 0,
     finetune_hidden_states: Annotated[bool, typer.Option(help="fine-tuning also matches every transformer layer's hidden states (hf: models)")] = False,
     ignore: Annotated[str, typer.Option(help="comma-separated module names never pruned")] = "",
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
+    weights: Weights = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/prune-<timestamp>)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
+    device: Device = "auto",
+    batch_sizes: BatchSizes = "1,32",
     seed: SeedOption = 0,
 ) -> int:
     """Prune a model; measure it against the original (report.json in --out).
@@ -57,7 +57,7 @@ def distill_cmd(
     teacher: Annotated[str, typer.Option(help="teacher MODEL spec (trained; zoo models are trained and cached)")] = "digits-cnn",
     model: Annotated[str | None, typer.Option(help="not on the CLI: a student of another architecture needs the Python API")] = None,
     width_multiplier: Annotated[float | None, typer.Option(help="student = the teacher's architecture at this width, in (0, 1]")] = None,
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
+    data: DataSpec = "digits",
     epochs: Annotated[int, typer.Option()] = 5,
     temperature: Annotated[float, typer.Option(help="softmax temperature T (the KL term is scaled by T^2)")] = 4.0,
     alpha: Annotated[float, typer.Option(help="weight of the soft-target KL; 1 - alpha weighs the hard-label cross-entropy")] = 0.7,
@@ -65,8 +65,8 @@ def distill_cmd(
     hidden_states: Annotated[bool, typer.Option(help="also match every transformer layer's per-token hidden states (hf: models)")] = False,
     weights: Annotated[str | None, typer.Option(help="state_dict for a factory teacher")] = None,
     out: Annotated[str | None, typer.Option(help="output directory (default runs/distill-<timestamp>)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
+    device: Device = "auto",
+    batch_sizes: BatchSizes = "1,32",
     seed: SeedOption = 0,
 ) -> int:
     """Distill the teacher into a thinner copy of itself (channel pruning to ``--width-multiplier``,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import SeedOption
+from torchslim.cli._common import BatchSizes, Device, ModelSpec, SeedOption, Weights
 
 
 def register(app: typer.Typer) -> None:
@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def quantize_cmd(
-    model: Annotated[str, typer.Option(help="MODEL spec")] = "digits-cnn",
+    model: ModelSpec = "digits-cnn",
     data: Annotated[str, typer.Option(help="DATA spec (train split calibrates; test split measures)")] = "digits",
     method: Annotated[str, typer.Option(help="dynamic, static, qat, weight-only, int4, bf16 or fp16")] = "static",
     calibration_batches: Annotated[int | None, typer.Option(help="train batches observed (static, qat)")] = None,
@@ -23,9 +23,9 @@ def quantize_cmd(
     lr: Annotated[float | None, typer.Option(help="fine-tuning learning rate (qat)")] = None,
     out: Annotated[str | None, typer.Option(help="run directory (default runs/quantize-<method>-<timestamp>)")] = None,
     runtime: Annotated[str | None, typer.Option(help="eager or compile (default: where the method is fast)")] = None,
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
-    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes to time")] = "1,32",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    weights: Weights = None,
+    batch_sizes: BatchSizes = "1,32",
+    device: Device = "auto",
     seed: SeedOption = 0,
 ) -> int:
     """Quantize a model with one method; measure it against fp32 (report.json in --out)."""

@@ -17,7 +17,15 @@ import typer
 import yaml
 
 from torchslim import errors
-from torchslim.cli._common import SeedOption, parse_batch_sizes
+from torchslim.cli._common import (
+    BatchSizes,
+    DataSpec,
+    Device,
+    ModelSpec,
+    SeedOption,
+    Weights,
+    parse_batch_sizes,
+)
 from torchslim.errors import ConfigError
 
 
@@ -71,13 +79,13 @@ def register(app: typer.Typer) -> None:
 def apply_cmd(
     step: Annotated[str, typer.Argument(help="a registered recipe step (torchslim recipes lists the built-in ones)")],
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="a step option as key=value (repeat)")] = None,
-    model: Annotated[str, typer.Option(help="MODEL spec")] = "digits-cnn",
-    data: Annotated[str, typer.Option(help="DATA spec")] = "digits",
-    weights: Annotated[str | None, typer.Option(help="state_dict for a factory model")] = None,
+    model: ModelSpec = "digits-cnn",
+    data: DataSpec = "digits",
+    weights: Weights = None,
     runtime: Annotated[str | None, typer.Option(help="measure on this runtime (default: what the step says)")] = None,
     out: Annotated[str | None, typer.Option(help="run directory (default runs/<step>-<timestamp>)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    batch_sizes: Annotated[str, typer.Option(help="batch sizes to time")] = "1,32",
+    device: Device = "auto",
+    batch_sizes: BatchSizes = "1,32",
     seed: SeedOption = 0,
 ) -> int:
     """Apply any one recipe step (a built-in or a plug-in's) and measure it against the original."""

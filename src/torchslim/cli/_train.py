@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from torchslim.cli._common import MAX_SEED
+from torchslim.cli._common import MAX_SEED, DataSpec, Device, ModelSpec
 
 
 def register(app: typer.Typer) -> None:
@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
 
 
 def train_cmd(
-    model: Annotated[str, typer.Option(help="MODEL spec: zoo name, file.py:factory or module:factory")] = "digits-cnn",
-    data: Annotated[str, typer.Option(help="DATA spec: digits, npz:FILE, imagefolder:DIR, module:function")] = "digits",
+    model: ModelSpec = "digits-cnn",
+    data: DataSpec = "digits",
     config: Annotated[str | None, typer.Option(help="YAML file of TrainConfig fields (see docs/training.md)")] = None,
     epochs: Annotated[int | None, typer.Option(help="override the config's epochs")] = None,
     batch_size: Annotated[int | None, typer.Option(help="override the config's batch_size (per process)")] = None,
@@ -26,7 +26,7 @@ def train_cmd(
     out: Annotated[str | None, typer.Option(help="run directory (default runs/train-<model>-<data>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
     weights: Annotated[str | None, typer.Option(help="state_dict to start from (.pt or .safetensors)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Train a model: mixed precision, accumulation, clipping, schedules, checkpoints, DDP.
 

@@ -42,6 +42,18 @@ _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 DynamicAxes = dict[int, tuple[int, int]]  # axis -> (min, max), both inclusive
 
 
+def is_exported_graph(model) -> bool:
+    """A torch.export-ed graph (e.g. a PT2E-prepared QAT model): its dropout and batch-norm are
+    aten ops whose train/eval behaviour is baked in, so ``.train()`` cannot switch them."""
+    from torch.export._unlift import _StatefulGraphModule
+
+    if isinstance(model, _StatefulGraphModule):
+        return True
+    if isinstance(model, torch.fx.GraphModule):  # fx.symbolic_trace graphs call modules, not aten ops
+        return any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) for n in model.graph.nodes)
+    return False
+
+
 def is_token_input(t: torch.Tensor) -> bool:
     """Token ids / attention masks / token type ids: rank 2, integer dtype; axis 1 is the sequence."""
     return isinstance(t, torch.Tensor) and t.dim() == 2 and t.dtype in _INT_DTYPES

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,24 +22,29 @@ class ModelHandle:
     hf: object | None = None  # the Hugging Face wrapper info (torchslim.hf.HFInfo), for hf: models
 
 
+def read_safely(path: Path, problem: str, advice: str) -> Any:
+    """What ``path`` holds, read on CPU without running pickled code: a ``.safetensors`` file, or
+    ``torch.load(weights_only=True)``. Any failure is an ArtifactError "``problem`` (the error's
+    type and first line). ``advice``" (weights the user gives, checkpoints the trainer wrote)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ArtifactError(f"{problem} ({type(e).__name__}: {first}). {advice}") from None
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a state_dict (``.pt``/``.pth`` with ``weights_only=True``, or ``.safetensors``)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"Weights file {str(path)!r} does not exist.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ArtifactError(
-            f"Cannot read weights from {str(path)!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-            "Give a state_dict saved with torch.save(model.state_dict(), ...) or safetensors; "
-            "pickled whole models are refused for safety."
-        ) from None
+    state = read_safely(path, f"Cannot read weights from {str(path)!r}",
+                        "Give a state_dict saved with torch.save(model.state_dict(), ...) or safetensors; "
+                        "pickled whole models are refused for safety.")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from torchslim.errors import ConfigError, config_error_from_pydantic
+from torchslim.errors import validate_options
 
 
 class DistillConfig(BaseModel):
@@ -52,13 +52,4 @@ class DistillConfig(BaseModel):
 
 
 def parse_distill_config(options: Any, where: str = "distill options") -> DistillConfig:
-    if isinstance(options, DistillConfig):
-        return options
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise ConfigError(f"Invalid {where}: expected a mapping like {{epochs: 5, temperature: 4.0, alpha: 0.7}}, got {type(options).__name__}.")
-    try:
-        return DistillConfig.model_validate(options)
-    except ValidationError as e:
-        raise config_error_from_pydantic(e, where) from None
+    return validate_options(DistillConfig, options, where, example="{epochs: 5, temperature: 4.0, alpha: 0.7}")

@@ -7,7 +7,6 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from torchslim.core.export import exportable_example, is_token_input
-from torchslim.errors import ConfigError, DataError
+from torchslim.data import Signature, calibration_batches, signature_of  # noqa: F401 (one home: data/)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -95,44 +94,6 @@ def exporter_reason(error: BaseException) -> str:
     return " ".join(reason.split())
 
 
-Signature = list[tuple[torch.dtype, list[int | None]]]  # per input: dtype, shape (None = any size)
-
-
-def signature_of(example_inputs: tuple[torch.Tensor, ...]) -> Signature:
-    """What every batch must look like: the batch axis (and a token input's sequence axis) free."""
-    signature = []
-    for t in example_inputs:
-        shape: list[int | None] = [None, *t.shape[1:]]
-        if is_token_input(t):
-            shape[1] = None
-        signature.append((t.dtype, shape))
-    return signature
-
-
-def calibration_batches(calibration: Any, signature: Signature, max_batches: int, *, batch_size: int = 32) -> list[tuple[torch.Tensor, ...]]:
-    """Up to ``max_batches`` calibration batches (input tuples, on CPU), each checked against
-    ``signature``: same number of inputs, dtypes and per-sample shapes. A DataBundle
-    contributes its train split (never test), ``batch_size`` samples a batch."""
-    from torchslim.data import DataBundle, as_args, loader
-
-    if calibration is None:
-        raise ConfigError("Static quantization needs calibration data: pass calibration= (a DataBundle or "
-                          "an iterable of input tuples), or use quantize='dynamic', which needs none.")
-    if isinstance(calibration, DataBundle):
-        source: Iterable = (as_args(x) for x, _ in loader(calibration.train, batch_size))
-    elif isinstance(calibration, torch.Tensor):
-        source = [(calibration,)]
-    else:
-        source = (as_args(item) for item in calibration)
-    batches: list[tuple[torch.Tensor, ...]] = []
-    for index, batch in enumerate(_take(source, max_batches)):
-        _check_batch(index, batch, signature)
-        batches.append(tuple(t.detach().cpu() for t in batch))
-    if not batches:
-        raise DataError("The calibration data is empty: static quantization needs at least one batch of inputs.")
-    return batches
-
-
 def calibration_samples(batches: list[tuple[torch.Tensor, ...]], names: list[str]) -> list[tuple[torch.Tensor, ...]]:
     """One item per sample, as NNCF counts them (its ``subset_size`` is in items). With an
     ``attention_mask`` input, each sentence's token inputs are cut to its own length: padding
@@ -147,32 +108,6 @@ def calibration_samples(batches: list[tuple[torch.Tensor, ...]], names: list[str
                 sample = tuple(t[:, :n] if is_token_input(t) and t.dim() == 2 else t for t in sample)
             samples.append(sample)
     return samples
-
-
-def _take(source: Iterable, n: int) -> Iterator:
-    for index, item in enumerate(source):
-        if index >= n:
-            return
-        yield item
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _check_batch(index: int, batch: tuple, signature: Signature) -> None:
-    expected = ", ".join(f"{_dtype_name(d)}[{', '.join('N' if i == 0 else '*' if s is None else str(s) for i, s in enumerate(shape))}]"
-                         for d, shape in signature)
-    got = ", ".join(f"{_dtype_name(t.dtype)}{list(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__ for t in batch)
-    fits = len(batch) == len(signature) and all(
-        isinstance(t, torch.Tensor) and t.dtype == dtype and t.dim() == len(shape)
-        and all(s is None or s == n for s, n in zip(shape, t.shape, strict=True))
-        for t, (dtype, shape) in zip(batch, signature, strict=False)
-    )
-    if not fits:
-        raise DataError(f"Calibration batch {index} is ({got}), but the model takes ({expected}); N is any batch size "
-                        "and * any length. Calibrate with batches shaped like the model's inputs, one tuple of "
-                        "tensors per batch in the model's argument order.")
 
 
 @dataclass

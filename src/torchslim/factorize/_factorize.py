@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from torchslim.errors import ConfigError, UnsupportedError, config_error_from_pydantic
+from torchslim.errors import ConfigError, UnsupportedError, validate_options
 from torchslim.factorize._svd import (
     factorize_layer,
     factorized_cost,
@@ -48,12 +48,7 @@ class FactorizeConfig(BaseModel):
 
 
 def validate_config(options: dict | FactorizeConfig | None, where: str = "factorize options") -> FactorizeConfig:
-    if isinstance(options, FactorizeConfig):
-        return options
-    try:
-        return FactorizeConfig.model_validate(options or {})
-    except ValidationError as e:
-        raise config_error_from_pydantic(e, where) from None
+    return validate_options(FactorizeConfig, options, where, example="{rank_ratio: 0.5}")
 
 
 @dataclass

@@ -38,7 +38,7 @@ from torchslim.artifacts import load, manifest_path, read_manifest
 from torchslim.bench import CpuContention, count_macs, count_params, set_threads
 from torchslim.core.padding import SKIP_PADDING_NOTE, SkipPadding
 from torchslim.core.step import StepContext
-from torchslim.data import accuracy, fidelity
+from torchslim.data import scorer
 from torchslim.errors import RefusedError
 from torchslim.pipeline._ray_sweep import sweep_temp, temp_folder
 from torchslim.pipeline._recipe import PlannedCandidate
@@ -214,8 +214,7 @@ def _build(plan: PlannedCandidate, shared: ModelInputs, inputs: DataInputs, base
         macs = count_macs(model, tuple(t[:1] for t in shared.example_inputs))
     _say(events, plan.name, "step", f"scoring {data.metric} on the held-out split")
     with torch.no_grad():
-        score = (fidelity(fn, inputs.reference, data.test, device=device) if data.task == "embedding"
-                 else accuracy(fn, data.test, device=device))
+        score = scorer(data.task, data.test, inputs.reference, device=device)(fn)
     return {"artifact": str(artifact.relative_to(work_dir)), "runtime": runtime, "accuracy": score,
             "params": params, "macs": macs, "notes": notes, "facts": step_facts}
 

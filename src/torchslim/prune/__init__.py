@@ -25,7 +25,7 @@ from torchslim.prune._config import (
     PruneConfig,
     parse_prune_config,
 )
-from torchslim.prune._layers import prunable_layers, recalibrate_batchnorm, zero_fraction
+from torchslim.prune._layers import prunable_layers, zero_fraction
 from torchslim.prune._magnitude import leftover_masks
 from torchslim.prune._sensitivity import (
     SensitivityResult,
@@ -36,6 +36,7 @@ from torchslim.prune._sensitivity import (
 )
 from torchslim.prune._step import UNSTRUCTURED_NOTE, run_step, validate_step
 from torchslim.prune._student import widen_student
+from torchslim.train.batchnorm import recalibrate_batchnorm  # the one implementation, re-exported
 
 __all__ = [
     "widen_student",

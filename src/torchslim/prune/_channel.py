@@ -43,9 +43,9 @@ from torchslim.prune._layers import (
     check_module_names,
     output_layer_names,
     prunable_layers,
-    recalibrate_batchnorm,
 )
 from torchslim.train import finetune
+from torchslim.train.batchnorm import recalibrate_batchnorm
 
 
 def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Module:
@@ -61,7 +61,7 @@ def prune_channels(model: nn.Module, config: ChannelPruneConfig, ctx) -> nn.Modu
         _check_still_runs(model, ctx.example_inputs, expected_shape)
         check_widths_kept(model, widths)
         if ctx.data is not None:
-            recalibrate_batchnorm(model, ctx.data, device=ctx.device, batches=config.recalibrate_batches)
+            recalibrate_batchnorm(model, ctx.data.train, device=ctx.device, batches=config.recalibrate_batches, seed=ctx.seed)
         heads = f", {head_count(model)} attention heads (from {heads_before})" if heads_before else ""
         ctx.log(f"channel prune round {round_index}/{config.iterations}: {_param_count(model):,} parameters (from {before:,}){heads}")
         if config.finetune_epochs > 0:

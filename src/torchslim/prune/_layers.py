@@ -1,5 +1,5 @@
-"""Helpers every pruning method shares: which layers, which is the classifier, BN
-recalibration, and the fine-tuning that follows each pruning round."""
+"""Helpers every pruning method shares: which layers, which is the classifier, how sparse.
+BN recalibration is ``torchslim.train.batchnorm.recalibrate_batchnorm``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from torchslim.data import DataBundle, as_args, loader, to_device
+from torchslim.data import DataBundle, as_args
 from torchslim.errors import ConfigError
 
 
@@ -102,39 +102,6 @@ def output_layer_names(model: nn.Module, example_inputs: tuple) -> list[str]:
         if isinstance(layer_out, torch.Tensor) and layer_out.dim() and layer_out.shape[dim] == width:
             return [name]
     return [order[-1][0]] if order else []
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: DataBundle, *, device="cpu", batches: int = 32, batch_size: int = 64) -> int:
-    """Re-estimate BatchNorm running statistics after the weights changed under them.
-
-    Pruning and weight changes shift each layer's activation distribution, so the stored
-    running mean/var no longer match and accuracy drops for no real reason. We reset them and
-    run ``batches`` training batches in train mode with ``momentum=None`` (a cumulative
-    average rather than an exponential one, so every batch counts equally), under no_grad so
-    no weight moves. Dropout is also active in train mode but only affects outputs we discard.
-    Returns the number of BN layers recalibrated (0: nothing to do, model untouched).
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms or batches <= 0:
-        return 0
-    saved = [(m.momentum, m.training) for m in norms]
-    was_training = model.training
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    try:
-        for i, (x, _y) in enumerate(loader(data.train, batch_size, shuffle=True, device=device, seed=0)):
-            if i >= batches:
-                break
-            model(*as_args(to_device(x, device)))
-    finally:
-        for m, (momentum, _training) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-        model.train(was_training)
-    model.eval()
-    return len(norms)
 
 
 def zero_fraction(model: nn.Module, names: Iterable[str] | None = None) -> float:

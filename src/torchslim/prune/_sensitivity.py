@@ -4,8 +4,9 @@ Probes (``mode``):
     prune     L1 unstructured pruning of that layer alone at each ratio (``method="magnitude"``),
               or its channels removed with Torch-Pruning (``method="channel"``; coupled layers
               such as both sides of a residual add go with it, BN is recalibrated)
-    quantize  int8 round-trip of that layer alone: weights symmetric per output channel,
-              its input symmetric per tensor (what dynamic/static int8 does to it)
+    quantize  int8 round-trip of that layer alone, as the static int8 kernels do it: weights
+              symmetric per output channel, its input uint8 affine per tensor
+              (``torchslim.core.fake_int8``, the one model of that error)
 
 Accuracy is measured on the validation split (``split``): these numbers choose how the model
 is optimized, so they must not come from the held-out test split that judges the result.
@@ -24,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
+from torchslim.core.fake_int8 import fake_int8_
 from torchslim.data import DataBundle
 from torchslim.errors import ConfigError
 from torchslim.prune._layers import check_module_names, output_layer_names, prunable_layers
@@ -116,12 +118,9 @@ def sensitivity(
 
 def _scorer(model: nn.Module, data: DataBundle, dataset, device) -> Callable[[nn.Module], float]:
     """Accuracy on ``dataset``; for embedding data, fidelity to ``model``'s own outputs."""
-    from torchslim.data import accuracy, fidelity, predict
+    from torchslim.data import scorer
 
-    if data.task == "embedding":
-        reference, _ = predict(model, dataset, device=device)
-        return lambda m: fidelity(m, reference, dataset, device=device)
-    return lambda m: accuracy(m, dataset, device=device)
+    return scorer(data.task, dataset, model, device=device)
 
 
 def _damage(model: nn.Module, name: str, mode: str, method: str, probe: str, data, device) -> nn.Module:
@@ -135,25 +134,8 @@ def _damage(model: nn.Module, name: str, mode: str, method: str, probe: str, dat
         torch_prune.l1_unstructured(layer, "weight", amount=float(probe))
         torch_prune.remove(layer, "weight")
     else:
-        _fake_int8(layer)
+        fake_int8_(layer)
     return damaged
-
-
-@torch.no_grad()
-def _fake_int8(layer: nn.Module) -> None:
-    """Round-trip the layer's weight (per output channel) and, via a hook, its input (per
-    tensor) through symmetric int8 — the error int8 inference would add at this layer."""
-    w = layer.weight
-    scale = w.abs().flatten(1).amax(dim=1).clamp(min=1e-12) / 127.0
-    scale = scale.reshape(-1, *([1] * (w.dim() - 1)))
-    w.copy_((w / scale).round().clamp(-127, 127) * scale)
-
-    def quantize_input(_module, args):
-        x = args[0]
-        s = x.abs().amax().clamp(min=1e-12) / 127.0
-        return ((x / s).round().clamp(-127, 127) * s, *args[1:])
-
-    layer.register_forward_pre_hook(quantize_input)
 
 
 def ratios_from_sensitivity(result: SensitivityResult, max_drop: float = 1.0) -> dict[str, float]:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from torchslim.data import DataBundle, as_args
+from torchslim.data import DataBundle, as_args, check_signature, signature_of
 from torchslim.errors import ConfigError
-from torchslim.quantize._common import QuantizeInputs, check_batch, default_example_inputs
+from torchslim.quantize._common import QuantizeInputs, default_example_inputs
 from torchslim.quantize._config import (
     CastConfig,
     DynamicInt8Config,
@@ -74,7 +74,7 @@ def quantize_inputs(model: nn.Module, data: DataBundle | None, example_inputs: t
         example_inputs = default_example_inputs(model, data)
     example = tuple(t.to(device) for t in as_args(example_inputs))
     if data is not None and example_inputs is not None:
-        check_batch(data.example_inputs(2, split="train"), example, f"data {data.spec!r}")
+        check_signature(data.example_inputs(2, split="train"), signature_of(example), f"A batch of data {data.spec!r}")
     return QuantizeInputs(example_inputs=example, data=data, device=device, seed=seed, log=log)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torchslim.data import DataBundle, as_args, loader
-from torchslim.errors import ConfigError, DataError
+from torchslim.data import DataBundle, calibration_batches, signature_of
+from torchslim.errors import ConfigError
 
 
 @dataclass
@@ -119,44 +119,11 @@ def default_example_inputs(model: nn.Module, data: DataBundle | None) -> tuple[t
     )
 
 
-def _signature(inputs: tuple[torch.Tensor, ...]) -> list[str]:
-    return [f"{tuple(t.shape[1:])} {str(t.dtype).removeprefix('torch.')}" for t in inputs]
-
-
-def check_batch(batch: tuple[torch.Tensor, ...], example: tuple[torch.Tensor, ...], what: str) -> None:
-    """DataError unless ``batch`` has the example's per-sample shapes and dtype kinds."""
-    bad = len(batch) != len(example) or any(
-        b.shape[1:] != e.shape[1:] or b.dtype.is_floating_point != e.dtype.is_floating_point
-        for b, e in zip(batch, example, strict=False)
-    )
-    if bad:
-        raise DataError(
-            f"{what}: the model expects {len(example)} input(s) shaped (batch, ...) as "
-            f"{_signature(example)} but the data gives {len(batch)} shaped {_signature(batch)}. "
-            "Calibrate with the data set the model was trained on (the same DATA spec)."
-        )
-
-
-def calibration_batches(
-    data: DataBundle | None, example: tuple[torch.Tensor, ...], *, batches: int, batch_size: int,
-    device: torch.device, seed: int = 0,
-) -> list[tuple[torch.Tensor, ...]]:
-    """Up to ``batches`` shuffled batches of the train split (never val or test), checked."""
-    if data is None:
-        raise ConfigError(
-            "This quantization method calibrates activation ranges on real data: pass data=DataBundle "
-            "(its train split is used), or --data on the command line."
-        )
-    out = []
-    for inputs, _target in loader(data.train, batch_size, shuffle=True, seed=seed):
-        args = tuple(t.to(device) for t in as_args(inputs))
-        check_batch(args, example, "calibration data")
-        out.append(args)
-        if len(out) >= batches:
-            break
-    if not out:
-        raise DataError(f"The train split of {data.spec!r} is empty; there is nothing to calibrate on.")
-    return out
+def calibration(inputs: QuantizeInputs, config) -> list[tuple[torch.Tensor, ...]]:
+    """The config's calibration batches from the data's train split (``torchslim.data.calibration_batches``)."""
+    return calibration_batches(inputs.data, signature_of(inputs.example_inputs), config.calibration_batches,
+                               batch_size=config.batch_size, device=inputs.device, seed=inputs.seed,
+                               how_to_pass="data=DataBundle (or --data on the command line)")
 
 
 def float_size_bytes(model: nn.Module) -> int:

@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from torchslim.data import DataBundle, accuracy, fidelity, predict
+from torchslim.core.fake_int8 import fake_int8_
+from torchslim.data import DataBundle, scorer
 
 
 class FallbackStep(BaseModel):
@@ -147,10 +148,7 @@ def measured_fallback(original: nn.Module, ranked_on: nn.Module, layers: Sequenc
 
 def metric_fn(reference_model: nn.Module, data: DataBundle, device: torch.device) -> Callable[[Any], float]:
     """Accuracy on the validation split; for embedding data, fidelity to ``reference_model``."""
-    if data.task == "embedding":
-        outputs, _ = predict(reference_model, data.val, device=device)
-        return lambda fn: fidelity(fn, outputs, data.val, device=device)
-    return lambda fn: accuracy(fn, data.val, device=device)
+    return scorer(data.task, data.val, reference_model, device=device)
 
 
 def rank_layers(model: nn.Module, layers: Sequence[str], score: Callable[[Any], float],
@@ -160,31 +158,10 @@ def rank_layers(model: nn.Module, layers: Sequence[str], score: Callable[[Any], 
     drops = []
     for name in layers:
         damaged = copy.deepcopy(model)
-        handle = _fake_int8(damaged.get_submodule(name))
+        handle = fake_int8_(damaged.get_submodule(name))
         drops.append((name, round((baseline - score(damaged)) * 100, 4)))
         handle.remove()
     return sorted(drops, key=lambda d: -d[1])
-
-
-@torch.no_grad()
-def _fake_int8(layer: nn.Module):
-    """Round-trip the layer's weight (int8 per output channel) and, via a hook, its input
-    (uint8 per tensor, affine over the batch's range) — the error static int8 adds here."""
-    w = layer.weight
-    scale = (w.abs().flatten(1).amax(dim=1).clamp(min=1e-12) / 127.0).reshape(-1, *([1] * (w.dim() - 1)))
-    w.copy_((w / scale).round().clamp(-127, 127) * scale)
-
-    inv = getattr(layer, "inv_scale", None)  # a SmoothedLinear quantizes x * inv_scale
-
-    def quantize_input(_module, args):
-        x = args[0] if inv is None else args[0] * inv
-        lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
-        s = ((hi - lo) / 255).clamp(min=1e-12)
-        zero = (-lo / s).round()
-        xq = ((x / s + zero).round().clamp(0, 255) - zero) * s
-        return (xq if inv is None else xq / inv, *args[1:])
-
-    return layer.register_forward_pre_hook(quantize_input)
 
 
 def quantizable_layers(model: nn.Module, skip) -> list[str]:

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from torchslim.core.export import export_program, model_max_length
 from torchslim.errors import ConfigError, UnsupportedError
-from torchslim.quantize._common import QuantizeInputs, SkipList, calibration_batches, quiet_backends
+from torchslim.quantize._common import QuantizeInputs, SkipList, calibration, quiet_backends
 from torchslim.quantize._config import QATConfig, StaticInt8Config
 
 
@@ -149,8 +149,7 @@ def _copy_graph(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 def quantize_static(model: nn.Module, config: StaticInt8Config, inputs: QuantizeInputs) -> nn.Module:
     _check_cpu(inputs.device, "static")
     _split_attention(model, config)
-    batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
-                                  batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
+    batches = calibration(inputs, config)
     smoothed = None
     if config.smoothquant is not None:  # ``model`` is the verb's private copy: smoothing it is safe
         from torchslim.quantize._smooth import smooth_
@@ -213,8 +212,7 @@ def quantize_qat(model: nn.Module, config: QATConfig, inputs: QuantizeInputs) ->
 
     _check_cpu(inputs.device, "qat")
     _split_attention(model, config)
-    batches = calibration_batches(inputs.data, inputs.example_inputs, batches=config.calibration_batches,
-                                  batch_size=config.batch_size, device=inputs.device, seed=inputs.seed)
+    batches = calibration(inputs, config)
     quantizer = _quantizer(config, model, is_qat=True)
     # Exported in training mode so conv+batch-norm stay separate and QAT can fold them itself.
     graph = _export_for_pt2e(model, inputs.example_inputs, train=True)

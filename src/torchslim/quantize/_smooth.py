@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchslim.core.export import export_program
+from torchslim.core.fake_int8 import int8_output_error
 
 ALPHA_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 _SAMPLE_ROWS = 4096  # activation rows kept per group to score alphas; ~1 MB per 64-wide group
@@ -135,23 +136,9 @@ def smoothing_scale(act_max: torch.Tensor, weights: Sequence[torch.Tensor], alph
 
 
 def _fake_int8_error(x: torch.Tensor, weights: Sequence[torch.Tensor], s: torch.Tensor) -> float:
-    """Relative error of the group's outputs when ``x / s`` is quantized per tensor (uint8,
-    affine, as X86InductorQuantizer does) and ``W * s`` per output channel (int8, symmetric)."""
-    xs = x / s
-    lo, hi = xs.min().clamp(max=0), xs.max().clamp(min=0)
-    scale = ((hi - lo) / 255).clamp(min=1e-12)
-    zero = (-lo / scale).round()
-    xq = ((xs / scale + zero).round().clamp(0, 255) - zero) * scale
-    err = ref = 0.0
-    for w in weights:
-        w = w.detach().float().cpu()
-        ws = w * s
-        ws_scale = (ws.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
-        wq = (ws / ws_scale).round().clamp(-127, 127) * ws_scale
-        y = x @ w.T
-        err += float((xq @ wq.T - y).pow(2).sum())
-        ref += float(y.pow(2).sum())
-    return err / max(ref, 1e-12)
+    """Relative int8 error of the group's outputs once smoothed by ``s``: the kernel quantizes
+    ``x / s`` and ``W * s`` (``torchslim.core.fake_int8``'s model), whose product is ``x W^T``."""
+    return int8_output_error(x / s, [w.detach().float().cpu() * s for w in weights])
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ import torch
 import torch._inductor  # noqa: F401  (the loader; imported here so memory probes count it as baseline)
 
 from torchslim.errors import ArtifactError, UnsupportedError
+from torchslim.runtime._check import check_format
 
 
 class AOTIModel:
@@ -38,10 +39,7 @@ class AOTIRuntime:
     name = "aoti"
 
     def load(self, path: Path, manifest, *, device="cpu") -> AOTIModel:
-        if manifest.format != "aoti":
-            raise ArtifactError(f"The aoti runtime runs AOTInductor packages, not {manifest.format!r} artifacts "
-                                f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}), or re-export "
-                                "with `torchslim export --format pt2`.")
+        check_format(self.name, manifest, path, "aoti", "AOTInductor packages", ", or re-export with `torchslim export --format pt2`")
         built_for = manifest.extra.get("device", "cpu")
         wanted = torch.device(device)
         if wanted.type != built_for:

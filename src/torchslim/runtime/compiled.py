@@ -33,6 +33,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from torchslim.errors import ArtifactError
+from torchslim.runtime._check import check_format
 
 _MAX_SHAPES = 64  # distinct input-shape sets compiled before falling back to eager
 
@@ -131,6 +132,5 @@ class CompileRuntime:
     def load(self, path: Path, manifest, *, device="cpu"):
         from torchslim.runtime.eager import EagerRuntime
 
-        if manifest.format != "exported":
-            raise ArtifactError(f"The compile runtime runs exported .pt2 programs, not {manifest.format!r} artifacts.")
+        check_format(self.name, manifest, path, "exported", "exported .pt2 programs")
         return CompiledModel(EagerRuntime().load_module(path, manifest, device=device), manifest, path)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from torchslim.errors import ArtifactError
+from torchslim.runtime._check import check_format
 from torchslim.runtime._pt2 import load_exported_program
 
 
@@ -22,8 +22,7 @@ class EagerRuntime:
 
     def load_module(self, path: Path, manifest, *, device="cpu") -> torch.nn.Module:
         """The program's module without the input check (for runtimes that check themselves)."""
-        if manifest.format != "exported":
-            raise ArtifactError(f"The eager runtime runs exported .pt2 programs, not {manifest.format!r} artifacts.")
+        check_format(self.name, manifest, path, "exported", "exported .pt2 programs")
         from torchslim.quantize import register_ops_for
 
         register_ops_for(path)  # quantized graphs call torchao / quantized_decomposed ops

@@ -19,6 +19,7 @@ import torch
 
 from torchslim.core.log import say
 from torchslim.errors import ArtifactError
+from torchslim.runtime._check import check_format
 from torchslim.runtime._settings import OrtSettings, resolved_threads, settings_from_manifest
 
 
@@ -107,9 +108,7 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def load(self, path: Path, manifest, *, device="cpu") -> OnnxModel:
-        if manifest.format != "onnx":
-            raise ArtifactError(f"The onnxruntime runtime runs .onnx models, not {manifest.format!r} artifacts "
-                                f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}).")
+        check_format(self.name, manifest, path, "onnx", ".onnx models")
         settings = settings_from_manifest(manifest, self.name)
         try:
             session = make_session(path, device, settings)

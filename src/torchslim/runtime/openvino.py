@@ -30,6 +30,7 @@ import torch
 
 from torchslim.core.log import say
 from torchslim.errors import ArtifactError
+from torchslim.runtime._check import check_format
 from torchslim.runtime._settings import OpenVINOSettings, resolved_threads, settings_from_manifest
 
 
@@ -126,9 +127,7 @@ class OpenVINORuntime:
     name = "openvino"
 
     def load(self, path: Path, manifest, *, device="cpu") -> OpenVINOModel:
-        if manifest.format != "openvino":
-            raise ArtifactError(f"The openvino runtime runs OpenVINO IR (.xml + .bin), not {manifest.format!r} artifacts "
-                                f"({str(path)!r}); load it with its own runtime ({manifest.runtime!r}).")
+        check_format(self.name, manifest, path, "openvino", "OpenVINO IR (.xml + .bin)")
         if torch.device(device).type != "cpu":
             say("notice: torchslim runs OpenVINO on its CPU plugin; outputs come back on the input's device.")
         model = OpenVINOModel(compile_ir(Path(path), manifest), device)

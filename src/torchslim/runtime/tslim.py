@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torchslim.errors import ArtifactError
+from torchslim.runtime._check import check_format
 
 
 class TslimRuntime:
@@ -12,8 +12,7 @@ class TslimRuntime:
     name = "tslim"
 
     def load(self, path: Path, manifest, *, device="cpu"):
-        if manifest.format != "tslim":
-            raise ArtifactError(f"The tslim runtime runs .tslim files, not {manifest.format!r} artifacts.")
+        check_format(self.name, manifest, path, "tslim", ".tslim files")
         from torchslim.share import load_tslim
 
         return load_tslim(path, device=device)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from torchslim.core.registry import TECHNIQUES, Technique
-from torchslim.errors import config_error_from_pydantic
+from torchslim.errors import validate_options
 from torchslim.share._format import TslimContents, read_tslim
 from torchslim.share._share import (
     ShareConfig,
@@ -63,10 +63,7 @@ def run_step(model, config: ShareConfig, ctx):
 def validate_encode_step(options: str | dict | None) -> EncodeConfig:
     if isinstance(options, str):
         options = {"method": options}
-    try:
-        return EncodeConfig.model_validate(options or {})
-    except ValidationError as e:
-        raise config_error_from_pydantic(e, "encode step options") from None
+    return validate_options(EncodeConfig, options, "encode step options", example="{method: huffman}")
 
 
 def run_encode_step(model, config: EncodeConfig, ctx):

@@ -16,9 +16,9 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from torchslim.errors import ConfigError, UnsupportedError, config_error_from_pydantic
+from torchslim.errors import ConfigError, UnsupportedError, validate_options
 from torchslim.share._kmeans import kmeans_1d
 
 _SHAREABLE = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding)
@@ -38,12 +38,7 @@ class ShareConfig(BaseModel):
 
 
 def validate_config(options: dict | ShareConfig | None, where: str = "share options") -> ShareConfig:
-    if isinstance(options, ShareConfig):
-        return options
-    try:
-        return ShareConfig.model_validate(options or {})
-    except ValidationError as e:
-        raise config_error_from_pydantic(e, where) from None
+    return validate_options(ShareConfig, options, where, example="{bits: 5}")
 
 
 def shareable_tensors(model: nn.Module, include_bias: bool = True) -> list[tuple[str, nn.Module, str]]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from torchslim.core.files import atomic_write
+from torchslim.core.model import read_safely
 from torchslim.errors import ArtifactError, TrainingError
 from torchslim.train._state import Progress
 
@@ -129,13 +130,8 @@ def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
             f"Cannot resume: no checkpoint at {str(path)!r}. Run once without --resume (with the same "
             "--out) to create one, or point --out at the directory of the run to continue."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ArtifactError(
-            f"Checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-            "It may be corrupt or not a torchslim training checkpoint; delete it to start over."
-        ) from None
+    state = read_safely(path, f"Checkpoint {str(path)!r} cannot be read",
+                        "It may be corrupt or not a torchslim training checkpoint; delete it to start over.")
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise ArtifactError(f"{str(path)!r} is not a torchslim training checkpoint.")
     if state.get("version", 0) > _VERSION:

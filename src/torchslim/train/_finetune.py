@@ -7,11 +7,11 @@ import copy
 from collections.abc import Callable
 
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from torchslim.core.step import StepContext, StepOutput
 from torchslim.data import DataBundle
-from torchslim.errors import ConfigError, config_error_from_pydantic
+from torchslim.errors import ConfigError, validate_options
 from torchslim.train._config import TrainConfig
 from torchslim.train._kd import hidden_state_kd, make_kd_loss
 from torchslim.train._loop import fit
@@ -78,10 +78,7 @@ class FinetuneConfig(BaseModel):
 
 
 def validate_step(options: dict | None) -> FinetuneConfig:
-    try:
-        return FinetuneConfig.model_validate(options or {})
-    except ValidationError as e:
-        raise config_error_from_pydantic(e, "finetune step options") from None
+    return validate_options(FinetuneConfig, options, "finetune step options", example="{epochs: 2}")
 
 
 def run_step(model: nn.Module, config: FinetuneConfig, ctx: StepContext) -> StepOutput:

@@ -36,7 +36,7 @@ from torchslim.train._distributed import (
     teardown_distributed,
 )
 from torchslim.train._metrics import MetricsLogger
-from torchslim.train._modules import enable_activation_checkpointing, set_mode
+from torchslim.train._modules import enable_activation_checkpointing, is_exported_graph, set_mode
 from torchslim.train._optim import build_optimizer, build_scheduler, current_lr
 from torchslim.train._state import FitResult, Hooks, Progress, TrainState
 
@@ -376,32 +376,33 @@ def _end_epoch(run: _Run, done: Progress) -> bool:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
-    """Top-1 accuracy over ``dataset``; under DDP each rank scores every world_size-th sample
-    (no padding, so nothing is counted twice) and the counts are summed across ranks."""
-    from torchslim.data import predict
+    """Top-1 accuracy over ``dataset``: ``torchslim.data.accuracy`` (the one implementation), made
+    DDP-aware: each rank scores every world_size-th sample (no padding, so nothing is counted
+    twice) and the counts are summed across ranks before dividing."""
+    from torchslim.data import accuracy_counts, score_ratio
 
-    shard = _shard(dataset, dist_info)
-    set_mode(model, False)
-    correct, total = 0.0, 0.0
-    if len(shard):
-        logits, targets = predict(model, shard, batch_size=batch_size, device=device)
-        correct, total = float((logits.argmax(dim=-1) == targets).sum()), float(len(targets))
-    correct, total = all_reduce_sum([correct, total], device, dist_info)
-    return correct / max(total, 1.0)
+    _to_eval(model)
+    counts = accuracy_counts(model, _shard(dataset, dist_info), batch_size=batch_size, device=device)
+    return score_ratio(*all_reduce_sum(list(counts), device, dist_info), "accuracy")
 
 
 @torch.no_grad()
 def evaluate_fidelity(model: nn.Module, dataset, reference: torch.Tensor, *, device: torch.device, dist_info: DistInfo = DistInfo(), batch_size: int = 256) -> float:
     """Mean cosine similarity of ``model``'s outputs to ``reference``, the reference model's
-    outputs on this rank's shard of ``dataset`` (``_predict_shard``); summed across ranks."""
-    set_mode(model, False)
-    total, count = 0.0, 0.0
-    if len(reference):
-        outputs = _predict_shard(model, dataset, device, dist_info, batch_size)
-        total = float(F.cosine_similarity(outputs.flatten(1), reference.flatten(1), dim=1).sum())
-        count = float(len(outputs))
-    total, count = all_reduce_sum([total, count], device, dist_info)
-    return total / max(count, 1.0)
+    outputs on this rank's shard of ``dataset`` (``_predict_shard``): ``torchslim.data.fidelity``
+    with the sums added across ranks before dividing."""
+    from torchslim.data import fidelity_sums, score_ratio
+
+    _to_eval(model)
+    sums = fidelity_sums(model, reference, _shard(dataset, dist_info), batch_size=batch_size, device=device)
+    return score_ratio(*all_reduce_sum(list(sums), device, dist_info), "fidelity")
+
+
+def _to_eval(model: nn.Module) -> None:
+    """An exported (QAT) graph is moved to eval ops here; ``_train_epoch`` moves it back at the
+    next epoch. Plain modules are switched, and switched back, by the data/ metric itself."""
+    if is_exported_graph(model):
+        set_mode(model, False)
 
 
 @torch.no_grad()

@@ -10,19 +10,8 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
+from torchslim.core.export import is_exported_graph  # re-exported: tests and callers name it here
 from torchslim.errors import ConfigError
-
-
-def is_exported_graph(model: nn.Module) -> bool:
-    """A torch.export-ed graph (e.g. a PT2E-prepared QAT model): its dropout and batch-norm are
-    aten ops whose train/eval behaviour is baked in, so ``.train()`` cannot switch them."""
-    from torch.export._unlift import _StatefulGraphModule
-
-    if isinstance(model, _StatefulGraphModule):
-        return True
-    if isinstance(model, torch.fx.GraphModule):  # fx.symbolic_trace graphs call modules, not aten ops
-        return any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload) for n in model.graph.nodes)
-    return False
 
 
 def set_mode(model: nn.Module, training: bool) -> None:

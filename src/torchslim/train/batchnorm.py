@@ -3,9 +3,10 @@
 - ``insert_batchnorm(model, ["fc1", "conv2"])``: follow the named Conv/Linear layers with a
   fresh BatchNorm (the layer becomes ``Sequential(layer, bn)``; its weights keep their names
   under ``<name>.0``).
-- ``recalibrate_batchnorm(model, dataset)``: after pruning or weight surgery the running
+- ``recalibrate_batchnorm(model, data)``: after pruning or weight surgery the running
   mean/var describe activations that no longer exist; re-estimate them from data with a
-  cumulative average (momentum=None), touching no weight.
+  cumulative average (momentum=None), touching no weight. The one implementation: channel
+  pruning calls it too (``torchslim.prune`` re-exports it).
 - ``fold_batchnorm(model)``: for inference, fold each eval-mode BN into the Conv/Linear before
   it (W' = W * gamma / sigma, b' = (b - mu) * gamma / sigma + beta): one layer fewer per pair,
   same outputs up to float rounding.
@@ -14,12 +15,16 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from torchslim.errors import ConfigError, UnsupportedError
+
+if TYPE_CHECKING:
+    from torchslim.data import DataBundle
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -49,24 +54,35 @@ def insert_batchnorm(model: nn.Module, names: list[str]) -> nn.Module:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, *, batches: int = 20, batch_size: int = 64, device: str | torch.device = "cpu") -> int:
-    """Re-estimate every BatchNorm's running statistics from ``batches`` batches of ``dataset``.
+def recalibrate_batchnorm(model: nn.Module, data: Dataset | DataBundle, *, batches: int = 32, batch_size: int = 64,
+                          device: str | torch.device = "cpu", seed: int = 0) -> int:
+    """Re-estimate every BatchNorm's running statistics from ``batches`` shuffled batches of ``data``
+    (a Dataset, or a DataBundle, whose train split is used: never val or test).
 
-    Returns the number of BN layers recalibrated (raises if there are none). Only the BN
-    buffers change; the model is left in eval mode.
+    Pruning and weight surgery shift each layer's activations, so the stored running mean/var no
+    longer match and accuracy drops for no real reason. The statistics are reset and re-estimated
+    in train mode with ``momentum=None`` (a cumulative average: every batch weighs the same),
+    under no_grad so no weight moves; dropout is active meanwhile but only affects outputs we
+    discard. The batches are drawn with ``seed``, so the result is reproducible.
+
+    Returns the number of BN layers recalibrated, and leaves the model in eval mode. Nothing to do
+    is not an error: with no BatchNorm tracking running statistics, or ``batches <= 0``, it
+    returns 0 and the model is untouched (mode included). Channel pruning calls this after every
+    round on any model, most of which have no BN; a caller that requires BN checks the count.
     """
-    from torchslim.data import as_args, loader, to_device
+    from torchslim.data import DataBundle, as_args, loader, to_device
 
     bns = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
-    if not bns:
-        raise ConfigError(f"recalibrate_batchnorm: {type(model).__name__} has no BatchNorm with running statistics.")
+    if not bns or batches <= 0:
+        return 0
+    dataset = data.train if isinstance(data, DataBundle) else data
     saved_momentum = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average: every batch weighs the same
     model.train()
     try:
-        for i, (x, _y) in enumerate(loader(dataset, batch_size, shuffle=True, device=device)):
+        for i, (x, _y) in enumerate(loader(dataset, batch_size, shuffle=True, device=device, seed=seed)):
             if i >= batches:
                 break
             model(*as_args(to_device(x, device)))
