@@ -39,7 +39,7 @@ from torchslim.quantize import Int8Tuning
 if TYPE_CHECKING:  # onnx is imported where a graph is read: importing torchslim.export stays light
     import onnx
 
-_SCOPES = "pkg.torch.onnx.name_scopes"
+SCOPES = "pkg.torch.onnx.name_scopes"
 _WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 _TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
 # Which nodes static int8 quantizes: "auto" (see the module docstring), "all" ORT supports,
@@ -55,7 +55,7 @@ def layer_nodes(graph: onnx.ModelProto, model: nn.Module) -> dict[str, list[str]
     layers = set(ordered)
     found: dict[str, list[str]] = {name: [] for name in ordered}
     for node in graph.graph.node:
-        scopes = next((p.value for p in node.metadata_props if p.key == _SCOPES), None)
+        scopes = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
         owners = [s for s in _scope_list(scopes or "[]") if s in layers or s in folded]
         if not owners:
             continue
