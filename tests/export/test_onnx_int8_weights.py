@@ -57,8 +57,11 @@ def _weight_inputs(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
 ])
 def test_every_projection_weight_is_int8(block, method, bundle, tmp_path):
     model = build(block)
-    path = export(model, tmp_path, bundle.example_inputs(4), format="onnx", quantize=method,
-                  calibration=bundle if method == "static" else None, calibration_batches=2)
+    config = {"format": "onnx", "quantize": method}
+    if method == "static":
+        config["calibration_batches"] = 2
+    path = export(model, tmp_path, bundle.example_inputs(4), config,
+                  data=bundle if method == "static" else None)
     graph = onnx.load(str(path)).graph
     # Of the exporter's node metadata only the module path is kept (what the static fallback and
     # a graph viewer read): no stack traces, FX nodes or class hierarchies.
