@@ -80,9 +80,9 @@ CASES: dict[str, list[Case]] = {
     "encode": [Case("encode", "share + encode", {"method": "huffman"}, exact=True)],
 }
 
-# export format -> its cases (the quantization each format takes); see export._common._ALLOWED.
+# export format -> its cases (the quantization each format takes); each variant is a config in export._config.
 FORMAT_CASES: dict[str, list[dict]] = {
-    "onnx": [{}, {"quantize": "dynamic"}, {"quantize": "static", "calibration_batches": 2}],
+    "onnx": [{}, {"quantize": "dynamic"}, {"quantize": "static", "calibration_batches": 2}, {"quantize": "weight-only"}],
     "pt2": [{}],
     "tensorrt": [{}],
     "openvino": [{}, {"precision": "bf16"}, {"quantize": "int8", "calibration_batches": 2}],
@@ -91,7 +91,7 @@ FORMAT_CASES: dict[str, list[dict]] = {
 
 def _export_case(fmt: str, extra: dict) -> Case:
     method = extra.get("quantize") or extra.get("precision") or "fp32"
-    int8 = extra.get("quantize") in ("dynamic", "static", "int8")
+    int8 = extra.get("quantize") in ("dynamic", "static", "int8", "weight-only")
     return Case("export", f"export: {fmt} {method}", {"format": fmt, **extra},
                 cosine=0.98 if int8 else (0.99 if method == "bf16" else None), exact=method == "fp32",
                 needs_cuda=fmt == "tensorrt",

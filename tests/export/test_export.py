@@ -4,6 +4,7 @@
 Tolerances (stated once, enforced by the exporter and re-checked here):
     fp32 ONNX      max |diff| <= 1e-4 + 1e-3 x max |logit|, same top-1 accuracy
     int8 (ORT)     cosine >= 0.98 to the fp32 outputs, accuracy within 1 point of fp32
+                   (dynamic, static, and weight-only: int8 weights with float compute)
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_onnx_fp32_round_trip(name, trained, fp32_exports):
     assert 0.9 * params <= onnx_param_count(path) <= 1.001 * params
 
 
-@pytest.mark.parametrize("method", ["dynamic", "static"])
+@pytest.mark.parametrize("method", ["dynamic", "static", "weight-only"])
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "digits-cnn" else pytest.mark.slow)
                                   for n in ("digits-cnn", "resnet-mini", "tiny-transformer", "digits-mlp")])
 def test_onnx_int8_accuracy_within_one_point(name, method, trained, fp32_exports, tmp_path):

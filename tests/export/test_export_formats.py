@@ -129,6 +129,14 @@ def test_every_registered_variant_parses_to_its_class(fmt, cls, options):
     assert config.describe().startswith(f"export(format={fmt}")
 
 
+@pytest.mark.parametrize("cls", [c for name in FORMATS for c in FORMATS.get(name).configs], ids=lambda c: c.__name__)
+def test_every_config_class_constructs_with_its_defaults(cls):
+    """The typed spelling: OnnxStaticInt8Config() is static ONNX, as its fields' defaults say."""
+    config = cls()
+    assert config.format == cls.model_fields["format"].default
+    assert parse_export_config(config.model_dump()) == config
+
+
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_every_format_takes_its_name_alone_and_refuses_an_unknown_option(name):
     config = parse_export_config(name)
@@ -164,7 +172,7 @@ def test_quantizing_an_onnx_file_takes_the_same_configs(tmp_path):
 
     with pytest.raises(ConfigError, match="need the PyTorch model"):  # refused before any file is read
         quantize_onnx(tmp_path / "none.onnx", tmp_path / "out", {"quantize": "static", "fallback": "auto"})
-    with pytest.raises(ConfigError, match="use quantize dynamic or static"):
+    with pytest.raises(ConfigError, match="use quantize dynamic, static or weight-only"):
         quantize_onnx(tmp_path / "none.onnx", tmp_path / "out", "none")
 
 

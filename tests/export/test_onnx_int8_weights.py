@@ -32,7 +32,8 @@ def bundle():
 
 def _weight_inputs(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     """Weight-reading node -> the initializer its weight comes from (through a
-    DequantizeLinear in a QDQ graph); only nodes whose weight is a stored constant."""
+    DequantizeLinear in a QDQ graph, Cast and Mul with weight-only); only nodes whose weight is a
+    stored constant."""
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
     found = {}
@@ -43,6 +44,9 @@ def _weight_inputs(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
         source = producer.get(name)
         if source is not None and source.op_type == "DequantizeLinear":
             name = source.input[0]
+        elif source is not None and source.op_type == "Mul":  # weight-only: Cast(int8) x scale
+            cast = producer.get(source.input[0])
+            name = cast.input[0] if cast is not None and cast.op_type == "Cast" else name
         if name in inits:
             found[node.name] = inits[name]
     return found
@@ -54,6 +58,8 @@ def _weight_inputs(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     ("vit-class-token", "dynamic"),
     ("mha-seq-first-weights", "dynamic"),
     pytest.param("vit-class-token", "static", marks=pytest.mark.slow),  # calibration: seconds
+    ("vit-class-token", "weight-only"),
+    ("mha-seq-first-weights", "weight-only"),
 ])
 def test_every_projection_weight_is_int8(block, method, bundle, tmp_path):
     model = build(block)

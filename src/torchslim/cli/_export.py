@@ -20,7 +20,7 @@ def export_cmd(
     model: Annotated[str, typer.Option(help="MODEL spec")] = "digits-cnn",
     data: Annotated[str, typer.Option(help="DATA spec (example inputs, calibration)")] = "digits",
     format: Annotated[str, typer.Option("--format", help="onnx, pt2 (AOTInductor), tensorrt, openvino or a plug-in's format")] = "onnx",
-    quantize: Annotated[str, typer.Option(help="none, dynamic or static (ONNX Runtime int8; static: tensorrt int8); openvino: int8 (NNCF)")] = "none",
+    quantize: Annotated[str, typer.Option(help="none, dynamic or static (ONNX Runtime int8; static: tensorrt int8), weight-only (onnx: int8 weights, float compute); openvino: int8 (NNCF)")] = "none",
     calibration_batches: Annotated[int | None, typer.Option(help="train batches to calibrate static int8 [default: 16]")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 or int8 (fp16: tensorrt, bf16: openvino); default follows --quantize")] = None,
     smoothquant: Annotated[str | None, typer.Option(help="calibrated int8 (onnx static, openvino int8): SmoothQuant alpha in [0, 1] or auto")] = None,

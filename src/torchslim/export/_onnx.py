@@ -42,8 +42,9 @@ _KEPT_NODE_METADATA = frozenset({SCOPES})
 def write_onnx(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor, ...], config: ExportConfig, *,
                data: Any, info: ArtifactInfo, log: Callable[[str], None], symmetric_activations: bool = False) -> Path:
     """Export ``module`` to ONNX at ``path`` (fp32, or ORT int8 as ``config`` says: dynamic,
-    or static calibrated on ``data``); returns ``path``. Raises ``ExportError`` with the
-    exporter's reason when the model cannot be exported or its outputs diverge.
+    static calibrated on ``data``, or weight-only: int8 weights, float compute); returns
+    ``path``. Raises ``ExportError`` with the exporter's reason when the model cannot be
+    exported or its outputs diverge.
     ``symmetric_activations`` (static only) zeroes activation zero-points, as TensorRT needs;
     the steps are ``torchslim.export._template``'s."""
     quantize = config.quantize
@@ -70,6 +71,9 @@ def write_onnx(module: nn.Module, path: Path, example_inputs: tuple[torch.Tensor
             final = Path(tmp) / "quantized.onnx"
             extra = _quantize_static(fp32, final, samples, len(prepared.batches), prepared.tuning,
                                      (module, exported, data), log)
+        elif quantize == "weight-only":
+            final = Path(tmp) / "int8_weights.onnx"
+            extra = _int8_weights(fp32, final, log)
         elif quantize != "none":
             final = Path(tmp) / "quantized.onnx"
             extra = _quantize(fp32, final, quantize, prepared.batches or None, symmetric_activations, log)
@@ -96,8 +100,9 @@ def quantize_onnx(artifact: str | Path, out: str | Path, config: Any, *, data: A
         config = {"quantize": config} if isinstance(config, str) else config
         config = parse_export_config({"format": "onnx", **(config or {})}, "ONNX quantization")
     method = config.quantize
-    if config.format != "onnx" or method not in ("dynamic", "static"):
-        raise ConfigError(f"ONNX quantization {config.describe()}: use quantize dynamic or static (format onnx).")
+    if config.format != "onnx" or method not in ("dynamic", "static", "weight-only"):
+        raise ConfigError(f"ONNX quantization {config.describe()}: use quantize dynamic, static or weight-only "
+                          "(format onnx).")
     if isinstance(config, Int8Tuning) and config.tuned:
         raise ConfigError("smoothquant and fallback need the PyTorch model (SmoothQuant rescales its weights, "
                           "fallback ranks its layers): export it with export(..., OnnxStaticInt8Config(...)) instead.")
@@ -125,6 +130,8 @@ def quantize_onnx(artifact: str | Path, out: str | Path, config: Any, *, data: A
         if method == "static":  # per-sentence calibration and the operator choice; no fallback (no torch model)
             samples = _calibration_feeds(calibration_data, [spec.name for spec in manifest.inputs])
             quantized = _quantize_static(source, final, samples, len(calibration_data), Int8Tuning(), None, log)
+        elif method == "weight-only":
+            quantized = _int8_weights(source, final, log)
         else:
             quantized = _quantize(source, final, method, calibration_data, False, log)
         extra = dict(manifest.extra) | quantized
@@ -151,6 +158,12 @@ def _quantize(source: Path, target: Path, method: str, calibration_data, symmetr
     log(f"ONNX Runtime {method} int8 quantization")
     info = quantize_file(source, target, method, calibration=calibration_data, symmetric_activations=symmetric, log=log)
     return {"quantize": method, "precision": "int8", "quantization": info}
+
+
+def _int8_weights(source: Path, target: Path, log) -> dict[str, Any]:
+    from torchslim.export._onnx_weights import store_int8_weights
+
+    return {"quantize": "weight-only", "precision": "int8", "quantization": store_int8_weights(source, target, log)}
 
 
 def _parity(final: Path, batches, references, extra: dict[str, Any], name: str, log) -> common.Parity:
