@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from torchslim._version import __version__
 from torchslim.artifacts import load, save_exported
-from torchslim.bench import CpuContention, predict, set_threads
+from torchslim.bench import CpuContention, measure, predict, set_threads
 from torchslim.core.device import resolve_device
 from torchslim.core.files import atomic_write_buffered
 from torchslim.core.log import log_to_file, say
@@ -45,6 +45,8 @@ from torchslim.pipeline._resume import (
     interrupted,
     verified_artifact,
 )
+from torchslim.pipeline._runoff import runoff
+from torchslim.pipeline._runoff import why_not as runoff_blocked
 from torchslim.pipeline._search import SearchSetup, run_candidate, skip_reason
 from torchslim.pipeline._select import (
     OBJECTIVES,
@@ -255,6 +257,8 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
                                opts.step_table, opts.objective, baseline.metrics)
         _run_stage(refined, setup, report, done, started, opts.time_budget, "refine ")
     _choose(report, opts)
+    if loaded.spec.runoff is not None and report.best is not None:
+        _runoff(report, loaded.spec.runoff, opts, bundle, run_dir)
     if getattr(opts.executor, "parallel", False):
         opts.executor.finish(report)
     write_report(report, run_dir)
@@ -310,6 +314,25 @@ def _choose(report: Report, opts: _Settings) -> None:
     report.pareto = pareto_front(report.candidates)
     say(f"best ({opts.objective}): {report.best}" if report.best else
         "no candidate is within the accuracy budget" + (" and the constraints" if opts.constraints.as_dict() else ""))
+
+
+def _runoff(report: Report, spec, opts: _Settings, bundle: DataBundle, run_dir: Path) -> None:
+    """Re-time the objective's close contenders side by side; their paired medians settle ``best``."""
+    elsewhere = None
+    if opts.measure_fn is not measure:
+        elsewhere = "a custom measure_fn times the candidates"
+    elif getattr(opts.executor, "parallel", False):
+        elsewhere = "the ray executor times candidates on its target node"
+    reason = runoff_blocked(report, elsewhere)
+    if reason is not None:
+        say(f"runoff: not run ({reason}); the pick stands on the sequential measurements")
+        return
+    record = runoff(report, opts.objective, spec, opts.constraints, run_dir=run_dir, device=opts.device,
+                    make_inputs=lambda b: tuple(t.to(opts.device) for t in bundle.example_inputs(b)), say=say)
+    report.runoff = record
+    if record is not None and record.picked != report.best:
+        report.best = report.winners[opts.objective] = record.picked
+        say(f"best ({opts.objective}): {report.best}")
 
 
 def _run_stage(plans: list[PlannedCandidate], setup: SearchSetup, report: Report, done: dict[str, Candidate],

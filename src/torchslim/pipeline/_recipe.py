@@ -110,6 +110,17 @@ class TuningSpec(BaseModel):
     min_gain: float = Field(0.03, ge=0, lt=1, description="a try replaces the default only when this much faster")
 
 
+class RunoffSpec(BaseModel):
+    """Before the pick, time the objective's close contenders again side by side
+    (``torchslim.pipeline._runoff``): measured one after another, they were timed in different
+    moments of a machine that drifts."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_candidates: int = Field(3, ge=2, le=8, description="contenders timed together, the leader first")
+    margin: float = Field(0.3, gt=0, le=2, description="a contender is within this fraction of the leader")
+    max_seconds: float = Field(20.0, gt=0, le=600, description="wall-time bound of loading and timing them")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = ""
@@ -120,6 +131,7 @@ class Recipe(BaseModel):
     refine: RefineSpec | None = None
     search: SearchSpec | None = None
     tuning: TuningSpec | None = Field(None, description="tune each candidate's runtime settings (absent: defaults)")
+    runoff: RunoffSpec | None = Field(None, description="re-time the close contenders side by side before the pick")
     executor: Literal["local", "ray"] | None = Field(
         None, description="where candidates run (docs/cluster.md); --executor overrides it")
 

@@ -12,6 +12,8 @@ from torchslim.report._model import (
     LayerChangeRecord,
     Refusal,
     Report,
+    Runoff,
+    RunoffEntry,
     environment,
 )
 from torchslim.report._runtime import RuntimeRecord, SettingsTry, SettingsTuning
@@ -25,6 +27,8 @@ __all__ = [
     "LayerChangeRecord",
     "Refusal",
     "Report",
+    "Runoff",
+    "RunoffEntry",
     "RuntimeRecord",
     "SettingsTry",
     "SettingsTuning",

@@ -143,6 +143,23 @@ def _cards(report: Report) -> str:
     return f'<div class="cards" id="winners">{"".join(cards)}</div>' if cards else ""
 
 
+def _runoff(report: Report) -> str:
+    """The contenders re-timed side by side before the pick, as a small table."""
+    r = report.runoff
+    if r is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(e.name)}</td><td>{'-' if e.measured_ms is None else f'{e.measured_ms:.3f}'}</td>"
+        f"<td>{'not timed: ' + escape(e.error or '') if e.p50_ms is None else f'{e.p50_ms:.3f}'}</td>"
+        f"<td>{e.runs}</td></tr>" for e in r.entries)
+    verdict = (f"kept <b>{escape(r.picked)}</b>" if r.picked == r.before else
+               f"picked <b>{escape(r.picked)}</b> (the sequential measurements had picked {escape(r.before)})")
+    return (f'<div id="runoff"><p>Runoff: the close contenders for {escape(r.objective)} timed again side by side, '
+            f"interleaved in one process, at batch {r.batch_size}; {verdict}.</p><table class=\"runoff\"><tr>"
+            "<th>candidate</th><th>p50 ms, own measurement</th><th>p50 ms, side by side</th><th>calls</th></tr>"
+            f"{rows}</table></div>")
+
+
 def _charts(report: Report) -> list[str]:
     parts = ['<h2>Trade-offs</h2><div class="charts" id="plots">']
     for axis, caption in (("latency", "accuracy vs latency"), ("size", "accuracy vs size on disk")):
@@ -180,7 +197,7 @@ def render_html(report: Report) -> str:
         f'<p class="meta">recipe <b>{escape(str(report.recipe or "-"))}</b> · objective <b>{escape(report.objective)}</b> · '
         f"budget {report.budget.get('max_accuracy_drop')} points{escape(limits)} · {escape(report.metric)} on the held-out "
         f"split · created {escape(report.created)} · torchslim {escape(report.torchslim_version)}</p>",
-        _headline(report), _cards(report), *_charts(report),
+        _headline(report), _cards(report), _runoff(report), *_charts(report),
         "<h2>Candidates</h2>", _candidate_table(report), totals_html(report), refusals_html(report),
         '<h2>Each candidate</h2><div id="details">',
         *[candidate_details(c, report) for c in report.candidates], "</div>",

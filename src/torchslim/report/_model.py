@@ -107,6 +107,37 @@ class Candidate(BaseModel):
         return [n.text for n in self.notes if not kinds or n.kind in kinds]
 
 
+class RunoffEntry(BaseModel):
+    """One contender of the runoff: its paired median against the one its own measurement gave."""
+
+    name: str
+    p50_ms: float | None = None  # the runoff's median at its batch; None: it could not be loaded or run
+    runs: int = 0
+    measured_ms: float | None = None  # the same figure from the candidate's own (sequential) measurement
+    error: str | None = None
+
+
+class Runoff(BaseModel):
+    """The close contenders for the objective timed again side by side, interleaved in one
+    process (``torchslim.pipeline._runoff``); the pick is made on these paired figures."""
+
+    objective: str
+    batch_size: int
+    margin: float  # contenders: within this fraction of the leader on the objective
+    entries: list[RunoffEntry]  # the baseline among them for balanced (its speed-ups are ratios)
+    before: str  # the pick the sequential measurements gave
+    picked: str
+
+    def line(self) -> str:
+        """``runoff (balanced, batch 1, timed side by side): a 0.114 ms, b 0.146 ms -> picked a;
+        the sequential measurements had picked b``."""
+        figures = ", ".join(f"{e.name} {e.p50_ms:.3f} ms" if e.p50_ms is not None else f"{e.name} (not timed: {e.error})"
+                            for e in self.entries)
+        verdict = (f"kept {self.picked}" if self.picked == self.before
+                   else f"picked {self.picked}; the sequential measurements had picked {self.before}")
+        return f"runoff ({self.objective}, batch {self.batch_size}, timed side by side): {figures} -> {verdict}"
+
+
 class Report(BaseModel):
     model_config = ConfigDict(extra="allow")
     torchslim_version: str
@@ -127,6 +158,7 @@ class Report(BaseModel):
     recipe: str | None = None  # the recipe's built-in name or file path
     sensitivity: dict | None = None  # per-layer sensitivity, when the recipe asked for it
     refusals: list[Refusal] = Field(default_factory=list)  # techniques that refused this model, each once
+    runoff: Runoff | None = None  # the objective's close contenders re-timed side by side (recipe ``runoff:``)
     _run_dir: str | None = PrivateAttr(default=None)  # where it was written; not serialized
 
     @property

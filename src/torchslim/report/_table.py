@@ -98,6 +98,8 @@ def _footnotes(report: Report, console: Console) -> None:
     if report.winners:
         picks = ", ".join(f"{o}: {n or '-'}" for o, n in report.winners.items())
         console.print(f"winners by objective: {picks}", highlight=False)
+    if report.runoff is not None:
+        console.print(_shown(report.runoff.line()), highlight=False)
     for line in refusal_lines(report):
         console.print(f"[yellow]{line}[/]", highlight=False)
     for c in report.candidates:
