@@ -71,3 +71,19 @@ def test_a_bad_plugin_module_is_a_user_error_not_a_crash(tmp_path):
                          env=env, cwd=tmp_path)
     assert run.returncode == 2, run.stderr[-2000:]
     assert "TORCHSLIM_PLUGINS names 'no_such_plugin_module'" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("message, category", [
+    ("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning),
+    ("Int8Tensor does not implement _stable_hash_for_caching. For PT2-compatible tensor subclasses, ...", UserWarning),
+])
+def test_the_command_line_silences_upstream_warnings_printed_mid_progress(message, category):
+    """Seen in `make run`'s output between progress lines: torch's and torchao's, not the user's or ours."""
+    from torchslim.cli import _quiet_upstream_deprecations
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _quiet_upstream_deprecations()
+        warnings.warn(message, category, stacklevel=1)
+        warnings.warn("a warning of the user's own", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a warning of the user's own"]

@@ -54,8 +54,10 @@ def _quiet_upstream_deprecations() -> None:
     """torch's own calls (deep copies of exported graphs) trip its deprecated pytree constructor:
     a FutureWarning naming copyreg in the middle of the progress lines, about code that is neither
     the user's nor ours. The command line silences that one message; the library leaves the
-    user's warning filters alone."""
+    user's warning filters alone. Likewise torch's AOT autograd cache asking torchao's Int8Tensor
+    for a hash method it lacks, when a dynamic-int8 candidate is compiled."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching", category=UserWarning)
 
 
 def _click_exit_code(e: Exception) -> int | None:
