@@ -106,3 +106,19 @@ def test_the_recipe_key_refuses_nonsense(field, value):
 
     with pytest.raises(ConfigError, match=field):
         load_recipe({"candidates": [{"name": "a", "steps": [{"export": "onnx"}]}], "runoff": {field: value}})
+
+
+def test_a_failing_runoff_leaves_the_sequential_pick_and_the_run_completes(tmp_path, monkeypatch, capsys):
+    from torchslim.pipeline import Goal, RunOptions, _optimize, optimize
+
+    def broken(*_a, **_k):
+        raise RuntimeError("the runoff broke")
+
+    monkeypatch.setattr(_optimize, "runoff", broken)
+    recipe = {"candidates": [{"name": "a", "steps": [{"export": {"format": "onnx"}}], "runtime": "onnxruntime"},
+                             {"name": "b", "steps": [{"export": {"format": "onnx"}}], "runtime": "onnxruntime"}],
+              "runoff": {"margin": 2.0}}
+    report = optimize("digits-mlp", "digits", recipe, goal=Goal(objective="latency"),
+                      run=RunOptions(out=tmp_path / "run", html=False))
+    assert report.best in ("a", "b") and report.runoff is None
+    assert "runoff: failed (RuntimeError: the runoff broke); the pick stands" in capsys.readouterr().err

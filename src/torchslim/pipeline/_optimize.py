@@ -258,7 +258,7 @@ def _run(model, data, loaded: LoadedRecipe, run_dir: Path, previous: Report | No
         _run_stage(refined, setup, report, done, started, opts.time_budget, "refine ")
     _choose(report, opts)
     if loaded.spec.runoff is not None and report.best is not None:
-        _runoff(report, loaded.spec.runoff, opts, bundle, run_dir)
+        _runoff(report, loaded.spec.runoff, opts, bundle, run_dir, started)
     if getattr(opts.executor, "parallel", False):
         opts.executor.finish(report)
     write_report(report, run_dir)
@@ -316,19 +316,27 @@ def _choose(report: Report, opts: _Settings) -> None:
         "no candidate is within the accuracy budget" + (" and the constraints" if opts.constraints.as_dict() else ""))
 
 
-def _runoff(report: Report, spec, opts: _Settings, bundle: DataBundle, run_dir: Path) -> None:
-    """Re-time the objective's close contenders side by side; their paired medians settle ``best``."""
+def _runoff(report: Report, spec, opts: _Settings, bundle: DataBundle, run_dir: Path, started: float) -> None:
+    """Re-time the objective's close contenders side by side; their paired medians settle ``best``.
+    Whatever goes wrong here leaves the sequential pick standing, said in the log."""
     elsewhere = None
     if opts.measure_fn is not measure:
         elsewhere = "a custom measure_fn times the candidates"
     elif getattr(opts.executor, "parallel", False):
         elsewhere = "the ray executor times candidates on its target node"
+    elif opts.time_budget is not None and time.perf_counter() - started >= opts.time_budget:
+        elsewhere = "the time budget is spent"
     reason = runoff_blocked(report, elsewhere)
     if reason is not None:
         say(f"runoff: not run ({reason}); the pick stands on the sequential measurements")
         return
-    record = runoff(report, opts.objective, spec, opts.constraints, run_dir=run_dir, device=opts.device,
-                    make_inputs=lambda b: tuple(t.to(opts.device) for t in bundle.example_inputs(b)), say=say)
+    try:
+        record = runoff(report, opts.objective, spec, opts.constraints, run_dir=run_dir, device=opts.device,
+                        make_inputs=lambda b: tuple(t.to(opts.device) for t in bundle.example_inputs(b)), say=say)
+    except Exception as e:  # noqa: BLE001  (the candidates' own measurements still stand)
+        logging.getLogger("torchslim").info("runoff failed", exc_info=True)
+        say(f"runoff: failed ({type(e).__name__}: {str(e).strip()[:200]}); the pick stands on the sequential measurements")
+        return
     report.runoff = record
     if record is not None and record.picked != report.best:
         report.best = report.winners[opts.objective] = record.picked
