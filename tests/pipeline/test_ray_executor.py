@@ -497,6 +497,27 @@ def test_the_edge_search_runs_its_families_in_parallel_on_ray(driver, tmp_path):
     assert first_q.submitted < first_p.build_end and first_p.submitted < first_q.build_end
 
 
+def test_the_runoff_runs_on_the_target_node_and_settles_best(driver, tmp_path):
+    """The runoff (docs/optimize.md) re-times the close contenders on the target, like every
+    measurement: torchslim's own measure (a custom measure_fn skips the runoff)."""
+    import torchslim
+
+    _, target, _ = driver
+    onnx = {"runtime": "onnxruntime"}
+    recipe = {"candidates": [{"name": "fp32", "steps": [{"export": {"format": "onnx"}}], **onnx},
+                             {"name": "w8", "steps": [{"export": {"format": "onnx", "quantize": "weight-only"}}], **onnx}],
+              "runoff": {"margin": 2.0, "max_seconds": 5}}
+    report = torchslim.optimize("digits-mlp", "digits", recipe, goal=torchslim.Goal(objective="balanced"),
+                                run=torchslim.RunOptions(out=tmp_path / "run", html=False, executor="ray"),
+                                measure=torchslim.MeasureOptions(batch_sizes=(1,)))
+    record = report.runoff
+    assert record is not None and record.node == target.node_id
+    assert [e.name for e in record.entries] == ["baseline", *sorted(["fp32", "w8"], key=lambda n: n != record.before)]
+    assert all(e.p50_ms is not None for e in record.entries)
+    assert record.picked == report.best == report.winners["balanced"]
+    assert "ray: runoff of" in (tmp_path / "run" / "run.log").read_text()
+
+
 def test_a_node_lost_mid_build_is_retried_elsewhere_and_the_run_completes(driver, tmp_path):
     import torchslim
 

@@ -322,8 +322,6 @@ def _runoff(report: Report, spec, opts: _Settings, bundle: DataBundle, run_dir: 
     elsewhere = None
     if opts.measure_fn is not measure:
         elsewhere = "a custom measure_fn times the candidates"
-    elif getattr(opts.executor, "parallel", False):
-        elsewhere = "the ray executor times candidates on its target node"
     elif opts.time_budget is not None and time.perf_counter() - started >= opts.time_budget:
         elsewhere = "the time budget is spent"
     reason = runoff_blocked(report, elsewhere)
@@ -331,8 +329,11 @@ def _runoff(report: Report, spec, opts: _Settings, bundle: DataBundle, run_dir: 
         say(f"runoff: not run ({reason}); the pick stands on the sequential measurements")
         return
     try:
-        record = runoff(report, opts.objective, spec, opts.constraints, run_dir=run_dir, device=opts.device,
-                        make_inputs=lambda b: tuple(t.to(opts.device) for t in bundle.example_inputs(b)), say=say)
+        if getattr(opts.executor, "parallel", False):  # timed on the target node, like every candidate
+            record = opts.executor.runoff(report, spec, opts, bundle, run_dir)
+        else:
+            record = runoff(report, opts.objective, spec, opts.constraints, run_dir=run_dir, device=opts.device,
+                            make_inputs=lambda b: tuple(t.to(opts.device) for t in bundle.example_inputs(b)), say=say)
     except Exception as e:  # noqa: BLE001  (the candidates' own measurements still stand)
         logging.getLogger("torchslim").info("runoff failed", exc_info=True)
         say(f"runoff: failed ({type(e).__name__}: {str(e).strip()[:200]}); the pick stands on the sequential measurements")

@@ -53,9 +53,11 @@ from torchslim.pipeline._ray_tasks import (
     SettingsInputs,
     build_candidate,
     measure_artifact,
+    runoff_on_target,
 )
 from torchslim.pipeline._recipe import PlannedCandidate
 from torchslim.pipeline._refusals import refused_record
+from torchslim.pipeline._runoff import contenders
 from torchslim.pipeline._search import SearchSetup, candidate_dir, skip_reason
 from torchslim.pipeline._select import honesty_notes, is_within_budget
 from torchslim.report import (
@@ -63,6 +65,7 @@ from torchslim.report import (
     Execution,
     FallbackRecord,
     LayerChangeRecord,
+    Runoff,
     RuntimeRecord,
     totals_line,
 )
@@ -239,6 +242,7 @@ class RayExecutor:
         self._monitor.start()
         self._build = ray.remote(build_candidate)
         self._measure = ray.remote(measure_artifact)
+        self._runoff = ray.remote(runoff_on_target)
 
     def _runtime_env(self) -> dict | None:
         """The user's model file's folder goes to every worker of the job (their cwd and sys.path)."""
@@ -585,6 +589,37 @@ class RayExecutor:
         notes = [Note(kind="busy_machine", text=out["busy"])] if out.get("busy") else []
         return Candidate(name="baseline", steps=[], status="ok", within_budget=True, artifact=artifact.name,
                          metrics=Metrics.model_validate(out["metrics"]), notes=notes, execution=execution)
+
+    # -- the runoff ---------------------------------------------------------------------------------
+    def runoff(self, report, spec, opts, bundle, run_dir: Path) -> Runoff | None:
+        """The runoff on the target, once every build is done: the contenders' files go there
+        and are timed side by side like every measurement, alone on that node."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        close = contenders(report, opts.objective, spec, opts.constraints)
+        if not close:
+            return None
+        files: dict[str, bytes] = {}
+        for c in ([report.baseline] if opts.objective == "balanced" else []) + close:
+            path = run_dir / c.artifact
+            for p in [*artifact_files(path), manifest_path(path)]:
+                if p.is_file():
+                    files[p.relative_to(run_dir).as_posix()] = p.read_bytes()
+        data_ref = self._data_ref(bundle, opts.device, opts.batch_sizes, None)
+        say(f"ray: runoff of {', '.join(c.name for c in close)} on the target")
+        with self._measure_slot:
+            ref = self._runoff.options(
+                num_cpus=self.target_cpus, max_retries=1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
+            ).remote(data_ref, self.ray.put(files), report.model_dump_json(), spec, opts.constraints, opts.objective,
+                     threads=max(self.target_cpus, 1))
+            out = self._get(ref)
+        if out.get("error"):
+            raise RuntimeError(f"on node {_short(out.get('node'))}: {out['error']}")
+        record = None if out.get("record") is None else Runoff.model_validate(out["record"] | {"node": out["node"]})
+        if record is not None:
+            say(record.line())
+        return record
 
     # -- the totals -------------------------------------------------------------------------------------
     def finish(self, report) -> None:

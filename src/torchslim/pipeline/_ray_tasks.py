@@ -41,9 +41,11 @@ from torchslim.core.step import StepContext
 from torchslim.data import scorer
 from torchslim.errors import RefusedError
 from torchslim.pipeline._ray_sweep import sweep_temp, temp_folder
-from torchslim.pipeline._recipe import PlannedCandidate
+from torchslim.pipeline._recipe import PlannedCandidate, RunoffSpec
+from torchslim.pipeline._runoff import runoff
 from torchslim.pipeline._search import _inside_run_dir, _save, error_text, run_steps
 from torchslim.pipeline._tune import load_with_settings
+from torchslim.report import Report
 
 
 class UserCodeError(Exception):
@@ -280,4 +282,28 @@ def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out["end"] = time.time()
+    return out
+
+
+def runoff_on_target(shared: DataInputs, files: dict[str, bytes], report_json: str, spec: RunoffSpec, constraints,
+                     objective: str, *, threads: int) -> dict:
+    """The runoff (``pipeline._runoff``) on this, the target, node: the contenders' files written
+    under a temporary run folder at their run-relative paths, then timed side by side. Returns
+    the record (or the error) with this node's id."""
+    out: dict[str, Any] = {"node": _node()}
+    tmp = temp_folder("runoff", shared.run_id)
+    try:
+        set_threads(threads)
+        data = _unpack(shared, shared.data_blob, "data")
+        for rel, blob in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(blob)
+        device = torch.device(shared.device)
+        record = runoff(Report.model_validate_json(report_json), objective, spec, constraints, run_dir=tmp,
+                        device=device, make_inputs=lambda b: tuple(t.to(device) for t in data.example_inputs(b)))
+        out["record"] = None if record is None else record.model_dump(mode="json")
+    except Exception as exc:  # noqa: BLE001  (returned: the driver keeps the sequential pick and says why)
+        out["error"] = error_text(exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

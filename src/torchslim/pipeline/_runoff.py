@@ -9,8 +9,9 @@ tuned settings and timed interleaved in one process (``bench.time_tries``), and 
 made on those paired medians, by the objective's own rule. For ``balanced`` the baseline is
 timed with them, since its score is a speed-up. Sizes and accuracy are not re-measured: they
 do not drift. ``size`` needs no runoff; text models (their latency is a workload of real
-sentences), a custom ``measure_fn`` and the ray executor (its timings belong to the target
-node) keep the sequential pick, and the log says why.
+sentences) and a custom ``measure_fn`` keep the sequential pick, and the log says why. With
+the ray executor the runoff is a task on the target node, alone there like every measurement
+(``RayExecutor.runoff``).
 """
 
 from __future__ import annotations

@@ -127,6 +127,7 @@ class Runoff(BaseModel):
     entries: list[RunoffEntry]  # the baseline among them for balanced (its speed-ups are ratios)
     before: str  # the pick the sequential measurements gave
     picked: str
+    node: str | None = None  # --executor ray: the target node it was timed on
 
     def line(self) -> str:
         """``runoff (balanced, batch 1, timed side by side): a 0.114 ms, b 0.146 ms -> picked a;
