@@ -46,7 +46,7 @@ from torchslim.core.notes import Note
 from torchslim.core.rundir import remove_inside
 from torchslim.errors import ArtifactError, ConfigError, RefusedError
 from torchslim.pipeline import _ray_sweep
-from torchslim.pipeline._ray_progress import RayProgress
+from torchslim.pipeline._ray_progress import RayProgress, events_actor
 from torchslim.pipeline._ray_tasks import (
     DataInputs,
     ModelInputs,
@@ -124,44 +124,10 @@ def _short(node: str | None) -> str:
     return (node or "?")[:8]
 
 
-def _events_actor(ray, node_id: str):
-    """A tiny actor on the driver's node that tasks tell where they run and which step they are
-    on (the progress lines, and how many times a build started). Defined here so cloudpickle
-    sends it by value: its worker imports Ray only, not torch."""
-
-    class RunEvents:
-        def __init__(self) -> None:
-            self.items: list = []
-            self.begun: set = set()
-            self.not_run = None  # why no build may start any more (the time budget is spent)
-
-        def add(self, name: str, kind: str, node: str, text: str) -> None:
-            import time as _time
-
-            self.items.append((_time.time(), name, kind, node, text))
-
-        def begin(self, name: str, node: str):
-            """None: build (and the build is recorded as started); else why not. A build that
-            began once may begin again (Ray retrying it after its node died)."""
-            if self.not_run is not None and name not in self.begun:
-                return self.not_run
-            self.begun.add(name)
-            self.add(name, "build", node, "building")
-            return None
-
-        def stop(self, reason: str) -> list:
-            """No build starts from now on; the builds that began (one actor: no race)."""
-            self.not_run = reason
-            return sorted(self.begun)
-
-        def drain(self) -> list:
-            items, self.items = self.items, []
-            return items
-
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-    return ray.remote(num_cpus=0)(RunEvents).options(scheduling_strategy=strategy).remote()
+def _blobs(artifact: Path, root: Path) -> dict[str, bytes]:
+    """An artifact's files and its manifest, keyed by their paths under ``root``."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in [*artifact_files(artifact), manifest_path(artifact)] if p.is_file()}
 
 
 class RayExecutor:
@@ -236,7 +202,7 @@ class RayExecutor:
         say(f"ray: run {self.run_id} on {len(nodes)} node(s), {total} CPUs; candidates are timed on node {_short(self.target_node)}"
             f"{' (the ' + TARGET_RESOURCE + ' node)' if marked else ' (the driver’s node)'} with its "
             f"{self.target_cpus} CPUs, one at a time")
-        self._events = _events_actor(ray, self.driver_node)
+        self._events = events_actor(ray, self.driver_node)
         self.progress.__enter__()
         self._monitor = threading.Thread(target=self._watch, name="torchslim-ray-events", daemon=True)
         self._monitor.start()
@@ -525,6 +491,12 @@ class RayExecutor:
 
     def _measure_remote(self, data_ref, files_ref, artifact: str, runtime: str, name: str, measure_fn, known,
                         settings: SettingsInputs | None = None) -> dict:
+        return self._on_target(self._measure, data_ref, files_ref, artifact, runtime, name=name, measure_fn=measure_fn,
+                               threads=max(self.target_cpus, 1), known=known, events=self._events, settings=settings)
+
+    def _on_target(self, task, *args, **kwargs) -> dict:
+        """Run ``task`` on the target node, alone there (every CPU of it, one such task at a time),
+        after the measurements queued before it; its result."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._queue += 1
@@ -536,11 +508,10 @@ class RayExecutor:
             self._queue -= 1
             self.progress.queued(self._queue)
         try:
-            ref = self._measure.options(
+            ref = task.options(
                 num_cpus=self.target_cpus, max_retries=1,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
-            ).remote(data_ref, files_ref, artifact, runtime, name=name, measure_fn=measure_fn,
-                     threads=max(self.target_cpus, 1), known=known, events=self._events, settings=settings)
+            ).remote(*args, **kwargs)
             return self._get(ref)
         finally:
             self._measure_slot.release()
@@ -572,8 +543,7 @@ class RayExecutor:
     def measure_baseline(self, artifact: Path, bundle, reference, opts) -> Candidate:
         """Time the baseline on the target, the same way as every candidate."""
         data_ref = self._data_ref(bundle, opts.device, opts.batch_sizes, reference)
-        files = {p.name: p.read_bytes() for p in [*artifact_files(artifact), manifest_path(artifact)] if p.is_file()}
-        files_ref = self.ray.put(files)
+        files_ref = self.ray.put(_blobs(artifact, artifact.parent))
         say("ray: measuring the baseline on the target")
         out = self._measure_remote(data_ref, files_ref, artifact.name, "eager", "baseline", opts.measure_fn,
                                    {"accuracy": None, "params": None, "macs": None})
@@ -594,26 +564,16 @@ class RayExecutor:
     def runoff(self, report, spec, opts, bundle, run_dir: Path) -> Runoff | None:
         """The runoff on the target, once every build is done: the contenders' files go there
         and are timed side by side like every measurement, alone on that node."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         close = contenders(report, opts.objective, spec, opts.constraints)
         if not close:
             return None
         files: dict[str, bytes] = {}
         for c in ([report.baseline] if opts.objective == "balanced" else []) + close:
-            path = run_dir / c.artifact
-            for p in [*artifact_files(path), manifest_path(path)]:
-                if p.is_file():
-                    files[p.relative_to(run_dir).as_posix()] = p.read_bytes()
-        data_ref = self._data_ref(bundle, opts.device, opts.batch_sizes, None)
+            files |= _blobs(run_dir / c.artifact, run_dir)
         say(f"ray: runoff of {', '.join(c.name for c in close)} on the target")
-        with self._measure_slot:
-            ref = self._runoff.options(
-                num_cpus=self.target_cpus, max_retries=1,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(self.target_node, soft=False),
-            ).remote(data_ref, self.ray.put(files), report.model_dump_json(), spec, opts.constraints, opts.objective,
-                     threads=max(self.target_cpus, 1))
-            out = self._get(ref)
+        out = self._on_target(self._runoff, self._data_ref(bundle, opts.device, opts.batch_sizes, None),
+                              self.ray.put(files), report.model_dump_json(), spec, opts.constraints, opts.objective,
+                              threads=max(self.target_cpus, 1))
         if out.get("error"):
             raise RuntimeError(f"on node {_short(out.get('node'))}: {out['error']}")
         record = None if out.get("record") is None else Runoff.model_validate(out["record"] | {"node": out["node"]})

@@ -118,3 +118,43 @@ class RayProgress:
         if text != self._said and now - self._said_at >= self.every_s:
             self._said, self._said_at = text, now
             _log.say(f"ray: now {text}")
+
+
+def events_actor(ray, node_id: str):
+    """A tiny actor on the driver's node that tasks tell where they run and which step they are
+    on (the progress lines, and how many times a build started). Defined inside a function so
+    cloudpickle sends it by value: its worker imports Ray only, not torch."""
+
+    class RunEvents:
+        def __init__(self) -> None:
+            self.items: list = []
+            self.begun: set = set()
+            self.not_run = None  # why no build may start any more (the time budget is spent)
+
+        def add(self, name: str, kind: str, node: str, text: str) -> None:
+            import time as _time
+
+            self.items.append((_time.time(), name, kind, node, text))
+
+        def begin(self, name: str, node: str):
+            """None: build (and the build is recorded as started); else why not. A build that
+            began once may begin again (Ray retrying it after its node died)."""
+            if self.not_run is not None and name not in self.begun:
+                return self.not_run
+            self.begun.add(name)
+            self.add(name, "build", node, "building")
+            return None
+
+        def stop(self, reason: str) -> list:
+            """No build starts from now on; the builds that began (one actor: no race)."""
+            self.not_run = reason
+            return sorted(self.begun)
+
+        def drain(self) -> list:
+            items, self.items = self.items, []
+            return items
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return ray.remote(num_cpus=0)(RunEvents).options(scheduling_strategy=strategy).remote()

@@ -239,6 +239,17 @@ class SettingsInputs:
     objective: str
 
 
+def _on_this_node(shared: DataInputs, files: dict[str, bytes], tmp: Path, threads: int):
+    """A target task's set-up: its threads, the data unpacked, the artifact files written under
+    ``tmp`` at their relative paths; returns the data."""
+    set_threads(threads)
+    data = _unpack(shared, shared.data_blob, "data")
+    for rel, blob in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(blob)
+    return data
+
+
 def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str, runtime: str, *, name: str,
                      measure_fn, threads: int, known: dict, events=None, settings: SettingsInputs | None = None) -> dict:
     """Time one artifact on this (the target) node; ``known`` holds what the build measured
@@ -250,11 +261,7 @@ def measure_artifact(shared: DataInputs, files: dict[str, bytes], artifact: str,
     _say(events, name, "measure", "measuring")
     tmp = temp_folder("measure", shared.run_id)
     try:
-        set_threads(threads)
-        data = _unpack(shared, shared.data_blob, "data")
-        for rel, blob in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(blob)
+        data = _on_this_node(shared, files, tmp, threads)
         path = tmp / artifact
         device = torch.device(shared.device)
         if settings is None:
@@ -293,11 +300,7 @@ def runoff_on_target(shared: DataInputs, files: dict[str, bytes], report_json: s
     out: dict[str, Any] = {"node": _node()}
     tmp = temp_folder("runoff", shared.run_id)
     try:
-        set_threads(threads)
-        data = _unpack(shared, shared.data_blob, "data")
-        for rel, blob in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(blob)
+        data = _on_this_node(shared, files, tmp, threads)
         device = torch.device(shared.device)
         record = runoff(Report.model_validate_json(report_json), objective, spec, constraints, run_dir=tmp,
                         device=device, make_inputs=lambda b: tuple(t.to(device) for t in data.example_inputs(b)))
